@@ -1,0 +1,1 @@
+"""Model loading, saving, families and the built-in zoo."""

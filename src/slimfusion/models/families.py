@@ -1,0 +1,106 @@
+"""Per model family knowledge, in one place: which class, which library saves it, and example inputs.
+
+Techniques ask this table instead of testing `isinstance` themselves; a new family is one new `Family` entry.
+Pruning-specific knowledge (layers never pruned, head groups) joins these entries with the pruning issue.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from slimfusion.errors import NotAModelError
+
+ExampleInputs = Callable[[nn.Module, int], dict[str, torch.Tensor]]
+
+
+def _sample_side(config) -> int:
+    size = config.sample_size
+    return size[0] if isinstance(size, (tuple, list)) else int(size)
+
+
+def _unet2d_inputs(model: nn.Module, batch: int) -> dict[str, torch.Tensor]:
+    side = _sample_side(model.config)
+    return {
+        "sample": torch.randn(batch, model.config.in_channels, side, side),
+        "timestep": torch.full((batch,), 10, dtype=torch.long),
+    }
+
+
+def _unet2d_condition_inputs(model: nn.Module, batch: int) -> dict[str, torch.Tensor]:
+    inputs = _unet2d_inputs(model, batch)
+    cross_dim = model.config.cross_attention_dim
+    cross_dim = cross_dim[0] if isinstance(cross_dim, (tuple, list)) else cross_dim
+    inputs["encoder_hidden_states"] = torch.randn(batch, 77, cross_dim)
+    return inputs
+
+
+def _dit_inputs(model: nn.Module, batch: int) -> dict[str, torch.Tensor]:
+    side = _sample_side(model.config)
+    return {
+        "hidden_states": torch.randn(batch, model.config.in_channels, side, side),
+        "timestep": torch.full((batch,), 10, dtype=torch.long),
+        "class_labels": torch.zeros(batch, dtype=torch.long),
+    }
+
+
+def _clip_text_inputs(model: nn.Module, batch: int) -> dict[str, torch.Tensor]:
+    length = model.config.max_position_embeddings
+    return {"input_ids": torch.randint(0, model.config.vocab_size, (batch, length))}
+
+
+def _image_inputs(model: nn.Module, batch: int) -> dict[str, torch.Tensor]:
+    return {"images": torch.randn(batch, model.config.in_channels, 16, 16)}
+
+
+@dataclass(frozen=True)
+class Family:
+    """How slimfusion handles one model class.
+
+    Args:
+        class_path (`str`): "module:ClassName" to import the class from.
+        library (`str`): "diffusers" or "transformers": whose save format and config handling it uses.
+        example_inputs (`Callable`): builds keyword inputs for one forward at a given batch size.
+        denoiser (`bool`): whether it predicts noise and can be sampled from.
+    """
+
+    class_path: str
+    library: str
+    example_inputs: ExampleInputs
+    denoiser: bool = False
+
+    def load_class(self) -> type[nn.Module]:
+        module, _, name = self.class_path.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+FAMILIES: dict[str, Family] = {
+    "UNet2DModel": Family("diffusers:UNet2DModel", "diffusers", _unet2d_inputs, denoiser=True),
+    "UNet2DConditionModel": Family("diffusers:UNet2DConditionModel", "diffusers", _unet2d_condition_inputs, True),
+    "DiTTransformer2DModel": Family("diffusers:DiTTransformer2DModel", "diffusers", _dit_inputs, denoiser=True),
+    # Older DiT checkpoints (facebook/DiT-XL-2-256) name the generic class; diffusers maps it to the DiT class.
+    "Transformer2DModel": Family("diffusers:Transformer2DModel", "diffusers", _dit_inputs, denoiser=True),
+    "CLIPTextModel": Family("transformers:CLIPTextModel", "transformers", _clip_text_inputs),
+    "DigitClassifier": Family("slimfusion.models.classifier:DigitClassifier", "diffusers", _image_inputs),
+}
+
+
+def family_name(model: nn.Module) -> str:
+    """The FAMILIES key of a model instance (its class name, or the class diffusers remapped it from)."""
+    name = type(model).__name__
+    if name in FAMILIES:
+        return name
+    raise NotAModelError(f"unsupported model class {name}; supported: {', '.join(FAMILIES)}")
+
+
+def family_of(model: nn.Module) -> Family:
+    return FAMILIES[family_name(model)]
+
+
+def example_inputs(model: nn.Module, batch: int = 1) -> dict[str, torch.Tensor]:
+    """Keyword inputs for one forward pass of `model` at batch size `batch` and the model's own sample size."""
+    return family_of(model).example_inputs(model, batch)
