@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from slimfusion.errors import SlimfusionError
+from rich.console import Console
+
 from slimfusion.progress import console
 
 app = typer.Typer(
@@ -32,6 +34,80 @@ def _quiet_libraries() -> None:
 
     diffusers_logging.set_verbosity_error()
     diffusers_logging.disable_progress_bar()
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
+@app.command()
+def info(
+    model: ModelArg,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    component: Annotated[str | None, typer.Option(help="pipeline component (default: unet/transformer)")] = None,
+) -> None:
+    """Class, parameters, MACs (batch 1, the model's sample size), file size and compression history."""
+    import json
+
+    from slimfusion.models.info import model_info
+
+    summary = model_info(model, component)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{summary['class']}  ({summary['source']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("parameters", f"{summary['params']:,}")
+    table.add_row("MACs (convs+linears+norms)", f"{summary['macs'] / 1e9:.3f} G")
+    table.add_row("MACs (all matmuls)", f"{summary['macs_all'] / 1e9:.3f} G")
+    table.add_row("input", summary["input"])
+    size = summary["file_bytes"]
+    table.add_row("file size", f"{size / 2**20:.2f} MiB" if size else "not saved (built in memory)")
+    table.add_row("history", " -> ".join(h["step"] for h in summary["history"]) or "none")
+    Console().print(table)
+
+
+@app.command()
+def sample(
+    model: ModelArg,
+    out: OutOpt,
+    num: Annotated[int, typer.Option(help="number of images")] = 64,
+    steps: Annotated[int, typer.Option(help="denoising steps")] = 50,
+    scheduler: Annotated[str, typer.Option(help="ddim (deterministic) or ddpm (ancestral)")] = "ddim",
+    seed: Annotated[int, typer.Option(help="base seed; image i uses (seed, i)")] = 0,
+    batch_size: Annotated[int, typer.Option(help="images per forward")] = 64,
+    component: Annotated[str | None, typer.Option(help="pipeline component (default: unet/transformer)")] = None,
+) -> None:
+    """Generate seeded images: one PNG each, grid.png and samples.npz in --out."""
+    import time
+
+    from pydantic import ValidationError
+
+    from slimfusion.errors import ConfigError
+    from slimfusion.models.io import load
+    from slimfusion.sample import SampleConfig, save_samples
+    from slimfusion.sample import sample as run_sample
+
+    try:
+        config = SampleConfig(num=num, steps=steps, scheduler=scheduler, seed=seed, batch_size=batch_size)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from exc
+    denoiser = load(model, component)
+    start = time.perf_counter()
+    images = run_sample(denoiser, config)
+    elapsed = time.perf_counter() - start
+    save_samples(images, out)
+    console.print(f"{num} images in {elapsed:.1f}s ({num / elapsed:.2f} img/s) -> {out}/grid.png")
+
+
+def _first_error(exc) -> str:
+    """One line from a pydantic ValidationError: the field and what is wrong with it."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "value"
+    return f"--{field.replace('_', '-')}: {err['msg']} (got {err.get('input')!r})"
 
 
 @app.command()
@@ -72,13 +148,35 @@ def train(
     console.print(f"saved {out}")
 
 
+@app.command("train-features")
+def train_features(
+    out: OutOpt,
+    epochs: Annotated[int, typer.Option(help="passes over the digits train split")] = 40,
+    seed: Annotated[int, typer.Option(help="seed for init, order and augmentation")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+) -> None:
+    """Train the digit classifier that gives the offline FD feature space (how builtin:digits-features was made)."""
+    from slimfusion.data import load_digits_split
+    from slimfusion.models.io import save
+    from slimfusion.models.meta import history
+    from slimfusion.train.classifier import ClassifierConfig, train_classifier
+
+    if out.exists() and not overwrite:
+        raise SlimfusionError(f"{out} already exists; pass --overwrite to replace it")
+    config = ClassifierConfig(epochs=epochs, seed=seed)
+    model = train_classifier(*load_digits_split("train"), config, test=load_digits_split("test"))
+    effect = history(model)[-1]["effect"]
+    save(model, out, overwrite=True)
+    console.print(f"test accuracy {effect['test_accuracy']:.4f} (train {effect['train_accuracy']:.4f}); saved {out}")
+
+
 def main() -> None:
     """Entry point: bad input ends in one line on stderr and exit code 2, never a traceback."""
     _quiet_libraries()
     try:
         app()  # typer reports usage errors itself (exit 2)
     except (SlimfusionError, FileExistsError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("interrupted")

@@ -73,6 +73,10 @@ class Family:
     example_inputs: ExampleInputs
     denoiser: bool = False
 
+    def config_dict(self, model: nn.Module) -> dict:
+        """The model's config as a plain dict (what `build` takes)."""
+        return model.config.to_dict() if self.library == "transformers" else dict(model.config)
+
     def load_class(self) -> type[nn.Module]:
         module, _, name = self.class_path.partition(":")
         return getattr(importlib.import_module(module), name)

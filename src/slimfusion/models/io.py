@@ -158,6 +158,8 @@ def _load_model_folder(path: Path) -> nn.Module:
         raise NotAModelError(f"{path}: unsupported model class {class_name!r}; supported: {', '.join(FAMILIES)}")
     model = build(FAMILIES[class_name], config)
     state = _read_weights(path)
+    if FAMILIES[class_name].library == "transformers":
+        state = _strip_legacy_prefix(state, model)
     overrides = (meta or {}).get("shape_overrides", {})
     _apply_overrides(model, overrides)
     _resize_explained_tensors(model, state, overrides, path)
@@ -169,6 +171,15 @@ def _load_model_folder(path: Path) -> nn.Module:
     model.eval()
     set_meta(model, {"history": [], "scheduler": None, "source": str(path)} | _meta_fields(meta))
     return model
+
+
+def _strip_legacy_prefix(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Checkpoints from transformers < 5 nest CLIP's text model as `text_model.`; newer classes do not."""
+    own = model.state_dict()
+    prefix = "text_model."
+    if any(k in own for k in state) or not all(k.startswith(prefix) for k in state):
+        return state
+    return {k[len(prefix) :]: v for k, v in state.items()}
 
 
 def _meta_fields(meta: dict[str, Any] | None) -> dict[str, Any]:
@@ -227,7 +238,8 @@ def _simple_attrs(module: nn.Module) -> dict[str, Any]:
 def shape_overrides(model: nn.Module) -> dict[str, dict[str, Any]]:
     """Per-module attributes of `model` that differ from a fresh build of its config (what pruning changed)."""
     with torch.device("meta"):
-        fresh = build(FAMILIES[family_name(model)], dict(model.config))
+        family = FAMILIES[family_name(model)]
+        fresh = build(family, family.config_dict(model))
     fresh_modules = dict(fresh.named_modules())
     overrides: dict[str, dict[str, Any]] = {}
     for name, module in model.named_modules():

@@ -1,0 +1,1 @@
+"""Cost (params, MACs, size, latency) and quality (Frechet distance) metrics."""

@@ -1,0 +1,79 @@
+"""What a model costs: parameters, MACs, bytes on disk, CPU latency."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimfusion.models.families import example_inputs
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (every element of every parameter tensor)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, batch: int = 1) -> int:
+    """MACs of one forward as Torch-Pruning counts them (convs, linears, norms; not attention's matmuls).
+
+    This is the figure the Diff-Pruning paper reports (6.1G for the CIFAR-10 DDPM).
+    """
+    import contextlib
+    import io
+
+    import torch_pruning as tp
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints warnings to stdout, which `info --json` owns
+        macs, _ = tp.utils.count_ops_and_params(model, example_inputs(model, batch))
+    return int(macs)
+
+
+@torch.no_grad()
+def count_macs_all(model: nn.Module, batch: int = 1) -> int:
+    """MACs of every matmul and convolution in one forward, attention included (torch's FLOP counter / 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        model(**example_inputs(model, batch))
+    return int(counter.get_total_flops() // 2)
+
+
+def weights_bytes(model: nn.Module) -> int:
+    """Bytes held by parameters and buffers in memory."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def folder_bytes(path: str | Path) -> int:
+    """Bytes of the safetensors files of a saved model folder (0 when none)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*.safetensors"))
+
+
+@torch.no_grad()
+def measure_latency(model: nn.Module, batch: int = 1, repeats: int = 10, warmup: int = 2) -> float:
+    """Median wall-clock seconds of one forward at `batch` on the current device (CPU here)."""
+    inputs = example_inputs(model, batch)
+    for _ in range(warmup):
+        model(**inputs)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(**inputs)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def cost_summary(model: nn.Module, batch: int = 1) -> dict[str, Any]:
+    """params, macs, macs_all and in-memory weight bytes of one forward at `batch`."""
+    return {
+        "params": count_params(model),
+        "macs": count_macs(model, batch),
+        "macs_all": count_macs_all(model, batch),
+        "weights_bytes": weights_bytes(model),
+    }

@@ -1,0 +1,147 @@
+"""Seeded, batched sampling from a denoiser with diffusers' DDIM / DDPM schedulers.
+
+Image i always starts from (and, for DDPM, draws its step noise from) its own generator seeded by (seed, i), so a
+result does not depend on the batch size or on how the indices are split across processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from slimfusion.errors import ConfigError
+from slimfusion.models.families import family_name
+from slimfusion.models.meta import get_meta
+from slimfusion.progress import progress_bar
+
+SCHEDULERS = ("ddim", "ddpm")
+
+
+class SampleConfig(BaseModel):
+    """How to sample.
+
+    Args:
+        num (`int`, defaults to 64): number of images.
+        steps (`int`, defaults to 50): denoising steps.
+        scheduler (`str`, defaults to "ddim"): "ddim" (deterministic, eta 0) or "ddpm" (ancestral).
+        seed (`int`, defaults to 0): base seed; image i uses the seed pair (seed, i).
+        batch_size (`int`, defaults to 64): images per forward.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    version: int = 1
+    num: int = Field(64, ge=1)
+    steps: int = Field(50, ge=1, le=1000)
+    scheduler: Literal["ddim", "ddpm"] = "ddim"
+    seed: int = Field(0, ge=0)
+    batch_size: int = Field(64, ge=1)
+
+
+def image_generator(seed: int, index: int) -> torch.Generator:
+    """The generator of image `index` under base `seed` (distinct streams for every pair)."""
+    state = np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
+
+
+def make_scheduler(model: nn.Module, kind: str, steps: int):
+    """A diffusers scheduler of `kind` built from the model's training schedule, set to `steps` steps."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    from slimfusion.train.diffusion import default_scheduler_config
+
+    config = get_meta(model).get("scheduler") or default_scheduler_config()
+    if kind not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler {kind!r}; choose one of {', '.join(SCHEDULERS)}")
+    scheduler = (DDIMScheduler if kind == "ddim" else DDPMScheduler).from_config(config)
+    if steps > scheduler.config.num_train_timesteps:
+        raise ConfigError(f"--steps {steps} exceeds the model's {scheduler.config.num_train_timesteps} train timesteps")
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module, config: SampleConfig, indices: Sequence[int] | None = None, progress: bool = True
+) -> torch.Tensor:
+    """Generate images [N, C, H, W] in [-1, 1].
+
+    Args:
+        model (`nn.Module`): an unconditional `UNet2DModel` denoiser (epsilon prediction).
+        config (`SampleConfig`): how many, how many steps, which scheduler, which seed.
+        indices (`Sequence[int]`, optional): which image indices to make (default: all `range(config.num)`); lets
+            several processes make disjoint slices of one seeded set.
+        progress (`bool`, defaults to True): show a progress bar.
+    """
+    if family_name(model) != "UNet2DModel":
+        raise ConfigError(f"sampling supports unconditional UNet2DModel so far, not {family_name(model)}")
+    indices = list(range(config.num)) if indices is None else list(indices)
+    model.eval()
+    side = model.config.sample_size
+    side = side[0] if isinstance(side, (tuple, list)) else side
+    shape = (1, model.config.in_channels, side, side)
+    out = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("sample", total=len(indices), status="")
+        start = time.perf_counter()
+        for first in range(0, len(indices), config.batch_size):
+            chunk = indices[first : first + config.batch_size]
+            gens = [image_generator(config.seed, i) for i in chunk]
+            x = torch.cat([torch.randn(shape, generator=g) for g in gens])
+            scheduler = make_scheduler(model, config.scheduler, config.steps)
+            for t in scheduler.timesteps:
+                eps = model(x, t).sample
+                x = scheduler.step(eps, t, x, generator=gens).prev_sample
+            out.append(x.clamp(-1, 1))
+            done = first + len(chunk)
+            bar.update(task, completed=done, status=f"{done / (time.perf_counter() - start):.1f} img/s")
+    return torch.cat(out) if out else torch.empty(0, *shape[1:])
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[-1, 1] tensors [N, C, H, W] -> uint8 array [N, H, W, C]."""
+    arr = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return arr.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def make_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 1) -> np.ndarray:
+    """Tile images ([-1, 1], [N, C, H, W]) into one uint8 array [H', W', C] with `pad` pixels of white."""
+    # By hand: torchvision's make_grid would pull in a torchvision that does not match the pinned CPU torch.
+    arr = to_uint8(images)
+    n, h, w, c = arr.shape
+    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncols))
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = arr[i]
+    return grid
+
+
+def save_image(array: np.ndarray, path: str | Path, scale: int = 1) -> None:
+    """Write a uint8 [H, W, C] array as PNG (grey scale for one channel), optionally upscaled (nearest)."""
+    from PIL import Image
+
+    img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    img.save(path)
+
+
+def save_samples(images: torch.Tensor, out: str | Path, indices: Sequence[int] | None = None) -> Path:
+    """Write one PNG per image (`sample_00000.png`, named by index), `grid.png` and `samples.npz` (uint8 NHWC)."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    indices = list(range(len(images))) if indices is None else list(indices)
+    arrays = to_uint8(images)
+    for i, arr in zip(indices, arrays):
+        save_image(arr, folder / f"sample_{i:05d}.png")
+    save_image(make_grid(images[:256]), folder / "grid.png", scale=max(1, 256 // (images.shape[-1] * 8)))
+    np.savez(folder / "samples.npz", images=arrays, indices=np.asarray(indices))
+    return folder

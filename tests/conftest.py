@@ -1,0 +1,74 @@
+"""Tiny configs of the real diffusers / transformers classes, so every family is tested in seconds on a CPU."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+from slimfusion.models.families import FAMILIES  # noqa: E402
+from slimfusion.models.io import build  # noqa: E402
+
+TINY_CONFIGS = {
+    "UNet2DModel": {
+        "sample_size": 8,
+        "in_channels": 1,
+        "out_channels": 1,
+        "block_out_channels": [8, 16],
+        "layers_per_block": 1,
+        "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+        "up_block_types": ["AttnUpBlock2D", "UpBlock2D"],
+        "attention_head_dim": 4,
+        "norm_num_groups": 4,
+    },
+    "UNet2DConditionModel": {
+        "sample_size": 8,
+        "in_channels": 4,
+        "out_channels": 4,
+        "block_out_channels": [8, 16],
+        "layers_per_block": 1,
+        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+        "cross_attention_dim": 12,
+        "attention_head_dim": 2,
+        "norm_num_groups": 4,
+    },
+    "DiTTransformer2DModel": {
+        "num_attention_heads": 2,
+        "attention_head_dim": 4,
+        "in_channels": 4,
+        "out_channels": 8,
+        "num_layers": 2,
+        "sample_size": 8,
+        "patch_size": 2,
+        "norm_type": "ada_norm_zero",
+        "num_embeds_ada_norm": 10,
+        "norm_elementwise_affine": False,
+    },
+    "CLIPTextModel": {
+        "vocab_size": 64,
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 8,
+        "projection_dim": 16,
+        "bos_token_id": 0,
+        "eos_token_id": 1,
+        "pad_token_id": 1,
+    },
+}
+
+
+def tiny_model(class_name: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build(FAMILIES[class_name], TINY_CONFIGS[class_name]).eval()
+
+
+@pytest.fixture(params=sorted(TINY_CONFIGS))
+def family_model(request) -> torch.nn.Module:
+    """One tiny model of each supported family (the shared per-capability tests run over all of them)."""
+    return tiny_model(request.param)
