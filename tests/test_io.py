@@ -68,10 +68,9 @@ def test_saved_folder_is_diffusers_style(tmp_path):
 
 
 def test_plain_diffusers_folder_and_pipeline_folder_load(tmp_path):
+    from conftest import tiny_model
     from diffusers import DDPMScheduler
     from test_io import _output as out
-
-    from conftest import tiny_model
 
     model = tiny_model("UNet2DModel")
     model.save_pretrained(tmp_path / "plain")  # written by diffusers itself, no slimfusion.json
@@ -81,7 +80,13 @@ def test_plain_diffusers_folder_and_pipeline_folder_load(tmp_path):
     model.save_pretrained(pipe / "unet")
     DDPMScheduler(num_train_timesteps=50).save_pretrained(pipe / "scheduler")
     (pipe / "model_index.json").write_text(
-        json.dumps({"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", "DDPMScheduler"]})
+        json.dumps(
+            {
+                "_class_name": "DDPMPipeline",
+                "unet": ["diffusers", "UNet2DModel"],
+                "scheduler": ["diffusers", "DDPMScheduler"],
+            }
+        )
     )
     loaded = slimfusion.load(pipe)
     assert torch.equal(out(loaded), out(model))

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from slimfusion.errors import SlimfusionError
 from rich.console import Console
 
+from slimfusion.errors import SlimfusionError
 from slimfusion.progress import console
 
 app = typer.Typer(
@@ -19,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
 
 @app.callback()
 def _root() -> None:
@@ -101,6 +101,31 @@ def sample(
     elapsed = time.perf_counter() - start
     save_samples(images, out)
     console.print(f"{num} images in {elapsed:.1f}s ({num / elapsed:.2f} img/s) -> {out}/grid.png")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="folder for samples and the grid")] = Path("demo_out"),
+    num: Annotated[int, typer.Option(help="images to sample")] = 256,
+) -> None:
+    """Run slimfusion end to end on builtin:digits-ddpm (needs no download, a minute on a laptop CPU)."""
+    from rich.table import Table
+
+    from slimfusion.demo import run_demo
+
+    result = run_demo(out, num=num)
+    table = Table(title=f"slimfusion demo: {result['model']}")
+    for column in ("params", "MACs", "latency b=1", "images/s", f"FD (digits features), {num} DDIM-50 samples"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{result['params'] / 1e6:.2f} M",
+        f"{result['macs'] / 1e6:.1f} M",
+        f"{result['latency_ms']:.1f} ms",
+        f"{result['images_per_s']:.1f}",
+        f"{result['fd_samples_vs_test']:.3f} (test vs train: {result['fd_test_vs_train']:.3f})",
+    )
+    Console().print(table)
+    console.print(f"samples: {result['grid']}")
 
 
 def _first_error(exc) -> str:

@@ -140,7 +140,7 @@ def save_samples(images: torch.Tensor, out: str | Path, indices: Sequence[int] |
     folder.mkdir(parents=True, exist_ok=True)
     indices = list(range(len(images))) if indices is None else list(indices)
     arrays = to_uint8(images)
-    for i, arr in zip(indices, arrays):
+    for i, arr in zip(indices, arrays, strict=True):
         save_image(arr, folder / f"sample_{i:05d}.png")
     save_image(make_grid(images[:256]), folder / "grid.png", scale=max(1, 256 // (images.shape[-1] * 8)))
     np.savez(folder / "samples.npz", images=arrays, indices=np.asarray(indices))

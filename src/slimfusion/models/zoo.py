@@ -112,7 +112,9 @@ BUILTINS: dict[str, Builtin] = {
     "digits-ddpm": Builtin("unconditional DDPM trained on scikit-learn digits (16x16)", "UNet2DModel", shipped=True),
     "digits-features": Builtin("digit classifier: feature space for offline FD", "DigitClassifier", shipped=True),
     "ddpm-cifar10": Builtin("google/ddpm-cifar10-32 architecture, random weights", "UNet2DModel", DDPM_CIFAR10_CONFIG),
-    "sd15-unet": Builtin("Stable Diffusion 1.5 UNet architecture, random weights", "UNet2DConditionModel", SD15_UNET_CONFIG),
+    "sd15-unet": Builtin(
+        "Stable Diffusion 1.5 UNet architecture, random weights", "UNet2DConditionModel", SD15_UNET_CONFIG
+    ),
     "dit-xl-2": Builtin("DiT-XL/2 256 architecture, random weights", "DiTTransformer2DModel", DIT_XL_2_CONFIG),
 }
 

@@ -1,0 +1,33 @@
+# Two commands on a fresh machine with Python >= 3.10 and make:  `make demo`  and  `make test`.
+# Both create .venv and install what they need. torch is installed first and pinned to the CPU build, so no
+# package can pull a multi-GB CUDA build in behind it; GPU users: `make install TORCH=torch` (see README).
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/slimfusion demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+# pytest exits 5 when it collects no test, which fails this target: an empty suite never passes silently.
+test: lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache

@@ -1,0 +1,53 @@
+"""The CLI verbs end to end in a subprocess, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from conftest import tiny_model
+
+import slimfusion
+
+
+def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "slimfusion.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_sample_writes_seeded_pngs_grid_and_npz(tmp_path):
+    model = slimfusion.save(tiny_model("UNet2DModel"), tmp_path / "unet")
+    for name in ("a", "b"):
+        result = run_cli(
+            "sample", str(model), "--num", "3", "--steps", "3", "--seed", "7", "--out", str(tmp_path / name)
+        )
+        assert result.returncode == 0, result.stderr
+        assert "img/s" in result.stderr
+    a, b = (np.load(tmp_path / n / "samples.npz")["images"] for n in ("a", "b"))
+    assert a.shape == (3, 8, 8, 1) and np.array_equal(a, b)
+    assert (tmp_path / "a" / "grid.png").exists() and (tmp_path / "a" / "sample_00002.png").exists()
+
+
+def test_sample_bad_option_is_one_line(tmp_path):
+    result = run_cli("sample", "builtin:digits-ddpm", "--steps", "0", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and result.stderr.strip().startswith("error: --steps")
+    assert not (tmp_path / "x").exists()
+
+
+def test_train_then_info_shows_history(tmp_path):
+    out = tmp_path / "trained"
+    result = run_cli("train", "--data", "digits", "--steps", "2", "--batch-size", "4", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    info = json.loads(run_cli("info", str(out), "--json").stdout)
+    assert info["history"][0]["step"] == "train" and info["history"][0]["config"]["steps"] == 2
+    assert info["params"] == 1_623_169 and info["file_bytes"] > 6_000_000
+    again = run_cli("train", "--steps", "2", "--out", str(out))
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_info_table_for_builtin():
+    result = run_cli("info", "builtin:digits-features")
+    assert result.returncode == 0 and "DigitClassifier" in result.stdout and "train_classifier" in result.stdout
