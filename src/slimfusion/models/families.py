@@ -57,6 +57,35 @@ def _image_inputs(model: nn.Module, batch: int) -> dict[str, torch.Tensor]:
     return {"images": torch.randn(batch, model.config.in_channels, 16, 16)}
 
 
+def _unet2d_ignored(model: nn.Module) -> list[nn.Module]:
+    return [model.conv_out]  # its width is the image's channel count
+
+
+def _attention_heads(model: nn.Module) -> dict[nn.Module, int]:
+    """q / k / v projections of every diffusers Attention -> head count (pruned per head, consistently)."""
+    from diffusers.models.attention_processor import Attention
+
+    heads: dict[nn.Module, int] = {}
+    for module in model.modules():
+        if isinstance(module, Attention):
+            for proj in (module.to_q, module.to_k, module.to_v):
+                heads[proj] = module.heads
+    return heads
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """What structural pruning must know about a family.
+
+    Args:
+        ignored_layers (`Callable`): layers whose output width is never changed.
+        heads (`Callable`): projection layer -> number of attention heads, so heads shrink consistently.
+    """
+
+    ignored_layers: Callable[[nn.Module], list[nn.Module]]
+    heads: Callable[[nn.Module], dict[nn.Module, int]]
+
+
 @dataclass(frozen=True)
 class Family:
     """How slimfusion handles one model class.
@@ -66,12 +95,14 @@ class Family:
         library (`str`): "diffusers" or "transformers": whose save format and config handling it uses.
         example_inputs (`Callable`): builds keyword inputs for one forward at a given batch size.
         denoiser (`bool`): whether it predicts noise and can be sampled from.
+        pruning (`Pruning`, optional): structural pruning knowledge; None where it is not supported yet.
     """
 
     class_path: str
     library: str
     example_inputs: ExampleInputs
     denoiser: bool = False
+    pruning: Pruning | None = None
 
     def config_dict(self, model: nn.Module) -> dict:
         """The model's config as a plain dict (what `build` takes)."""
@@ -83,7 +114,13 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "UNet2DModel": Family("diffusers:UNet2DModel", "diffusers", _unet2d_inputs, denoiser=True),
+    "UNet2DModel": Family(
+        "diffusers:UNet2DModel",
+        "diffusers",
+        _unet2d_inputs,
+        denoiser=True,
+        pruning=Pruning(_unet2d_ignored, _attention_heads),
+    ),
     "UNet2DConditionModel": Family("diffusers:UNet2DConditionModel", "diffusers", _unet2d_condition_inputs, True),
     "DiTTransformer2DModel": Family("diffusers:DiTTransformer2DModel", "diffusers", _dit_inputs, denoiser=True),
     # Older DiT checkpoints (facebook/DiT-XL-2-256) name the generic class; diffusers maps it to the DiT class.
