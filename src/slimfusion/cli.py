@@ -135,6 +135,82 @@ def _first_error(exc) -> str:
     return f"--{field.replace('_', '-')}: {err['msg']} (got {err.get('input')!r})"
 
 
+@app.command("prune")
+def prune_command(
+    model: ModelArg,
+    out: OutOpt,
+    method: Annotated[str, typer.Option(help="random | magnitude | taylor | diff-pruning | reinit")] = "diff-pruning",
+    ratio: Annotated[float, typer.Option(help="fraction of channels removed per layer group, in (0, 1)")] = 0.3,
+    data: Annotated[
+        str | None, typer.Option(help="calibration images: digits or a folder (taylor, diff-pruning)")
+    ] = None,
+    threshold: Annotated[float, typer.Option(help="diff-pruning T: stop when loss < T x max loss")] = 0.05,
+    calib_batches: Annotated[int, typer.Option(help="calibration batches per timestep")] = 1,
+    batch_size: Annotated[int, typer.Option(help="images per calibration batch")] = 64,
+    round_to: Annotated[int | None, typer.Option(help="keep widths multiples of K")] = None,
+    compat: Annotated[str, typer.Option(help="torch-pruning (TP 1.6 rounding) or paper (Diff-Pruning's TP 1.3)")] = (
+        "torch-pruning"
+    ),
+    seed: Annotated[int, typer.Option(help="seed for random importance and calibration")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+) -> None:
+    """Structural pruning (Diff-Pruning and baselines); prints the widths and the params / MACs reduction."""
+    from pydantic import ValidationError
+
+    from slimfusion.data import load_images
+    from slimfusion.errors import ConfigError
+    from slimfusion.models.io import load, save
+    from slimfusion.models.meta import history
+    from slimfusion.prune import StructuralConfig, prune
+
+    if out.exists() and not overwrite:
+        raise SlimfusionError(f"{out} already exists; pass --overwrite to replace it")
+    try:
+        config = StructuralConfig(
+            method=method,
+            ratio=ratio,
+            threshold=threshold,
+            calib_batches=calib_batches,
+            batch_size=batch_size,
+            round_to=round_to,
+            compat=compat,
+            seed=seed,
+        )
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from exc
+    denoiser = load(model)
+    images = None
+    if data is not None:
+        images = load_images(data, size=denoiser.config.sample_size, channels=denoiser.config.in_channels)
+    prune(denoiser, config, data=images)
+    save(denoiser, out, overwrite=overwrite)
+    _print_prune_effect(history(denoiser)[-1]["effect"], out)
+
+
+def _print_prune_effect(effect: dict, out: Path) -> None:
+    from rich.table import Table
+
+    widths = Table(title="pruned widths (layer: before -> after)")
+    widths.add_column("layer")
+    widths.add_column("before", justify="right")
+    widths.add_column("after", justify="right")
+    for name, (before, after) in effect["widths"].items():
+        widths.add_row(name, str(before), str(after))
+    summary = Table(title="effect")
+    summary.add_column("")
+    for column in ("before", "after", "ratio"):
+        summary.add_column(column, justify="right")
+    for label, key, scale, unit in (("params", "params", 1e6, "M"), ("MACs", "macs", 1e9, "G")):
+        before, after = effect[f"{key}_before"], effect[f"{key}_after"]
+        summary.add_row(label, f"{before / scale:.3f} {unit}", f"{after / scale:.3f} {unit}", f"{after / before:.3f}")
+    out_console = Console()
+    out_console.print(widths)
+    out_console.print(summary)
+    if effect.get("timesteps_used") is not None:
+        out_console.print(f"gradients accumulated over {effect['timesteps_used']} timesteps")
+    out_console.print(f"saved {out} ({effect['wall_s']:.1f}s)")
+
+
 @app.command()
 def train(
     out: OutOpt,

@@ -61,16 +61,28 @@ def _unet2d_ignored(model: nn.Module) -> list[nn.Module]:
     return [model.conv_out]  # its width is the image's channel count
 
 
-def _attention_heads(model: nn.Module) -> dict[nn.Module, int]:
-    """q / k / v projections of every diffusers Attention -> head count (pruned per head, consistently)."""
+def _dit_ignored(model: nn.Module) -> list[nn.Module]:
+    # proj_out_1 makes the final shift / scale of the residual stream, proj_out_2 the patch pixels: both fixed widths
+    return [model.proj_out_1, model.proj_out_2]
+
+
+def _equal_subgroups(model: nn.Module) -> dict[nn.Module, int]:
+    """Layers whose output splits into equal parts that must shrink alike, -> number of parts.
+
+    q / k / v projections of every diffusers Attention split into heads (so every head keeps the same head dim);
+    a GEGLU projection splits into value and gate halves (so the pairs stay aligned).
+    """
+    from diffusers.models.activations import GEGLU
     from diffusers.models.attention_processor import Attention
 
-    heads: dict[nn.Module, int] = {}
+    parts: dict[nn.Module, int] = {}
     for module in model.modules():
         if isinstance(module, Attention):
             for proj in (module.to_q, module.to_k, module.to_v):
-                heads[proj] = module.heads
-    return heads
+                parts[proj] = module.heads
+        elif isinstance(module, GEGLU):
+            parts[module.proj] = 2
+    return parts
 
 
 @dataclass(frozen=True)
@@ -79,11 +91,12 @@ class Pruning:
 
     Args:
         ignored_layers (`Callable`): layers whose output width is never changed.
-        heads (`Callable`): projection layer -> number of attention heads, so heads shrink consistently.
+        subgroups (`Callable`): layer -> number of equal parts of its output (attention heads, GEGLU halves) that
+            must lose the same channels.
     """
 
     ignored_layers: Callable[[nn.Module], list[nn.Module]]
-    heads: Callable[[nn.Module], dict[nn.Module, int]]
+    subgroups: Callable[[nn.Module], dict[nn.Module, int]]
 
 
 @dataclass(frozen=True)
@@ -119,10 +132,22 @@ FAMILIES: dict[str, Family] = {
         "diffusers",
         _unet2d_inputs,
         denoiser=True,
-        pruning=Pruning(_unet2d_ignored, _attention_heads),
+        pruning=Pruning(_unet2d_ignored, _equal_subgroups),
     ),
-    "UNet2DConditionModel": Family("diffusers:UNet2DConditionModel", "diffusers", _unet2d_condition_inputs, True),
-    "DiTTransformer2DModel": Family("diffusers:DiTTransformer2DModel", "diffusers", _dit_inputs, denoiser=True),
+    "UNet2DConditionModel": Family(
+        "diffusers:UNet2DConditionModel",
+        "diffusers",
+        _unet2d_condition_inputs,
+        denoiser=True,
+        pruning=Pruning(_unet2d_ignored, _equal_subgroups),
+    ),
+    "DiTTransformer2DModel": Family(
+        "diffusers:DiTTransformer2DModel",
+        "diffusers",
+        _dit_inputs,
+        denoiser=True,
+        pruning=Pruning(_dit_ignored, _equal_subgroups),
+    ),
     # Older DiT checkpoints (facebook/DiT-XL-2-256) name the generic class; diffusers maps it to the DiT class.
     "Transformer2DModel": Family("diffusers:Transformer2DModel", "diffusers", _dit_inputs, denoiser=True),
     "CLIPTextModel": Family("transformers:CLIPTextModel", "transformers", _clip_text_inputs),

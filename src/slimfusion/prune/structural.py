@@ -45,15 +45,15 @@ def kept_per_group(channels: int, groups: int, config: StructuralConfig) -> int:
     return min(size, keep)
 
 
-def _channel_groups(group, heads: dict[nn.Module, int], graph: tp.DependencyGraph) -> int:
-    """Sub-groups that must stay equal in size: GroupNorm groups and attention heads in the coupled layers."""
+def _channel_groups(group, subgroups: dict[nn.Module, int], graph: tp.DependencyGraph) -> int:
+    """Sub-groups that must stay equal: GroupNorm groups, attention heads, GEGLU halves among the coupled layers."""
     result = 1
     for dep, _ in group:
         module = dep.target.module
         if isinstance(module, nn.GroupNorm):
             result = math.lcm(result, module.num_groups)
-        if module in heads and graph.is_out_channel_pruning_fn(dep.handler):
-            result = math.lcm(result, heads[module])
+        if module in subgroups and graph.is_out_channel_pruning_fn(dep.handler):
+            result = math.lcm(result, subgroups[module])
     return result
 
 
@@ -102,7 +102,7 @@ def prune(
         calibration = accumulate_gradients(
             model, data, threshold, config.calib_batches, config.batch_size, config.seed, progress
         )
-    ignored, heads = family.pruning.ignored_layers(model), family.pruning.heads(model)
+    ignored, subgroups = family.pruning.ignored_layers(model), family.pruning.subgroups(model)
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs(model, 1), verbose=False)
     importance = method.importance()
     plans = []
@@ -110,7 +110,7 @@ def prune(
         scores = importance(group)
         if scores is None:
             continue
-        groups = _channel_groups(group, heads, graph)
+        groups = _channel_groups(group, subgroups, graph)
         size = len(scores) // groups
         keep = kept_per_group(len(scores), groups, config)
         if keep >= size:
