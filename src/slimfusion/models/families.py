@@ -57,6 +57,22 @@ def _image_inputs(model: nn.Module, batch: int) -> dict[str, torch.Tensor]:
     return {"images": torch.randn(batch, model.config.in_channels, 16, 16)}
 
 
+def _unet2d_denoise(model: nn.Module, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return model(noisy, t).sample
+
+
+def _unet2d_condition_denoise(model: nn.Module, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    # Null conditioning (zeros) until prompt-based calibration lands with the text-to-image work.
+    context = _unet2d_condition_inputs(model, len(noisy))["encoder_hidden_states"].zero_()
+    return model(noisy, t, encoder_hidden_states=context).sample
+
+
+def _dit_denoise(model: nn.Module, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    labels = torch.zeros(len(noisy), dtype=torch.long)  # class 0 until class-conditional calibration lands
+    out = model(noisy, timestep=t, class_labels=labels).sample
+    return out[:, : noisy.shape[1]]  # DiT also predicts the variance in its extra channels
+
+
 def _unet2d_ignored(model: nn.Module) -> list[nn.Module]:
     return [model.conv_out]  # its width is the image's channel count
 
@@ -107,15 +123,20 @@ class Family:
         class_path (`str`): "module:ClassName" to import the class from.
         library (`str`): "diffusers" or "transformers": whose save format and config handling it uses.
         example_inputs (`Callable`): builds keyword inputs for one forward at a given batch size.
-        denoiser (`bool`): whether it predicts noise and can be sampled from.
+        denoise (`Callable`, optional): (model, noisy, t) -> predicted noise, for denoisers.
         pruning (`Pruning`, optional): structural pruning knowledge; None where it is not supported yet.
     """
 
     class_path: str
     library: str
     example_inputs: ExampleInputs
-    denoiser: bool = False
+    denoise: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     pruning: Pruning | None = None
+
+    @property
+    def denoiser(self) -> bool:
+        """Whether it predicts noise (can be trained, calibrated and sampled)."""
+        return self.denoise is not None
 
     def config_dict(self, model: nn.Module) -> dict:
         """The model's config as a plain dict (what `build` takes)."""
@@ -131,25 +152,25 @@ FAMILIES: dict[str, Family] = {
         "diffusers:UNet2DModel",
         "diffusers",
         _unet2d_inputs,
-        denoiser=True,
+        _unet2d_denoise,
         pruning=Pruning(_unet2d_ignored, _equal_subgroups),
     ),
     "UNet2DConditionModel": Family(
         "diffusers:UNet2DConditionModel",
         "diffusers",
         _unet2d_condition_inputs,
-        denoiser=True,
+        _unet2d_condition_denoise,
         pruning=Pruning(_unet2d_ignored, _equal_subgroups),
     ),
     "DiTTransformer2DModel": Family(
         "diffusers:DiTTransformer2DModel",
         "diffusers",
         _dit_inputs,
-        denoiser=True,
+        _dit_denoise,
         pruning=Pruning(_dit_ignored, _equal_subgroups),
     ),
     # Older DiT checkpoints (facebook/DiT-XL-2-256) name the generic class; diffusers maps it to the DiT class.
-    "Transformer2DModel": Family("diffusers:Transformer2DModel", "diffusers", _dit_inputs, denoiser=True),
+    "Transformer2DModel": Family("diffusers:DiTTransformer2DModel", "diffusers", _dit_inputs, _dit_denoise),
     "CLIPTextModel": Family("transformers:CLIPTextModel", "transformers", _clip_text_inputs),
     "DigitClassifier": Family("slimfusion.models.classifier:DigitClassifier", "diffusers", _image_inputs),
 }

@@ -30,7 +30,10 @@ def accumulate_gradients(
     Returns:
         {"timesteps_used": int, "losses": list of per-timestep losses, "calib_images": int}
     """
+    from slimfusion.models.families import family_of
     from slimfusion.train.diffusion import default_scheduler_config
+
+    denoise = family_of(model).denoise
 
     scheduler = DDPMScheduler.from_config(get_meta(model).get("scheduler") or default_scheduler_config())
     gen = torch.Generator().manual_seed(seed)
@@ -49,7 +52,7 @@ def accumulate_gradients(
             for chunk in chunks:
                 noise = torch.randn(chunk.shape, generator=gen)
                 steps = torch.full((len(chunk),), t, dtype=torch.long)
-                loss = F.mse_loss(model(scheduler.add_noise(chunk, noise, steps), steps).sample, noise) / len(chunks)
+                loss = F.mse_loss(denoise(model, scheduler.add_noise(chunk, noise, steps), steps), noise) / len(chunks)
                 loss.backward()
                 loss_t += loss.item()
             losses.append(loss_t)

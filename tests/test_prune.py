@@ -1,0 +1,178 @@
+"""Structural pruning: every method on every family, saved and reloaded, Diff-Pruning's threshold, ratio rules."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from conftest import TINY_CONFIGS, tiny_model
+from safetensors.torch import save_file
+
+import slimfusion
+from slimfusion.data import load_digits_split
+from slimfusion.errors import ConfigError
+from slimfusion.models.families import FAMILIES, example_inputs
+from slimfusion.models.meta import get_meta, history
+from slimfusion.prune import METHODS, StructuralConfig, prune
+from slimfusion.prune.structural import kept_per_group
+
+PRUNABLE = sorted(name for name in TINY_CONFIGS if FAMILIES[name].pruning is not None)
+
+
+def _calibration(model: torch.nn.Module) -> torch.Tensor:
+    inputs = example_inputs(model, 4)
+    return next(iter(inputs.values())).clamp(-1, 1)
+
+
+def _first_output(model: torch.nn.Module) -> torch.Tensor:
+    torch.manual_seed(5)
+    with torch.no_grad():
+        return model(**example_inputs(model, 2))[0]
+
+
+@pytest.fixture(scope="module")
+def short_schedule():
+    """A 20-step training schedule, so gradient methods finish in a blink on tiny models."""
+    from slimfusion.train.diffusion import default_scheduler_config
+
+    return default_scheduler_config(num_train_timesteps=20)
+
+
+@pytest.mark.parametrize("family", PRUNABLE)
+def test_every_method_prunes_runs_saves_and_reloads_in_fresh_process(family, short_schedule, tmp_path):
+    expected = {}
+    for method in METHODS:
+        model = tiny_model(family)
+        get_meta(model)["scheduler"] = short_schedule
+        before = sum(p.numel() for p in model.parameters())
+        data = _calibration(model) if METHODS[method].gradients != "none" else None
+        prune(model, StructuralConfig(method=method, ratio=0.5, batch_size=4), data=data, progress=False)
+        effect = history(model)[-1]["effect"]
+        assert effect["params_after"] < before == effect["params_before"]
+        assert effect["macs_after"] < effect["macs_before"]
+        assert effect["widths"], "per-layer widths are recorded"
+        assert all(p.grad is None for p in model.parameters())
+        slimfusion.save(model, tmp_path / method)
+        expected[method] = _first_output(model)
+    save_file(expected, tmp_path / "expected.safetensors")
+    script = textwrap.dedent(
+        f"""
+        import sys, torch
+        torch.set_num_threads({torch.get_num_threads()})
+        sys.path.insert(0, {str(tmp_path.parent)!r})
+        from safetensors.torch import load_file
+        import slimfusion
+        from slimfusion.models.families import example_inputs
+        expected = load_file({str(tmp_path / "expected.safetensors")!r})
+        for method, want in expected.items():
+            model = slimfusion.load({str(tmp_path)!r} + "/" + method)
+            torch.manual_seed(5)
+            with torch.no_grad():
+                got = model(**example_inputs(model, 2))[0]
+            if not torch.equal(got, want):
+                sys.exit(f"{{method}} differs after reload")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    return slimfusion.load("builtin:digits-ddpm")
+
+
+def test_diff_pruning_timestep_count_responds_to_threshold(digits_model):
+    images = load_digits_split("train")[0][:4]
+    used = []
+    for threshold in (0.5, 0.3, 0.2):
+        model = copy.deepcopy(digits_model)
+        prune(
+            model, StructuralConfig(method="diff-pruning", ratio=0.3, threshold=threshold, batch_size=4), images, False
+        )
+        used.append(history(model)[-1]["effect"]["timesteps_used"])
+    assert 1 < used[0] < used[1] < used[2] < 1000, used
+
+
+def test_threshold_zero_and_taylor_use_every_timestep(short_schedule):
+    for method, threshold in (("diff-pruning", 0.0), ("taylor", 0.5)):
+        model = tiny_model("UNet2DModel")
+        get_meta(model)["scheduler"] = short_schedule
+        config = StructuralConfig(method=method, ratio=0.3, threshold=threshold, batch_size=2)
+        prune(model, config, _calibration(model), progress=False)
+        assert history(model)[-1]["effect"]["timesteps_used"] == 20
+
+
+def test_importance_differs_between_methods(digits_model):
+    images = load_digits_split("train")[:1][0][:8]
+    kept = {}
+    for method in ("random", "magnitude", "taylor", "diff-pruning"):
+        model = copy.deepcopy(digits_model)
+        get_meta(model)["scheduler"] = None if method != "taylor" else get_meta(model)["scheduler"]
+        config = StructuralConfig(method=method, ratio=0.3, batch_size=8, threshold=0.3)
+        if method == "taylor":  # all 1000 timesteps would take a while: Taylor over a 50-step schedule
+            from slimfusion.train.diffusion import default_scheduler_config
+
+            get_meta(model)["scheduler"] = default_scheduler_config(50)
+        prune(model, config, images, progress=False)
+        kept[method] = model.down_blocks[0].resnets[0].conv1.weight.detach().clone()
+    names = list(kept)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert kept[a].shape == kept[b].shape
+            assert not torch.equal(kept[a], kept[b]), f"{a} and {b} kept the same channels"
+
+
+def test_reinit_changes_weights_and_random_keeps_them(digits_model):
+    pruned = {}
+    for method in ("random", "reinit"):
+        model = copy.deepcopy(digits_model)
+        prune(model, StructuralConfig(method=method, ratio=0.3, seed=1), progress=False)
+        pruned[method] = model.conv_in.weight.detach()
+    original = digits_model.conv_in.weight.detach()
+    assert torch.isin(pruned["random"].flatten(), original.flatten()).all()  # surviving channels keep their weights
+    assert not torch.isin(pruned["reinit"].flatten(), original.flatten()).all()
+
+
+def test_gradient_methods_need_data():
+    with pytest.raises(ConfigError, match="needs calibration data"):
+        prune(tiny_model("UNet2DModel"), StructuralConfig(method="taylor"), progress=False)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0, -0.1, 1.5])
+def test_ratio_out_of_range_rejected(ratio):
+    with pytest.raises(ValueError, match="ratio"):
+        StructuralConfig(ratio=ratio)
+
+
+def test_unknown_method_rejected():
+    with pytest.raises(ValueError, match="unknown method"):
+        StructuralConfig(method="lottery")
+
+
+@pytest.mark.parametrize(
+    "channels, groups, ratio, compat, round_to, kept",
+    [
+        (128, 32, 0.3, "torch-pruning", None, 2),  # 4 per group: int(4 * 0.7) = 2 -> removes 50%
+        (128, 32, 0.3, "paper", None, 3),  # (128 - 89) // 32 = 1 removed per group -> removes 25%
+        (256, 32, 0.3, "paper", None, 6),  # (256 - 179) // 32 = 2 removed per group
+        (512, 1, 0.3, "paper", None, 358),  # int(512 * 0.7) = 358
+        (512, 1, 0.3, "torch-pruning", 8, 352),  # int(512 * 0.7) = 358 -> rounded down to a multiple of 8
+        (64, 1, 0.99, "torch-pruning", None, 1),  # never prunes a layer away
+    ],
+)
+def test_kept_channels_rule(channels, groups, ratio, compat, round_to, kept):
+    config = StructuralConfig(ratio=ratio, compat=compat, round_to=round_to)
+    assert kept_per_group(channels, groups, config) == kept
+
+
+def test_paper_compat_reproduces_diff_pruning_cifar10_architecture():
+    model = slimfusion.load("builtin:ddpm-cifar10")
+    prune(model, StructuralConfig(method="magnitude", ratio=0.3, compat="paper"), progress=False)
+    effect = history(model)[-1]["effect"]
+    assert abs(effect["params_after"] / 19.85e6 - 1) < 0.01
+    assert abs(effect["macs_after"] / 3.39e9 - 1) < 0.01
