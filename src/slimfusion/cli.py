@@ -128,6 +128,12 @@ def demo(
     console.print(f"samples: {result['grid']}")
 
 
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    """Fail before any work when --out exists (saves are atomic, but an hour of pruning should not be lost)."""
+    if out.exists() and not overwrite:
+        raise SlimfusionError(f"{out} already exists; pass --overwrite to replace it")
+
+
 def _first_error(exc) -> str:
     """One line from a pydantic ValidationError: the field and what is wrong with it."""
     err = exc.errors()[0]
@@ -163,8 +169,7 @@ def prune_command(
     from slimfusion.models.meta import history
     from slimfusion.prune import StructuralConfig, prune
 
-    if out.exists() and not overwrite:
-        raise SlimfusionError(f"{out} already exists; pass --overwrite to replace it")
+    _refuse_existing(out, overwrite)
     try:
         config = StructuralConfig(
             method=method,
@@ -233,8 +238,7 @@ def train(
     from slimfusion.models.zoo import build_architecture
     from slimfusion.train import TrainConfig, train_diffusion
 
-    if out.exists() and not overwrite:
-        raise SlimfusionError(f"{out} already exists; pass --overwrite to replace it")
+    _refuse_existing(out, overwrite)
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     torch.manual_seed(seed)
     model = build_architecture(arch)
@@ -262,8 +266,7 @@ def train_features(
     from slimfusion.models.meta import history
     from slimfusion.train.classifier import ClassifierConfig, train_classifier
 
-    if out.exists() and not overwrite:
-        raise SlimfusionError(f"{out} already exists; pass --overwrite to replace it")
+    _refuse_existing(out, overwrite)
     config = ClassifierConfig(epochs=epochs, seed=seed)
     model = train_classifier(*load_digits_split("train"), config, test=load_digits_split("test"))
     effect = history(model)[-1]["effect"]
