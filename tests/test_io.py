@@ -187,16 +187,27 @@ def test_bad_input_raises_typed_error(case, saved, tmp_path):
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_cli_one_line_exit_2(case, saved, tmp_path):
+def test_bad_input_cli_one_line_exit_2(case, saved, tmp_path, monkeypatch, capsys):
+    from slimfusion import cli
+
     _, _, message = BAD_INPUTS[case]
-    source = _make_bad(case, saved, tmp_path)
+    monkeypatch.setattr(sys, "argv", ["slimfusion", "info", _make_bad(case, saved, tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    stderr = capsys.readouterr().err
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert exit_info.value.code == 2
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], stderr
+
+
+def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "slimfusion.cli", "info", source], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "slimfusion.cli", "info", str(tmp_path / "nope")], capture_output=True, text=True
     )
-    assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert "Traceback" not in result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip() == f"error: model not found: {tmp_path / 'nope'} (no such folder, builtin:NAME or hub id)"
+    )
 
 
 def test_hub_id_offline_is_clear(monkeypatch):
