@@ -176,3 +176,19 @@ def test_paper_compat_reproduces_diff_pruning_cifar10_architecture():
     effect = history(model)[-1]["effect"]
     assert abs(effect["params_after"] / 19.85e6 - 1) < 0.01
     assert abs(effect["macs_after"] / 3.39e9 - 1) < 0.01
+
+
+def test_geglu_value_and_gate_halves_stay_paired():
+    from diffusers.models.activations import GEGLU
+
+    model = tiny_model("UNet2DConditionModel")
+    gegl = next(m for m in model.modules() if isinstance(m, GEGLU))
+    hidden = gegl.proj.out_features // 2
+    with torch.no_grad():  # tag unit i: value half bias i, gate half bias i + 0.5
+        gegl.proj.bias.copy_(torch.cat([torch.arange(hidden) * 1.0, torch.arange(hidden) + 0.5]))
+        gegl.proj.weight.normal_()  # make magnitudes differ between units
+    prune(model, StructuralConfig(method="magnitude", ratio=0.5), progress=False)
+    kept = gegl.proj.out_features // 2
+    assert kept < hidden
+    value, gate = gegl.proj.bias[:kept], gegl.proj.bias[kept:]
+    assert torch.equal(gate, value + 0.5), (value, gate)
