@@ -51,3 +51,30 @@ def test_train_then_info_shows_history(tmp_path):
 def test_info_table_for_builtin():
     result = run_cli("info", "builtin:digits-features")
     assert result.returncode == 0 and "DigitClassifier" in result.stdout and "train_classifier" in result.stdout
+
+
+def test_prune_then_info(tmp_path):
+    out = tmp_path / "pruned"
+    result = run_cli("prune", "builtin:digits-ddpm", "--method", "magnitude", "--ratio", "0.3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "params" in result.stdout and "MACs" in result.stdout and "layers changed" in result.stdout
+    info = json.loads(run_cli("info", str(out), "--json").stdout)
+    step = info["history"][-1]
+    assert step["step"] == "prune" and step["config"]["method"] == "magnitude"
+    assert info["params"] == step["effect"]["params_after"] < step["effect"]["params_before"] == 1_623_169
+
+
+def test_prune_bad_ratio_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    from slimfusion import cli
+
+    out = tmp_path / "pruned"
+    monkeypatch.setattr(
+        sys, "argv", ["slimfusion", "prune", "builtin:digits-ddpm", "--ratio", "1.5", "--out", str(out)]
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.startswith("error: --ratio") and "\n" not in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []

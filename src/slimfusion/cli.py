@@ -192,15 +192,22 @@ def prune_command(
     _print_prune_effect(history(denoiser)[-1]["effect"], out)
 
 
+MAX_WIDTH_ROWS = 40
+
+
 def _print_prune_effect(effect: dict, out: Path) -> None:
     from rich.table import Table
 
-    widths = Table(title="pruned widths (layer: before -> after)")
+    changed = effect["widths"]
+    widths = Table(title=f"pruned widths ({len(changed)} layers changed)")
     widths.add_column("layer")
     widths.add_column("before", justify="right")
     widths.add_column("after", justify="right")
-    for name, (before, after) in effect["widths"].items():
+    shown = list(changed.items()) if len(changed) <= MAX_WIDTH_ROWS else list(changed.items())[:MAX_WIDTH_ROWS]
+    for name, (before, after) in shown:
         widths.add_row(name, str(before), str(after))
+    if len(shown) < len(changed):
+        widths.add_row(f"... {len(changed) - len(shown)} more in {out}/slimfusion.json", "", "")
     summary = Table(title="effect")
     summary.add_column("")
     for column in ("before", "after", "ratio"):
