@@ -193,3 +193,34 @@ def test_geglu_value_and_gate_halves_stay_paired():
     assert kept < hidden
     value, gate = gegl.proj.bias[:kept], gegl.proj.bias[kept:]
     assert torch.equal(gate, value + 0.5), (value, gate)
+
+
+def test_latent_model_calibrates_on_user_latents(tmp_path, short_schedule):
+    from slimfusion.data import load_images
+
+    torch.manual_seed(0)
+    save_file({"latents": torch.randn(4, 4, 8, 8)}, tmp_path / "latents.safetensors")
+    latents = load_images(str(tmp_path / "latents.safetensors"))
+    model = tiny_model("UNet2DConditionModel")
+    get_meta(model)["scheduler"] = short_schedule
+    prune(
+        model,
+        StructuralConfig(method="diff-pruning", ratio=0.3, threshold=0.0, batch_size=2, calib_batches=2),
+        latents,
+        False,
+    )
+    effect = history(model)[-1]["effect"]
+    assert effect["timesteps_used"] == 20 and effect["calib_images"] == 4
+
+
+def test_cli_rejects_calibration_data_of_the_wrong_shape(tmp_path, monkeypatch, capsys):
+    from slimfusion import cli
+
+    save_file({"latents": torch.randn(2, 4, 16, 16)}, tmp_path / "latents.safetensors")
+    model = slimfusion.save(tiny_model("UNet2DConditionModel"), tmp_path / "unet")
+    argv = ["slimfusion", "prune", str(model), "--data", str(tmp_path / "latents.safetensors"), "--out", "x"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    assert "--data gives samples of shape (4, 16, 16); the model takes (4, 8, 8)" in capsys.readouterr().err

@@ -165,6 +165,7 @@ def prune_command(
 
     from slimfusion.data import load_images
     from slimfusion.errors import ConfigError
+    from slimfusion.models.families import example_inputs
     from slimfusion.models.io import load, save
     from slimfusion.models.meta import history
     from slimfusion.prune import StructuralConfig, prune
@@ -187,6 +188,11 @@ def prune_command(
     images = None
     if data is not None:
         images = load_images(data, size=denoiser.config.sample_size, channels=denoiser.config.in_channels)
+        expected = tuple(example_inputs(denoiser, 1).values())[0].shape[1:]
+        if tuple(images.shape[1:]) != tuple(expected):
+            raise ConfigError(
+                f"--data gives samples of shape {tuple(images.shape[1:])}; the model takes {tuple(expected)}"
+            )
     prune(denoiser, config, data=images)
     save(denoiser, out, overwrite=overwrite)
     _print_prune_effect(history(denoiser)[-1]["effect"], out)
