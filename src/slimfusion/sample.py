@@ -86,6 +86,7 @@ def sample(
     side = model.config.sample_size
     side = side[0] if isinstance(side, (tuple, list)) else side
     shape = (1, model.config.in_channels, side, side)
+    scheduler = make_scheduler(model, config.scheduler, config.steps)  # stateless between images: build once
     out = []
     with progress_bar(progress) as bar:
         task = bar.add_task("sample", total=len(indices), status="")
@@ -94,7 +95,6 @@ def sample(
             chunk = indices[first : first + config.batch_size]
             gens = [image_generator(config.seed, i) for i in chunk]
             x = torch.cat([torch.randn(shape, generator=g) for g in gens])
-            scheduler = make_scheduler(model, config.scheduler, config.steps)
             for t in scheduler.timesteps:
                 eps = model(x, t).sample
                 x = scheduler.step(eps, t, x, generator=gens).prev_sample

@@ -118,10 +118,13 @@ def prune(
         order = torch.argsort(scores.view(groups, size).sum(0).cpu())[: size - keep]
         idxs = torch.cat([order + g * size for g in range(groups)]).tolist()
         plans.append((group[0].dep.target.module, group[0].dep.handler, idxs))
+    refused = 0
     for module, handler, idxs in plans:
         pruning_group = graph.get_pruning_group(module, handler, idxs)
         if graph.check_pruning_group(pruning_group):
             pruning_group.prune()
+        else:  # Torch-Pruning judged it unsafe (it would empty a layer); counted, not hidden
+            refused += 1
     sync_attributes(model)
     if method.reinit:
         _reinitialise(model)
@@ -135,6 +138,7 @@ def prune(
         "macs_after": count_macs(model),
         "timesteps_used": calibration.get("timesteps_used"),
         "calib_images": calibration.get("calib_images"),
+        "groups_refused": refused,
         "widths": {k: [widths_before[k], v] for k, v in widths_after.items() if widths_before.get(k) != v},
         "wall_s": round(time.perf_counter() - start, 2),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 
@@ -111,8 +112,6 @@ def train_diffusion(
 
 
 def _ema_copy(model: nn.Module, ema: EMAModel) -> nn.Module:
-    import copy
-
     snapshot = copy.deepcopy(model)
     ema.copy_to(snapshot.parameters())
     return snapshot.eval()
