@@ -237,33 +237,114 @@ def train(
         "digits-ddpm"
     ),
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 8000,
-    batch_size: Annotated[int, typer.Option(help="images per step")] = 64,
+    batch_size: Annotated[int, typer.Option(help="images per step (per process)")] = 64,
     lr: Annotated[float, typer.Option(help="peak AdamW learning rate")] = 5e-4,
     seed: Annotated[int, typer.Option(help="seed for init, batches and noise")] = 0,
-    checkpoint_every: Annotated[int, typer.Option(help="save the EMA model every N steps (0: only at the end)")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="checkpoint (EMA model + training state) every N steps")] = 0,
+    resume: Annotated[bool, typer.Option(help="continue exactly from the checkpoint in --out")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
 ) -> None:
     """Train a diffusion model from scratch with the DDPM loss (how builtin:digits-ddpm was made)."""
     import torch
 
     from slimfusion.data import load_images
-    from slimfusion.models.io import save
     from slimfusion.models.zoo import build_architecture
     from slimfusion.train import TrainConfig, train_diffusion
 
-    _refuse_existing(out, overwrite)
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    config = _config(TrainConfig, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    _check_run_folder(out, resume, overwrite)
     torch.manual_seed(seed)
     model = build_architecture(arch)
     images = load_images(data, size=model.config.sample_size, channels=model.config.in_channels)
+    train_diffusion(model, images, config, out=out, checkpoint_every=checkpoint_every, resume=resume)
+    _save_final(model, out)
 
-    def checkpoint(snapshot, step: int) -> None:
-        save(snapshot, out, overwrite=True)
-        console.log(f"checkpoint at step {step} -> {out}")
 
-    train_diffusion(model, images, config, on_checkpoint=checkpoint, checkpoint_every=checkpoint_every)
-    save(model, out, overwrite=True)
-    console.print(f"saved {out}")
+@app.command()
+def finetune(
+    model: ModelArg,
+    out: OutOpt,
+    data: Annotated[str, typer.Option(help="digits, digits:all or an image folder")] = "digits",
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 1000,
+    teacher: Annotated[str | None, typer.Option(help="original model to distil from")] = None,
+    distill: Annotated[float, typer.Option(help="output distillation weight W in [0, 1]")] = 0.0,
+    feature_distill: Annotated[float, typer.Option(help="weight of block-output distillation")] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="images per step (per process)")] = 64,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate after warm-up")] = 2e-4,
+    warmup_steps: Annotated[int, typer.Option(help="linear warm-up steps")] = 50,
+    ema_decay: Annotated[float, typer.Option(help="EMA decay (the EMA weights are saved)")] = 0.999,
+    grad_clip: Annotated[float, typer.Option(help="max gradient norm")] = 1.0,
+    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")] = "no",
+    seed: Annotated[int, typer.Option(help="seed for batches and noise")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="checkpoint (EMA model + training state) every N steps")] = 0,
+    resume: Annotated[bool, typer.Option(help="continue exactly from the checkpoint in --out")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+) -> None:
+    """Recover a compressed model: DDPM loss, optional distillation from --teacher, EMA weights saved.
+
+    Multi-process / multi-GPU: `accelerate launch -m slimfusion finetune ...`.
+    """
+    from slimfusion.data import load_images
+    from slimfusion.models.families import check_trainable
+    from slimfusion.models.io import load
+    from slimfusion.train import FinetuneConfig
+    from slimfusion.train import finetune as run_finetune
+
+    config = _config(
+        FinetuneConfig,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        ema_decay=ema_decay,
+        grad_clip=grad_clip,
+        mixed_precision=mixed_precision,
+        seed=seed,
+        distill=distill,
+        feature_distill=feature_distill,
+    )
+    if (distill or feature_distill) and teacher is None:
+        raise SlimfusionError("--distill / --feature-distill need --teacher (the original model)")
+    _check_run_folder(out, resume, overwrite)
+    student = load(model)
+    check_trainable(student)
+    original = load(teacher) if teacher is not None else None
+    if original is not None and original.config.sample_size != student.config.sample_size:
+        raise SlimfusionError("--teacher works on another image size than the model")
+    images = load_images(data, size=student.config.sample_size, channels=student.config.in_channels)
+    run_finetune(student, images, config, teacher=original, out=out, checkpoint_every=checkpoint_every, resume=resume)
+    _save_final(student, out)
+
+
+def _config(cls, **values):
+    """Build a pydantic config, turning a validation error into one CLI line."""
+    from pydantic import ValidationError
+
+    from slimfusion.errors import ConfigError
+
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from exc
+
+
+def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume:
+        if not out.exists():
+            raise SlimfusionError(f"--resume: {out} does not exist (no checkpoint to continue from)")
+        return
+    _refuse_existing(out, overwrite)
+
+
+def _save_final(model, out: Path) -> None:
+    """Save the finished EMA model over the run folder (the training state of checkpoints is dropped)."""
+    from accelerate import PartialState
+
+    from slimfusion.models.io import save
+
+    if PartialState().is_main_process:
+        save(model, out, overwrite=True)
+        console.print(f"saved {out}")
 
 
 @app.command("train-features")

@@ -77,3 +77,21 @@ def cost_summary(model: nn.Module, batch: int = 1) -> dict[str, Any]:
         "macs_all": count_macs_all(model, batch),
         "weights_bytes": weights_bytes(model),
     }
+
+
+@torch.no_grad()
+def interleaved_latency(models: dict[str, nn.Module], batch: int = 1, repeats: int = 10) -> dict[str, float]:
+    """Median forward seconds of several models measured in alternation, so machine noise hits them alike.
+
+    Ratios of these medians are the only latency comparison slimfusion reports (never two separate runs).
+    """
+    inputs = {name: example_inputs(model, batch) for name, model in models.items()}
+    for name, model in models.items():  # warm-up
+        model(**inputs[name])
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model(**inputs[name])
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}

@@ -82,6 +82,11 @@ def _dit_ignored(model: nn.Module) -> list[nn.Module]:
     return [model.proj_out_1, model.proj_out_2]
 
 
+def _unet_blocks(model: nn.Module) -> list[str]:
+    """Block outputs a thinner UNet student is taught to match: the middle block and every up block."""
+    return ["mid_block"] + [f"up_blocks.{i}" for i in range(len(model.up_blocks))]
+
+
 def _equal_subgroups(model: nn.Module) -> dict[nn.Module, int]:
     """Layers whose output splits into equal parts that must shrink alike, -> number of parts.
 
@@ -125,6 +130,8 @@ class Family:
         example_inputs (`Callable`): builds keyword inputs for one forward at a given batch size.
         denoise (`Callable`, optional): (model, noisy, t) -> predicted noise, for denoisers.
         pruning (`Pruning`, optional): structural pruning knowledge; None where it is not supported yet.
+        feature_blocks (`Callable`, optional): names of the blocks whose outputs feature distillation matches;
+            None where fine-tuning is not supported yet (it needs the family's training conditioning).
     """
 
     class_path: str
@@ -132,6 +139,7 @@ class Family:
     example_inputs: ExampleInputs
     denoise: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     pruning: Pruning | None = None
+    feature_blocks: Callable[[nn.Module], list[str]] | None = None
 
     @property
     def denoiser(self) -> bool:
@@ -154,6 +162,7 @@ FAMILIES: dict[str, Family] = {
         _unet2d_inputs,
         _unet2d_denoise,
         pruning=Pruning(_unet2d_ignored, _equal_subgroups),
+        feature_blocks=_unet_blocks,
     ),
     "UNet2DConditionModel": Family(
         "diffusers:UNet2DConditionModel",
@@ -191,3 +200,16 @@ def family_of(model: nn.Module) -> Family:
 def example_inputs(model: nn.Module, batch: int = 1) -> dict[str, torch.Tensor]:
     """Keyword inputs for one forward pass of `model` at batch size `batch` and the model's own sample size."""
     return family_of(model).example_inputs(model, batch)
+
+
+def distill_blocks(model: nn.Module) -> list[str]:
+    """Names of the blocks whose outputs feature distillation compares (student and teacher share them)."""
+    blocks = family_of(model).feature_blocks
+    if blocks is None:
+        raise NotAModelError(f"fine-tuning supports UNet2DModel so far, not {family_name(model)}")
+    return blocks(model)
+
+
+def check_trainable(model: nn.Module) -> None:
+    """Fail early, in one line, for families slimfusion cannot train yet."""
+    distill_blocks(model)

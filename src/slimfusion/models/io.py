@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -291,13 +292,17 @@ def _resize_explained_tensors(
 
 
 # ----------------------------------------------------------------------------------------------------------- save
-def save(model: nn.Module, path: str | Path, overwrite: bool = False) -> Path:
+def save(
+    model: nn.Module, path: str | Path, overwrite: bool = False, extras: Callable[[Path], None] | None = None
+) -> Path:
     """Save `model` as a diffusers-style folder plus `slimfusion.json`, atomically.
 
     Args:
         model (`nn.Module`): any supported model, pruned or not.
         path (`str` or `Path`): the folder to create.
         overwrite (`bool`, defaults to False): replace an existing folder (only once the new one is complete).
+        extras (`Callable`, optional): writes more files (e.g. a training state) into the folder before it is
+            moved into place, so they appear atomically with the weights.
 
     Returns:
         The folder path.
@@ -322,6 +327,8 @@ def save(model: nn.Module, path: str | Path, overwrite: bool = False) -> Path:
             "skip_plan": meta.get("skip_plan"),
         }
         (tmp / META_FILE).write_text(json.dumps(record, indent=2, default=_json_default))
+        if extras is not None:
+            extras(tmp)
         _replace_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,5 +1,6 @@
-"""Training and recovery: the diffusion noise-prediction loss, AdamW, EMA."""
+"""Training and recovery: the diffusion noise-prediction loss, AdamW, EMA, distillation, resumable checkpoints."""
 
 from slimfusion.train.diffusion import TrainConfig, train_diffusion
+from slimfusion.train.finetune import FinetuneConfig, finetune
 
-__all__ = ["TrainConfig", "train_diffusion"]
+__all__ = ["FinetuneConfig", "TrainConfig", "finetune", "train_diffusion"]

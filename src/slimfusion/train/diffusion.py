@@ -1,20 +1,13 @@
-"""Train a denoiser with the DDPM noise-prediction loss (AdamW, warm-up, gradient clipping, EMA weights)."""
+"""Train a denoiser from scratch with the DDPM noise-prediction loss (AdamW, warm-up, gradient clipping, EMA)."""
 
 from __future__ import annotations
 
-import copy
-import time
-from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
 
-import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler
-from diffusers.training_utils import EMAModel
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-
-from slimfusion.models.meta import get_meta, record_step
-from slimfusion.progress import progress_bar
 
 
 class TrainConfig(BaseModel):
@@ -30,6 +23,7 @@ class TrainConfig(BaseModel):
         ema_decay (`float`, defaults to 0.999): max decay of the EMA weights, which are what gets returned.
         seed (`int`, defaults to 0): seeds batches, noise, timesteps.
         num_train_timesteps (`int`, defaults to 1000): DDPM steps of the linear beta schedule.
+        mixed_precision (`str`, defaults to "no"): "no", "bf16" or "fp16" (fp16 needs a GPU), through Accelerate.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -43,6 +37,7 @@ class TrainConfig(BaseModel):
     ema_decay: float = Field(0.999, ge=0, lt=1)
     seed: int = 0
     num_train_timesteps: int = Field(1000, ge=2)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
 
 
 def default_scheduler_config(num_train_timesteps: int = 1000) -> dict:
@@ -52,66 +47,26 @@ def default_scheduler_config(num_train_timesteps: int = 1000) -> dict:
 
 def train_diffusion(
     model: nn.Module,
-    images: torch.Tensor,
+    images,
     config: TrainConfig,
-    progress: bool = True,
-    on_checkpoint: Callable[[nn.Module, int], None] | None = None,
+    out: str | Path | None = None,
     checkpoint_every: int = 0,
+    resume: bool = False,
+    progress: bool = True,
 ) -> nn.Module:
     """Train `model` in place on `images` ([N, C, H, W] in [-1, 1]) and load its EMA weights into it.
 
     Args:
-        model (`nn.Module`): a UNet2DModel-like denoiser called as `model(noisy, t).sample`.
+        model (`nn.Module`): a UNet2DModel denoiser.
         images (`torch.Tensor`): the training set.
         config (`TrainConfig`): the run's settings.
+        out (`str` or `Path`, optional): run folder for checkpoints (a loadable EMA model + `train_state/`).
+        checkpoint_every (`int`, defaults to 0): write a checkpoint every N steps (0: none).
+        resume (`bool`, defaults to False): continue from the checkpoint in `out`.
         progress (`bool`, defaults to True): show a progress bar with loss and steps/s.
-        on_checkpoint (`Callable`, optional): called with (EMA copy of the model, step) every `checkpoint_every` steps.
-        checkpoint_every (`int`, defaults to 0): 0 disables intermediate checkpoints.
     """
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    scheduler_config = get_meta(model).get("scheduler") or default_scheduler_config(config.num_train_timesteps)
-    noise_scheduler = DDPMScheduler.from_config(scheduler_config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    lr_lambda = lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps))  # noqa: E731
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
-    ema = EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=3 / 4)
-    model.train()
-    start, running = time.perf_counter(), None
-    with progress_bar(progress) as bar:
-        task = bar.add_task("train", total=config.steps, status="")
-        for step in range(1, config.steps + 1):
-            idx = torch.randint(0, len(images), (config.batch_size,), generator=gen)
-            clean = images[idx]
-            noise = torch.randn(clean.shape, generator=gen)
-            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(clean),), generator=gen)
-            noisy = noise_scheduler.add_noise(clean, noise, t)
-            loss = F.mse_loss(model(noisy, t).sample, noise)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            lr_sched.step()
-            ema.step(model.parameters())
-            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-            rate = step / (time.perf_counter() - start)
-            bar.update(task, advance=1, status=f"loss {running:.4f}  {rate:.2f} steps/s")
-            if on_checkpoint and checkpoint_every and step % checkpoint_every == 0 and step < config.steps:
-                on_checkpoint(_ema_copy(model, ema), step)
-    ema.copy_to(model.parameters())
-    model.eval()
-    meta = get_meta(model)
-    meta["scheduler"] = scheduler_config
-    record_step(
-        model,
-        "train",
-        config.model_dump(),
-        {"wall_s": round(time.perf_counter() - start, 1), "final_loss": running, "train_images": len(images)},
+    from slimfusion.train.loop import fit
+
+    return fit(
+        model, images, config, "train", out=out, checkpoint_every=checkpoint_every, resume=resume, progress=progress
     )
-    return model
-
-
-def _ema_copy(model: nn.Module, ema: EMAModel) -> nn.Module:
-    snapshot = copy.deepcopy(model)
-    ema.copy_to(snapshot.parameters())
-    return snapshot.eval()
