@@ -80,52 +80,138 @@ def sample(
     seed: Annotated[int, typer.Option(help="base seed; image i uses (seed, i)")] = 0,
     batch_size: Annotated[int, typer.Option(help="images per forward")] = 64,
     component: Annotated[str | None, typer.Option(help="pipeline component (default: unet/transformer)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
 ) -> None:
-    """Generate seeded images: one PNG each, grid.png and samples.npz in --out."""
-    import time
+    """Generate seeded images: one PNG each, grid.png and samples.npz in --out.
 
-    from pydantic import ValidationError
-
-    from slimfusion.errors import ConfigError
+    Multi-process: `accelerate launch -m slimfusion sample ...` splits the seeds across processes; the result is
+    the same folder as a single-process run.
+    """
     from slimfusion.models.io import load
-    from slimfusion.sample import SampleConfig, save_samples
-    from slimfusion.sample import sample as run_sample
+    from slimfusion.sample import SampleConfig, sample_to_folder
 
-    try:
-        config = SampleConfig(num=num, steps=steps, scheduler=scheduler, seed=seed, batch_size=batch_size)
-    except ValidationError as exc:
-        raise ConfigError(_first_error(exc)) from exc
-    denoiser = load(model, component)
-    start = time.perf_counter()
-    images = run_sample(denoiser, config)
-    elapsed = time.perf_counter() - start
-    save_samples(images, out)
-    console.print(f"{num} images in {elapsed:.1f}s ({num / elapsed:.2f} img/s) -> {out}/grid.png")
+    config = _config(SampleConfig, num=num, steps=steps, scheduler=scheduler, seed=seed, batch_size=batch_size)
+    _refuse_existing(out, overwrite)
+    result = sample_to_folder(load(model, component), config, out, overwrite=overwrite)
+    if _is_main_process():
+        console.print(
+            f"{num} images in {result['seconds']:.1f}s ({result['images_per_s']:.2f} img/s,"
+            f" {result['processes']} process(es)) -> {out}/grid.png"
+        )
+
+
+def _is_main_process() -> bool:
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available()).is_main_process
 
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="folder for samples and the grid")] = Path("demo_out"),
-    num: Annotated[int, typer.Option(help="images to sample")] = 256,
+    out: Annotated[Path, typer.Option("--out", help="run folder (replaced if it exists)")] = Path("demo_out"),
+    num: Annotated[int, typer.Option(help="images sampled per model")] = 256,
+    finetune_steps: Annotated[int, typer.Option(help="fine-tuning steps per pruned model")] = 300,
 ) -> None:
-    """Run slimfusion end to end on builtin:digits-ddpm (needs no download, a minute on a laptop CPU)."""
-    from rich.table import Table
-
+    """Prune builtin:digits-ddpm to ~half its MACs (diff-pruning, magnitude), fine-tune, evaluate, report."""
     from slimfusion.demo import run_demo
 
-    result = run_demo(out, num=num)
-    table = Table(title=f"slimfusion demo: {result['model']}")
-    for column in ("params", "MACs", "latency b=1", "images/s", f"FD (digits features), {num} DDIM-50 samples"):
-        table.add_column(column, justify="right")
-    table.add_row(
-        f"{result['params'] / 1e6:.2f} M",
-        f"{result['macs'] / 1e6:.1f} M",
-        f"{result['latency_ms']:.1f} ms",
-        f"{result['images_per_s']:.1f}",
-        f"{result['fd_samples_vs_test']:.3f} (test vs train: {result['fd_test_vs_train']:.3f})",
+    if num < 2 or finetune_steps < 1:
+        raise SlimfusionError("--num must be >= 2 and --finetune-steps >= 1")
+    result = run_demo(out, num=num, finetune_steps=finetune_steps)
+    _print_rows(result)
+    console.print(f"report: {result['report_html']} (and report.md); took {result['wall_s'] / 60:.1f} min")
+
+
+def _print_rows(results: dict) -> None:
+    from rich.table import Table
+
+    from slimfusion.report import COLUMNS, cell
+
+    rows = results["rows"]
+    original = next((r for r in rows if r.get("original")), None)
+    columns = [c for c in COLUMNS if any(r["metrics"].get(c[0]) is not None for r in rows)]
+    table = Table(title=results["title"])
+    table.add_column("model")
+    for _, header, _ in columns:
+        table.add_column(header, justify="right")
+    for r in rows:
+        table.add_row(r["name"], *(cell(r, key, fmt, original) for key, _, fmt in columns))
+    wide = Console()
+    Console(width=None if wide.is_terminal else 160).print(table)
+    console.print(results["quality_metric"], highlight=False, soft_wrap=True)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="run folder holding results.json (e.g. from demo)")]) -> None:
+    """Write report.md and a self-contained report.html (table, sample grids, quality-vs-MACs plot)."""
+    from slimfusion.report import load_results, write_report
+
+    md, page = write_report(run_dir)
+    _print_rows(load_results(run_dir))
+    console.print(f"wrote {md} and {page}")
+
+
+@app.command()
+def stats(
+    data: Annotated[str, typer.Argument(help="digits, digits:test, digits:all, an image folder or a samples folder")],
+    out: Annotated[Path, typer.Option("--out", help="statistics file (.npz) to write")],
+    space: Annotated[str, typer.Option(help="digits-features (offline FD) or inception-v3 (FID)")] = (
+        "digits-features"
+    ),
+    inception_weights: Annotated[str | None, typer.Option(help="InceptionV3 weights (.safetensors) for FID")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+) -> None:
+    """Precompute reference statistics (mean, covariance of features) for `evaluate --ref`."""
+    from slimfusion.data import load_images
+    from slimfusion.metrics.stats import compute_stats, save_stats
+    from slimfusion.sample import load_samples
+
+    if out.suffix != ".npz":
+        raise SlimfusionError(f"--out {out}: statistics are written as .npz")
+    _refuse_existing(out, overwrite)
+    is_samples = (Path(data) / "samples.npz").exists()
+    images = load_samples(data)[0] if is_samples else load_images(data, size=16, channels=1)
+    save_stats(compute_stats(images, space, inception_weights), out)
+    console.print(f"{space} statistics of {len(images)} images -> {out}")
+
+
+@app.command()
+def evaluate(
+    target: Annotated[str, typer.Argument(help="model (folder, builtin:NAME) or samples folder")],
+    ref: Annotated[str | None, typer.Option(help="reference data or statistics .npz, for fd / fid")] = None,
+    original: Annotated[str | None, typer.Option(help="uncompressed model or its samples, for ssim / psnr")] = None,
+    metrics: Annotated[str | None, typer.Option(help="comma list of fd,fid,ssim,psnr,cost (default: all possible)")] = (
+        None
+    ),
+    num: Annotated[int, typer.Option(help="images to sample from a model")] = 1000,
+    steps: Annotated[int, typer.Option(help="DDIM steps when sampling a model")] = 50,
+    seed: Annotated[int, typer.Option(help="sampling seed (the original uses the same)")] = 0,
+    batch_size: Annotated[int, typer.Option(help="images per forward when sampling")] = 250,
+    inception_weights: Annotated[str | None, typer.Option(help="InceptionV3 weights (.safetensors) for FID")] = None,
+    as_json: Annotated[Path | None, typer.Option("--json", help="also write the result as JSON here")] = None,
+) -> None:
+    """Quality (FD / FID vs --ref), consistency (SSIM / PSNR vs --original, identical noise) and cost."""
+    import json
+
+    from slimfusion.evaluate import EvaluateConfig, print_result
+    from slimfusion.evaluate import evaluate as run_evaluate
+
+    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    config = _config(
+        EvaluateConfig,
+        metrics=names,
+        num=num,
+        steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        inception_weights=inception_weights,
     )
-    Console().print(table)
-    console.print(f"samples: {result['grid']}")
+    result = run_evaluate(target, config, ref=ref, original=original)
+    print_result(result)
+    if as_json is not None:
+        as_json.parent.mkdir(parents=True, exist_ok=True)
+        as_json.write_text(json.dumps(result, indent=2))
 
 
 def _refuse_existing(out: Path, overwrite: bool) -> None:
@@ -338,11 +424,9 @@ def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
 
 def _save_final(model, out: Path) -> None:
     """Save the finished EMA model over the run folder (the training state of checkpoints is dropped)."""
-    from accelerate import PartialState
-
     from slimfusion.models.io import save
 
-    if PartialState().is_main_process:
+    if _is_main_process():
         save(model, out, overwrite=True)
         console.print(f"saved {out}")
 

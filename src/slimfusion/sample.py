@@ -6,6 +6,7 @@ result does not depend on the batch size or on how the indices are split across 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from slimfusion.models.meta import get_meta
 from slimfusion.progress import progress_bar
 
 SCHEDULERS = ("ddim", "ddpm")
+SAMPLING_FILE = "sampling.json"
 
 
 class SampleConfig(BaseModel):
@@ -145,3 +147,95 @@ def save_samples(images: torch.Tensor, out: str | Path, indices: Sequence[int] |
     save_image(make_grid(images[:256]), folder / "grid.png", scale=max(1, 256 // (images.shape[-1] * 8)))
     np.savez(folder / "samples.npz", images=arrays, indices=np.asarray(indices))
     return folder
+
+
+def shard_indices(num: int, batch_size: int, rank: int, world: int) -> list[int]:
+    """The image indices of process `rank` of `world`: a contiguous run of whole batches.
+
+    Whole batches, so every image is made in a batch of the same composition as in a single-process run.
+    """
+    batches = [list(range(i, min(i + batch_size, num))) for i in range(0, num, batch_size)]
+    per, extra = divmod(len(batches), world)
+    first = rank * per + min(rank, extra)
+    mine = batches[first : first + per + (1 if rank < extra else 0)]
+    return [i for batch in mine for i in batch]
+
+
+def sample_to_folder(model: nn.Module, config: SampleConfig, out: str | Path, overwrite: bool = False) -> dict:
+    """Sample `config.num` images into `out` (PNGs, grid.png, samples.npz), sharded across Accelerate processes.
+
+    Under `accelerate launch` every process makes a disjoint slice of the seeded indices; the main process merges
+    them, so the folder equals the single-process result. The folder appears complete or not at all.
+
+    Returns:
+        {"num", "seconds", "images_per_s", "processes"} (measured on the main process, all shards included).
+    """
+    import shutil
+
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    target = Path(out)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
+    state = PartialState(cpu=not torch.cuda.is_available())
+    partial = target.parent / f".{target.name}.partial"
+    if state.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    state.wait_for_everyone()
+    start = time.perf_counter()
+    mine = shard_indices(config.num, config.batch_size, state.process_index, state.num_processes)
+    images = sample(model.to(state.device), config, indices=mine, progress=state.is_local_main_process)
+    arrays = to_uint8(images)
+    for i, arr in zip(mine, arrays, strict=True):
+        save_image(arr, partial / f"sample_{i:05d}.png")
+    np.savez(partial / f"shard-{state.process_index}.npz", images=arrays, indices=np.asarray(mine, dtype=np.int64))
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    seconds = time.perf_counter() - start
+    if state.is_main_process:
+        _merge_shards(partial, state.num_processes)
+        record = config.model_dump() | {"model": get_meta(model).get("source"), "processes": state.num_processes}
+        (partial / SAMPLING_FILE).write_text(json.dumps(record, indent=2))
+        from slimfusion.models.io import _replace_folder  # the same atomic swap as model folders
+
+        _replace_folder(partial, target)
+    state.wait_for_everyone()
+    return {
+        "num": config.num,
+        "seconds": seconds,
+        "images_per_s": config.num / seconds,
+        "processes": state.num_processes,
+    }
+
+
+def _merge_shards(folder: Path, shards: int) -> None:
+    parts = [np.load(folder / f"shard-{r}.npz") for r in range(shards)]
+    indices = np.concatenate([p["indices"] for p in parts])
+    arrays = np.concatenate([p["images"] for p in parts])
+    order = np.argsort(indices)
+    np.savez(folder / "samples.npz", images=arrays[order], indices=indices[order])
+    for r in range(shards):
+        (folder / f"shard-{r}.npz").unlink()
+    grid_images = torch.from_numpy(arrays[order][:256]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    save_image(make_grid(grid_images), folder / "grid.png", scale=max(1, 256 // (arrays.shape[1] * 8)))
+
+
+def load_samples(folder: str | Path) -> tuple[torch.Tensor, dict]:
+    """Images [N, C, H, W] in [-1, 1] and the sampling record of a folder written by `sample_to_folder`."""
+    from slimfusion.errors import CorruptFileError, NotAModelError
+
+    path = Path(folder)
+    file = path / "samples.npz"
+    if not file.exists():
+        raise NotAModelError(f"{path} holds no samples.npz (not a samples folder)")
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            arrays, indices = data["images"], data["indices"]
+    except Exception as exc:  # truncated zip, missing key, wrong dtype: one problem for the user
+        raise CorruptFileError(f"{file}: unreadable samples file ({type(exc).__name__})") from exc
+    record = json.loads((path / SAMPLING_FILE).read_text()) if (path / SAMPLING_FILE).exists() else {}
+    record["indices"] = indices.tolist()
+    images = torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return images, record

@@ -1,0 +1,197 @@
+"""Measure a compressed model: quality against reference data, consistency with the original, and cost.
+
+Inputs are a model (sampled here with a seeded DDIM run) or a samples folder written by `slimfusion sample`.
+The metric names say what they are: `fd` is the Frechet distance in builtin:digits-features space; `fid` is
+InceptionV3 FID and exists only when its weights are on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from slimfusion.errors import ConfigError
+from slimfusion.progress import console
+
+METRICS = ("fd", "fid", "ssim", "psnr", "cost")
+Metric = Literal["fd", "fid", "ssim", "psnr", "cost"]
+
+
+class EvaluateConfig(BaseModel):
+    """What to measure and how to sample models.
+
+    Args:
+        metrics (`list[str]`, optional): any of fd, fid, ssim, psnr, cost; default: every metric the inputs allow
+            (fd with a reference, ssim + psnr with an original, cost for a model).
+        num (`int`, defaults to 1000): images sampled from a model.
+        steps (`int`, defaults to 50): DDIM steps.
+        seed (`int`, defaults to 0): sampling seed; the original is sampled with the same one (identical noise).
+        batch_size (`int`, defaults to 250): images per forward while sampling.
+        inception_weights (`str`, optional): InceptionV3 weights (.safetensors) for FID.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    metrics: list[Metric] | None = None
+    num: int = Field(1000, ge=2)
+    steps: int = Field(50, ge=1, le=1000)
+    seed: int = Field(0, ge=0)
+    batch_size: int = Field(250, ge=1)
+    inception_weights: str | None = None
+
+
+class _Images(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    images: torch.Tensor
+    record: dict[str, Any]
+    model: Any = None
+    images_per_s: float | None = None
+
+
+def _resolve(spec: str, config: EvaluateConfig, progress: bool) -> _Images:
+    """A samples folder as is, or a model sampled with the config's seed."""
+    from slimfusion.models.io import load
+    from slimfusion.sample import SampleConfig, load_samples, sample
+
+    if (Path(spec) / "samples.npz").exists():
+        images, record = load_samples(spec)
+        return _Images(images=images, record=record)
+    model = load(spec)
+    sample_config = SampleConfig(num=config.num, steps=config.steps, seed=config.seed, batch_size=config.batch_size)
+    start = time.perf_counter()
+    images = sample(model, sample_config, progress=progress)
+    rate = len(images) / (time.perf_counter() - start)
+    record = sample_config.model_dump() | {"model": spec, "indices": list(range(config.num))}
+    return _Images(images=images, record=record, model=model, images_per_s=rate)
+
+
+def _same_noise(a: dict, b: dict) -> None:
+    for key in ("seed", "steps", "scheduler", "indices"):
+        if key not in a or key not in b:
+            raise ConfigError("SSIM / PSNR need samples from identical noise; a samples folder lacks sampling.json")
+        if a[key] != b[key]:
+            raise ConfigError(f"SSIM / PSNR need samples from identical noise; the two sets differ in {key}")
+
+
+def _reference_stats(ref: str, space: str, config: EvaluateConfig) -> dict:
+    from slimfusion.data import load_images
+    from slimfusion.metrics.stats import compute_stats, load_stats
+
+    if ref.endswith(".npz"):
+        stats = load_stats(ref)
+        if stats["space"] != space:
+            raise ConfigError(f"--ref {ref} holds {stats['space']} statistics, {space} ones are needed here")
+        return stats
+    return compute_stats(load_images(ref, size=16, channels=1), space, config.inception_weights)
+
+
+def evaluate(
+    target: str,
+    config: EvaluateConfig | None = None,
+    ref: str | None = None,
+    original: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate `target` (model or samples folder).
+
+    Args:
+        target (`str`): model (folder, builtin:NAME, hub id) or samples folder.
+        config (`EvaluateConfig`, optional): metrics and sampling settings.
+        ref (`str`, optional): reference data (digits, digits:all, a folder) or cached statistics (.npz from
+            `slimfusion stats`), for fd / fid.
+        original (`str`, optional): the uncompressed model or its samples folder, for ssim / psnr.
+        progress (`bool`, defaults to True): progress bars while sampling.
+
+    Returns:
+        {"target", "metrics": {name: value}, "skipped": {name: reason}, "num", "sampling"}.
+    """
+    from slimfusion.metrics.consistency import psnr, ssim
+    from slimfusion.metrics.cost import count_macs, count_params, measure_latency
+    from slimfusion.metrics.fd import frechet_distance
+    from slimfusion.metrics.stats import compute_stats
+
+    config = config or EvaluateConfig()
+    subject = _resolve(target, config, progress)
+    wanted = list(config.metrics) if config.metrics else _default_metrics(subject, ref, original)
+    _check_inputs(wanted, subject, ref, original)
+    values: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    for space, name in (("digits-features", "fd"), ("inception-v3", "fid")):
+        if name not in wanted:
+            continue
+        if name == "fid" and config.inception_weights is None:
+            from slimfusion.metrics.fid import MISSING_WEIGHTS
+
+            skipped["fid"] = MISSING_WEIGHTS
+            continue
+        stats = compute_stats(subject.images, space, config.inception_weights)
+        reference = _reference_stats(ref, space, config)
+        values[name] = frechet_distance(stats["mu"], stats["sigma"], reference["mu"], reference["sigma"])
+    if "ssim" in wanted or "psnr" in wanted:
+        base = _resolve(original, config, progress)
+        _same_noise(subject.record, base.record)
+        if "ssim" in wanted:
+            values["ssim"] = ssim(subject.images, base.images)
+        if "psnr" in wanted:
+            values["psnr"] = psnr(subject.images, base.images)
+    if "cost" in wanted:
+        values |= {
+            "params": count_params(subject.model),
+            "macs": count_macs(subject.model),
+            "latency_ms": 1000 * measure_latency(subject.model, batch=1),
+            "images_per_s": subject.images_per_s,
+        }
+    return {
+        "target": target,
+        "metrics": values,
+        "skipped": skipped,
+        "num": len(subject.images),
+        "sampling": {k: v for k, v in subject.record.items() if k != "indices"},
+    }
+
+
+def _default_metrics(subject: _Images, ref: str | None, original: str | None) -> list[str]:
+    wanted = ["fd"] if ref else []
+    wanted += ["ssim", "psnr"] if original else []
+    wanted += ["cost"] if subject.model is not None else []
+    if not wanted:
+        raise ConfigError("nothing to measure: give --ref (fd), --original (ssim, psnr) or a model (cost)")
+    return wanted
+
+
+def _check_inputs(wanted: list[str], subject: _Images, ref: str | None, original: str | None) -> None:
+    if ("fd" in wanted or "fid" in wanted) and ref is None:
+        raise ConfigError("fd / fid need --ref (reference data or a statistics .npz from `slimfusion stats`)")
+    if ("ssim" in wanted or "psnr" in wanted) and original is None:
+        raise ConfigError("ssim / psnr need --original (the uncompressed model or its samples folder)")
+    if "cost" in wanted and subject.model is None:
+        raise ConfigError("cost needs a model, not a samples folder")
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """A rich table of one evaluation; skipped metrics are said, not hidden."""
+    from rich.console import Console
+    from rich.table import Table
+
+    labels = {
+        "fd": "FD (digits features)",
+        "fid": "FID (InceptionV3)",
+        "ssim": "SSIM vs original",
+        "psnr": "PSNR vs original (dB)",
+        "params": "parameters",
+        "macs": "MACs",
+        "latency_ms": "latency b=1 (ms)",
+        "images_per_s": "images/s",
+    }
+    table = Table(title=f"{result['target']} ({result['num']} images)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result["metrics"].items():
+        text = f"{value:,}" if isinstance(value, int) else f"{value:.4g}" if value is not None else "-"
+        table.add_row(labels.get(key, key), text)
+    Console().print(table)
+    for name, reason in result["skipped"].items():
+        console.print(f"[yellow]{name} not computed:[/yellow] {reason}", highlight=False, soft_wrap=True)

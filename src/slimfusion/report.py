@@ -1,0 +1,164 @@
+"""`slimfusion report RUN_DIR`: a Markdown page and a self-contained HTML page of one compression run.
+
+A run folder holds `results.json`: {"title", "quality_metric", "rows": [{"name", "metrics", "samples", "original"}]},
+where `metrics` uses the keys of `slimfusion evaluate` (fd, fid, ssim, psnr, params, macs, latency_ms, images_per_s)
+and `samples` is a samples folder (relative to the run folder or absolute). `slimfusion demo` writes one.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from slimfusion.errors import ConfigError, CorruptFileError
+
+RESULTS_FILE = "results.json"
+PLOT_FILE = "quality_vs_macs.png"
+COLUMNS = [  # (metric key, header, format)
+    ("params", "params", lambda v: f"{v / 1e6:.3f} M"),
+    ("macs", "MACs", lambda v: f"{v / 1e6:.1f} M"),
+    ("latency_ms", "latency b=1", lambda v: f"{v:.1f} ms"),
+    ("images_per_s", "images/s", lambda v: f"{v:.1f}"),
+    ("fd", "FD (digits features)", lambda v: f"{v:.3f}"),
+    ("fid", "FID", lambda v: f"{v:.2f}"),
+    ("ssim", "SSIM vs original", lambda v: f"{v:.3f}"),
+    ("psnr", "PSNR vs original", lambda v: f"{v:.1f} dB"),
+]
+
+
+def load_results(run_dir: str | Path) -> dict[str, Any]:
+    """The run's `results.json`, checked for the fields the report needs."""
+    folder = Path(run_dir)
+    file = folder / RESULTS_FILE
+    if not file.exists():
+        raise ConfigError(f"{folder} is not a run folder: no {RESULTS_FILE} (made by `slimfusion demo`)")
+    try:
+        results = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(f"{file}: not valid JSON (line {exc.lineno})") from exc
+    rows = results.get("rows") if isinstance(results, dict) else None
+    if not rows or not all(isinstance(r, dict) and "name" in r and "metrics" in r for r in rows):
+        raise CorruptFileError(f"{file}: needs a non-empty 'rows' list of {{name, metrics}}")
+    return results
+
+
+def _columns(rows: list[dict]) -> list[tuple]:
+    return [c for c in COLUMNS if any(r["metrics"].get(c[0]) is not None for r in rows)]
+
+
+def cell(row: dict, key: str, fmt, original: dict | None) -> str:
+    value = row["metrics"].get(key)
+    if value is None:
+        return "-"
+    text = fmt(value)
+    base = original["metrics"].get(key) if original else None
+    if key == "macs" and base and row is not original:
+        text += f" ({100 * value / base:.0f}%)"
+    return text
+
+
+def _samples_dir(run_dir: Path, row: dict) -> Path | None:
+    if not row.get("samples"):
+        return None
+    path = Path(row["samples"])
+    path = path if path.is_absolute() else run_dir / path
+    return path if (path / "grid.png").exists() else None
+
+
+def plot_quality_vs_macs(results: dict, out: Path) -> Path | None:
+    """Scatter of the quality metric against MACs, one labelled point per row (None when a field is missing)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = "fid" if any("fid" in r["metrics"] for r in results["rows"]) else "fd"
+    points = [(r["name"], r["metrics"].get("macs"), r["metrics"].get(key)) for r in results["rows"]]
+    points = [(n, m, q) for n, m, q in points if m is not None and q is not None]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    for i, (name, macs, quality) in enumerate(points):  # staggered labels: pruned rows often share one size
+        ax.scatter(macs / 1e6, quality, s=36)
+        ax.annotate(name, (macs / 1e6, quality), textcoords="offset points", xytext=(5, 4 - 11 * i), fontsize=8)
+    ax.set_xlabel("MACs per forward (M)")
+    ax.set_ylabel("FID" if key == "fid" else "FD (digits features), lower is better")
+    ax.set_title("quality vs compute")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def write_report(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write `report.md` and `report.html` (images embedded) into the run folder; returns both paths."""
+    folder = Path(run_dir)
+    results = load_results(folder)
+    rows = results["rows"]
+    original = next((r for r in rows if r.get("original")), None)
+    columns = _columns(rows)
+    plot = plot_quality_vs_macs(results, folder / PLOT_FILE)
+    title = results.get("title", "slimfusion run")
+    metric_note = results.get("quality_metric", "")
+
+    md = [f"# {title}", ""]
+    if metric_note:
+        md += [metric_note, ""]
+    md += ["| model | " + " | ".join(c[1] for c in columns) + " |", "|---|" + "---:|" * len(columns)]
+    for r in rows:
+        md.append(f"| {r['name']} | " + " | ".join(cell(r, k, f, original) for k, _, f in columns) + " |")
+    md.append("")
+    for note in results.get("notes", []):
+        md += [note, ""]
+    if plot:
+        md += [f"![quality vs MACs]({PLOT_FILE})", ""]
+    md += ["## Samples (same noise for every model)", ""]
+    for r in rows:
+        grid = _samples_dir(folder, r)
+        if grid:
+            md += [f"**{r['name']}**", "", f"![{r['name']}]({(grid / 'grid.png').relative_to(folder)})", ""]
+    md_path = folder / "report.md"
+    md_path.write_text("\n".join(md))
+
+    html_path = folder / "report.html"
+    html_path.write_text(_html(title, metric_note, rows, columns, original, plot, folder, results.get("notes", [])))
+    return md_path, html_path
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _html(title, metric_note, rows, columns, original, plot, folder, notes) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(c[1])}</th>" for c in columns)
+    body = "".join(
+        f"<tr><td>{esc(r['name'])}</td>"
+        + "".join(f"<td>{esc(cell(r, k, f, original))}</td>" for k, _, f in columns)
+        + "</tr>"
+        for r in rows
+    )
+    grids = "".join(
+        f"<figure>{_img(g / 'grid.png', r['name'])}<figcaption>{esc(r['name'])}</figcaption></figure>"
+        for r in rows
+        if (g := _samples_dir(folder, r))
+    )
+    note_html = "".join(f"<p>{esc(n)}</p>" for n in notes)
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}figure{display:inline-block;margin:8px;text-align:center}"
+        "figure img{image-rendering:pixelated;width:260px}.plot img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{style}</style>"
+        f"</head><body><h1>{esc(title)}</h1><p>{esc(metric_note)}</p><table><tr><th>model</th>{head}</tr>{body}"
+        f"</table>{note_html}"
+        + (f"<div class='plot'>{_img(plot, 'quality vs MACs')}</div>" if plot else "")
+        + f"<h2>Samples (same noise for every model)</h2><div>{grids}</div></body></html>"
+    )
