@@ -171,12 +171,27 @@ def test_kept_channels_rule(channels, groups, ratio, compat, round_to, kept):
     assert kept_per_group(channels, groups, config) == kept
 
 
-def test_paper_compat_reproduces_diff_pruning_cifar10_architecture():
-    model = slimfusion.load("builtin:ddpm-cifar10")
+# Diff-Pruning, Table 1 / 2 (ratio 0.3 in the reference scripts): params and MACs before -> after pruning.
+PAPER_ARCHITECTURES = {
+    "ddpm-cifar10": ((35.7e6, 6.1e9), (19.85e6, 3.39e9)),
+    "ddpm-celeba64": ((78.7e6, 23.9e9), (43.7e6, 13.3e9)),
+    "ddpm-lsun256": ((113.7e6, 248.7e9), (63.2e6, 138.8e9)),
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ddpm-cifar10", "ddpm-celeba64", pytest.param("ddpm-lsun256", marks=pytest.mark.slow)],  # LSUN: ~2-6 min
+)
+def test_paper_compat_reproduces_diff_pruning_architectures(name):
+    model = slimfusion.load(f"builtin:{name}")
     prune(model, StructuralConfig(method="magnitude", ratio=0.3, compat="paper"), progress=False)
     effect = history(model)[-1]["effect"]
-    assert abs(effect["params_after"] / 19.85e6 - 1) < 0.01
-    assert abs(effect["macs_after"] / 3.39e9 - 1) < 0.01
+    (params_before, macs_before), (params_after, macs_after) = PAPER_ARCHITECTURES[name]
+    assert abs(effect["params_before"] / params_before - 1) < 0.01
+    assert abs(effect["macs_before"] / macs_before - 1) < 0.01
+    assert abs(effect["params_after"] / params_after - 1) < 0.01
+    assert abs(effect["macs_after"] / macs_after - 1) < 0.01
 
 
 def test_geglu_value_and_gate_halves_stay_paired():

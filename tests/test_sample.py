@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_model
 
+import slimfusion
 from slimfusion.errors import ConfigError
-from slimfusion.sample import SampleConfig, make_grid, sample, save_samples
+from slimfusion.sample import SampleConfig, make_grid, sample, save_samples, shard_indices
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +56,42 @@ def test_files_and_grid(tmp_path):
     grid = make_grid(images, ncols=3, pad=1)
     assert grid.shape == (2 * 9 + 1, 3 * 9 + 1, 1)
     assert grid[1, 1, 0] == 0 and grid[0, 0, 0] == 255  # first pixel of image 0 is -1 -> 0; padding is white
+
+
+def _launch(processes: int, model, out, port: int) -> subprocess.CompletedProcess:
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
+    launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launcher += ["--num_cpu_threads_per_process", "1", "--main_process_port", str(port)]
+    if processes > 1:
+        launcher.append("--multi_gpu")  # torchrun-style launcher; on a machine without CUDA it runs CPU processes
+    command = [*launcher, "-m", "slimfusion", "sample", str(model), "--num", "7", "--batch-size", "2"]
+    return subprocess.run([*command, "--steps", "3", "--out", str(out)], capture_output=True, text=True, timeout=300)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_accelerate_sampling_equals_one_process(tmp_path):
+    model = slimfusion.save(tiny_model("UNet2DModel"), tmp_path / "unet")
+    one = _launch(1, model, tmp_path / "one", _free_port())
+    two = _launch(2, model, tmp_path / "two", _free_port())
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert "2 process(es)" in two.stderr
+    a, b = np.load(tmp_path / "one" / "samples.npz"), np.load(tmp_path / "two" / "samples.npz")
+    assert np.array_equal(a["indices"], np.arange(7)) and np.array_equal(b["indices"], np.arange(7))
+    assert np.array_equal(a["images"], b["images"])
+    assert sorted(p.name for p in (tmp_path / "two").glob("sample_*.png")) == [f"sample_{i:05d}.png" for i in range(7)]
+    assert not list(tmp_path.glob(".two*")), "no partial folder is left behind"
+
+
+@pytest.mark.parametrize(("num", "batch", "world"), [(7, 2, 2), (10, 3, 3), (3, 4, 2), (64, 64, 1)])
+def test_shards_are_whole_batches_covering_every_index_once(num, batch, world):
+    shards = [shard_indices(num, batch, rank, world) for rank in range(world)]
+    assert sorted(i for s in shards for i in s) == list(range(num))
+    for shard in shards:
+        starts = shard[::batch]
+        assert all(s % batch == 0 for s in starts)

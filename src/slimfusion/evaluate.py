@@ -76,7 +76,8 @@ def _same_noise(a: dict, b: dict) -> None:
             raise ConfigError(f"SSIM / PSNR need samples from identical noise; the two sets differ in {key}")
 
 
-def _reference_stats(ref: str, space: str, config: EvaluateConfig) -> dict:
+def _reference_stats(ref: str, space: str, config: EvaluateConfig, like: torch.Tensor) -> dict:
+    """Cached statistics, a samples folder, or a data set loaded at the size / channels of the evaluated images."""
     from slimfusion.data import load_images
     from slimfusion.metrics.stats import compute_stats, load_stats
 
@@ -85,7 +86,12 @@ def _reference_stats(ref: str, space: str, config: EvaluateConfig) -> dict:
         if stats["space"] != space:
             raise ConfigError(f"--ref {ref} holds {stats['space']} statistics, {space} ones are needed here")
         return stats
-    return compute_stats(load_images(ref, size=16, channels=1), space, config.inception_weights)
+    if (Path(ref) / "samples.npz").exists():
+        from slimfusion.sample import load_samples
+
+        return compute_stats(load_samples(ref)[0], space, config.inception_weights)
+    images = load_images(ref, size=like.shape[-1], channels=like.shape[1])
+    return compute_stats(images, space, config.inception_weights)
 
 
 def evaluate(
@@ -128,7 +134,7 @@ def evaluate(
             skipped["fid"] = MISSING_WEIGHTS
             continue
         stats = compute_stats(subject.images, space, config.inception_weights)
-        reference = _reference_stats(ref, space, config)
+        reference = _reference_stats(ref, space, config, subject.images)
         values[name] = frechet_distance(stats["mu"], stats["sigma"], reference["mu"], reference["sigma"])
     if "ssim" in wanted or "psnr" in wanted:
         base = _resolve(original, config, progress)

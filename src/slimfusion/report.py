@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     for r in rows:
         grid = _samples_dir(folder, r)
         if grid:
-            md += [f"**{r['name']}**", "", f"![{r['name']}]({(grid / 'grid.png').relative_to(folder)})", ""]
+            md += [f"**{r['name']}**", "", f"![{r['name']}]({os.path.relpath(grid / 'grid.png', folder)})", ""]
     md_path = folder / "report.md"
     md_path.write_text("\n".join(md))
 

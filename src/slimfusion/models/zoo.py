@@ -50,6 +50,24 @@ DDPM_CIFAR10_CONFIG: dict[str, Any] = {
     "resnet_time_scale_shift": "default",
 }
 
+# The Diff-Pruning paper's other DDPMs come from the DDIM code base ("simple" model); diffusers' UNet2DModel with the
+# settings below is the same network (as google/ddpm-cifar10-32 is for CIFAR-10): attention at 16x16 resolution.
+DDPM_CELEBA64_CONFIG: dict[str, Any] = DDPM_CIFAR10_CONFIG | {
+    # DDIM's CelebA 64 model (ch 128, ch_mult [1, 2, 2, 2, 4], 2 res blocks, attention at 16)
+    "sample_size": 64,
+    "block_out_channels": [128, 256, 256, 256, 512],
+    "down_block_types": ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
+}
+
+DDPM_LSUN256_CONFIG: dict[str, Any] = DDPM_CIFAR10_CONFIG | {
+    # google/ddpm-ema-church-256 and google/ddpm-ema-bedroom-256 (one architecture; ch_mult [1, 1, 2, 2, 4, 4])
+    "sample_size": 256,
+    "block_out_channels": [128, 128, 256, 256, 512, 512],
+    "down_block_types": ["DownBlock2D"] * 4 + ["AttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "AttnUpBlock2D"] + ["UpBlock2D"] * 4,
+}
+
 SD15_UNET_CONFIG: dict[str, Any] = {
     # runwayml/stable-diffusion-v1-5, subfolder unet
     "sample_size": 64,
@@ -112,6 +130,14 @@ BUILTINS: dict[str, Builtin] = {
     "digits-ddpm": Builtin("unconditional DDPM trained on scikit-learn digits (16x16)", "UNet2DModel", shipped=True),
     "digits-features": Builtin("digit classifier: feature space for offline FD", "DigitClassifier", shipped=True),
     "ddpm-cifar10": Builtin("google/ddpm-cifar10-32 architecture, random weights", "UNet2DModel", DDPM_CIFAR10_CONFIG),
+    "ddpm-celeba64": Builtin(
+        "DDIM's CelebA 64x64 DDPM architecture (Diff-Pruning's CelebA-HQ model), random weights",
+        "UNet2DModel",
+        DDPM_CELEBA64_CONFIG,
+    ),
+    "ddpm-lsun256": Builtin(
+        "google/ddpm-ema-church-256 / -bedroom-256 architecture, random weights", "UNet2DModel", DDPM_LSUN256_CONFIG
+    ),
     "sd15-unet": Builtin(
         "Stable Diffusion 1.5 UNet architecture, random weights", "UNet2DConditionModel", SD15_UNET_CONFIG
     ),
