@@ -244,9 +244,19 @@ def prune_command(
         "torch-pruning"
     ),
     seed: Annotated[int, typer.Option(help="seed for random importance and calibration")] = 0,
+    prompts: Annotated[
+        Path | None, typer.Option(help="text-to-image: calibrate on the model's own samples of these prompts")
+    ] = None,
+    class_labels: Annotated[
+        str | None, typer.Option(help="class-conditional (DiT): calibrate on the model's own samples, e.g. 1,207")
+    ] = None,
+    calib_sample_steps: Annotated[int, typer.Option(help="DDIM steps of those calibration samples")] = 25,
     overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
 ) -> None:
-    """Structural pruning (Diff-Pruning and baselines); prints the widths and the params / MACs reduction."""
+    """Structural pruning (Diff-Pruning and baselines); prints the widths and the params / MACs reduction.
+
+    MODEL may be a pipeline folder: its unet / transformer is pruned and saved as a model folder.
+    """
     from pydantic import ValidationError
 
     from slimfusion.data import load_images
@@ -267,10 +277,14 @@ def prune_command(
             round_to=round_to,
             compat=compat,
             seed=seed,
+            calib_sample_steps=calib_sample_steps,
         )
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from exc
+    if prompts is not None and class_labels is not None:
+        raise ConfigError("give --prompts (text-to-image) or --class-labels (class-conditional), not both")
     denoiser = load(model)
+    conditions = _calibration_conditions(model, denoiser, prompts, class_labels)
     images = None
     if data is not None:
         images = load_images(data, size=denoiser.config.sample_size, channels=denoiser.config.in_channels)
@@ -279,9 +293,29 @@ def prune_command(
             raise ConfigError(
                 f"--data gives samples of shape {tuple(images.shape[1:])}; the model takes {tuple(expected)}"
             )
-    prune(denoiser, config, data=images)
+    if images is not None and conditions is not None:
+        raise ConfigError("--data and --prompts / --class-labels exclude each other (conditions come with samples)")
+    prune(denoiser, config, data=images, conditions=conditions)
     save(denoiser, out, overwrite=overwrite)
     _print_prune_effect(history(denoiser)[-1]["effect"], out)
+
+
+def _calibration_conditions(source: str, denoiser, prompts: Path | None, class_labels: str | None):
+    """Per-image conditioning from --prompts (encoded by the pipeline's text encoder) or --class-labels."""
+    from slimfusion.errors import ConfigError
+    from slimfusion.models.families import family_name
+    from slimfusion.prune.conditioning import encode_prompts, parse_class_labels, read_prompts
+
+    kind = family_name(denoiser)
+    if prompts is not None:
+        if kind != "UNet2DConditionModel":
+            raise ConfigError(f"--prompts is for text-to-image UNets, not {kind}")
+        return encode_prompts(source, read_prompts(prompts))
+    if class_labels is not None:
+        if kind not in ("DiTTransformer2DModel", "Transformer2DModel"):
+            raise ConfigError(f"--class-labels is for class-conditional DiTs, not {kind}")
+        return parse_class_labels(class_labels, denoiser.config.num_embeds_ada_norm)
+    return None
 
 
 MAX_WIDTH_ROWS = 40

@@ -57,18 +57,26 @@ def _image_inputs(model: nn.Module, batch: int) -> dict[str, torch.Tensor]:
     return {"images": torch.randn(batch, model.config.in_channels, 16, 16)}
 
 
-def _unet2d_denoise(model: nn.Module, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def _unet2d_denoise(
+    model: nn.Module, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+) -> torch.Tensor:
     return model(noisy, t).sample
 
 
-def _unet2d_condition_denoise(model: nn.Module, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    # Null conditioning (zeros) until prompt-based calibration lands with the text-to-image work.
-    context = _unet2d_condition_inputs(model, len(noisy))["encoder_hidden_states"].zero_()
-    return model(noisy, t, encoder_hidden_states=context).sample
+def _unet2d_condition_denoise(
+    model: nn.Module, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`cond`: text-encoder hidden states [N, L, D]; None means null conditioning (zeros)."""
+    if cond is None:
+        cond = _unet2d_condition_inputs(model, len(noisy))["encoder_hidden_states"].zero_()
+    return model(noisy, t, encoder_hidden_states=cond).sample
 
 
-def _dit_denoise(model: nn.Module, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    labels = torch.zeros(len(noisy), dtype=torch.long)  # class 0 until class-conditional calibration lands
+def _dit_denoise(
+    model: nn.Module, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`cond`: class labels [N]; None means class 0."""
+    labels = torch.zeros(len(noisy), dtype=torch.long) if cond is None else cond
     out = model(noisy, timestep=t, class_labels=labels).sample
     return out[:, : noisy.shape[1]]  # DiT also predicts the variance in its extra channels
 
@@ -128,7 +136,8 @@ class Family:
         class_path (`str`): "module:ClassName" to import the class from.
         library (`str`): "diffusers" or "transformers": whose save format and config handling it uses.
         example_inputs (`Callable`): builds keyword inputs for one forward at a given batch size.
-        denoise (`Callable`, optional): (model, noisy, t) -> predicted noise, for denoisers.
+        denoise (`Callable`, optional): (model, noisy, t, cond=None) -> predicted noise, for denoisers; `cond` is the
+            family's per-image conditioning (text-encoder states, class labels) or None.
         pruning (`Pruning`, optional): structural pruning knowledge; None where it is not supported yet.
         feature_blocks (`Callable`, optional): names of the blocks whose outputs feature distillation matches;
             None where fine-tuning is not supported yet (it needs the family's training conditioning).
@@ -137,7 +146,7 @@ class Family:
     class_path: str
     library: str
     example_inputs: ExampleInputs
-    denoise: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    denoise: Callable[..., torch.Tensor] | None = None
     pruning: Pruning | None = None
     feature_blocks: Callable[[nn.Module], list[str]] | None = None
 

@@ -19,13 +19,15 @@ def accumulate_gradients(
     batch_size: int,
     seed: int,
     progress: bool = True,
+    conditions: torch.Tensor | None = None,
 ) -> dict:
     """Sum gradients of the DDPM loss into `.grad` over t = 0, 1, 2, ..., stopping by the threshold rule.
 
     At each timestep the loss is averaged over `batches` batches of `batch_size` images and back-propagated
     (gradients add up across timesteps). With `threshold` > 0 the loop stops after the first timestep whose loss is
     below `threshold` x the largest loss seen so far (that timestep's gradient is included, as in the Diff-Pruning
-    reference code); with 0 it runs over every training timestep.
+    reference code); with 0 it runs over every training timestep. `conditions` (one per image: text-encoder states
+    or class labels) condition the denoiser; None uses the family's null conditioning.
 
     Returns:
         {"timesteps_used": int, "losses": list of per-timestep losses, "calib_images": int}
@@ -38,7 +40,9 @@ def accumulate_gradients(
     scheduler = DDPMScheduler.from_config(get_meta(model).get("scheduler") or default_scheduler_config())
     gen = torch.Generator().manual_seed(seed)
     count = min(len(images), batches * batch_size)
-    clean = images[torch.randperm(len(images), generator=gen)[:count]]
+    order = torch.randperm(len(images), generator=gen)[:count]
+    clean = images[order]
+    conds = conditions[order] if conditions is not None else None
     total = scheduler.config.num_train_timesteps
     model.zero_grad(set_to_none=True)
     model.eval()  # no dropout; gradients flow regardless
@@ -49,10 +53,12 @@ def accumulate_gradients(
         for t in range(total):
             loss_t = 0.0
             chunks = clean.split(batch_size)
-            for chunk in chunks:
+            cond_chunks = conds.split(batch_size) if conds is not None else [None] * len(chunks)
+            for chunk, cond in zip(chunks, cond_chunks, strict=True):
                 noise = torch.randn(chunk.shape, generator=gen)
                 steps = torch.full((len(chunk),), t, dtype=torch.long)
-                loss = F.mse_loss(denoise(model, scheduler.add_noise(chunk, noise, steps), steps), noise) / len(chunks)
+                pred = denoise(model, scheduler.add_noise(chunk, noise, steps), steps, cond)
+                loss = F.mse_loss(pred, noise) / len(chunks)
                 loss.backward()
                 loss_t += loss.item()
             losses.append(loss_t)

@@ -26,6 +26,8 @@ class StructuralConfig(BaseModel):
             does (removes at least `ratio`); "paper" reproduces the Diff-Pruning paper's Torch-Pruning 1.3 rounding
             (removes at most `ratio`) and so its pruned architectures.
         seed (`int`, defaults to 0): seeds random importance, calibration images and noise.
+        calib_sample_steps (`int`, defaults to 25): DDIM steps of the model's own calibration samples, when a
+            conditional model is calibrated from prompts or class labels instead of data.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -38,6 +40,7 @@ class StructuralConfig(BaseModel):
     round_to: int | None = Field(None, ge=1)
     compat: Compat = "torch-pruning"
     seed: int = 0
+    calib_sample_steps: int = Field(25, ge=1)
 
     @field_validator("method")
     @classmethod

@@ -72,7 +72,11 @@ def _reinitialise(model: nn.Module) -> None:
 
 
 def prune(
-    model: nn.Module, config: StructuralConfig, data: torch.Tensor | None = None, progress: bool = True
+    model: nn.Module,
+    config: StructuralConfig,
+    data: torch.Tensor | None = None,
+    progress: bool = True,
+    conditions: torch.Tensor | None = None,
 ) -> nn.Module:
     """Prune `model` in place and record what was done in its history.
 
@@ -82,6 +86,9 @@ def prune(
         data (`torch.Tensor`, optional): calibration images [N, C, H, W] in [-1, 1]; required by taylor and
             diff-pruning.
         progress (`bool`, defaults to True): progress bar during gradient accumulation.
+        conditions (`torch.Tensor`, optional): per-image conditioning of conditional models (text-encoder states
+            [N, L, D] or class labels [N]). With `data`, one per image; without, the model's own samples for these
+            conditions become the calibration data (cycled to `batch_size` x `calib_batches` images).
 
     Returns:
         The same model object, pruned.
@@ -95,13 +102,14 @@ def prune(
     widths_before = _widths(model)
     torch.manual_seed(config.seed)
     calibration: dict[str, Any] = {}
+    self_sampled = data is None and conditions is not None
     if method.gradients != "none":
-        if data is None:
-            raise ConfigError(f"method {config.method} needs calibration data (--data)")
+        data, conditions = _calibration_set(model, config, data, conditions, progress)
         threshold = config.threshold if method.gradients == "threshold" else 0.0
         calibration = accumulate_gradients(
-            model, data, threshold, config.calib_batches, config.batch_size, config.seed, progress
+            model, data, threshold, config.calib_batches, config.batch_size, config.seed, progress, conditions
         )
+        calibration["self_sampled"] = self_sampled
     ignored, subgroups = family.pruning.ignored_layers(model), family.pruning.subgroups(model)
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs(model, 1), verbose=False)
     importance = method.importance()
@@ -138,9 +146,33 @@ def prune(
         "macs_after": count_macs(model),
         "timesteps_used": calibration.get("timesteps_used"),
         "calib_images": calibration.get("calib_images"),
+        "calib_self_sampled": calibration.get("self_sampled"),
         "groups_refused": refused,
         "widths": {k: [widths_before[k], v] for k, v in widths_after.items() if widths_before.get(k) != v},
         "wall_s": round(time.perf_counter() - start, 2),
     }
     record_step(model, "prune", config.model_dump(), effect)
     return model
+
+
+def _calibration_set(
+    model: nn.Module,
+    config: StructuralConfig,
+    data: torch.Tensor | None,
+    conditions: torch.Tensor | None,
+    progress: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(images, conditions) to accumulate gradients on: the user's data, or the model's own conditional samples."""
+    from slimfusion.prune.conditioning import repeat_to, self_samples
+
+    if data is None and conditions is None:
+        raise ConfigError(f"method {config.method} needs calibration data (--data) or conditioning (--prompts)")
+    if data is not None:
+        if conditions is not None and len(conditions) != len(data):
+            raise ConfigError(f"{len(conditions)} conditions for {len(data)} calibration images; need one each")
+        return data, conditions
+    conditions = repeat_to(conditions, config.batch_size * config.calib_batches)
+    samples = self_samples(
+        model, conditions, config.calib_sample_steps, config.seed, min(16, config.batch_size), progress
+    )
+    return samples, conditions

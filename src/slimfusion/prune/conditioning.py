@@ -1,0 +1,93 @@
+"""Calibration data for conditional models: the model's own samples for prompts or class labels.
+
+Text-to-image and class-conditional models are calibrated on latents they generate themselves, each paired with the
+conditioning it was generated from, so Taylor / Diff-Pruning gradients see the inputs the model meets in use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from slimfusion.errors import ConfigError, DataError, NotAModelError
+from slimfusion.models.families import example_inputs, family_of
+from slimfusion.progress import progress_bar
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """Non-empty lines of a UTF-8 text file, one prompt each."""
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"prompts file not found: {file}")
+    prompts = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise DataError(f"{file} holds no prompts (one per line)")
+    return prompts
+
+
+def parse_class_labels(text: str, num_classes: int | None) -> torch.Tensor:
+    """ "3,207,360" -> tensor([3, 207, 360]); each label must exist in the model."""
+    try:
+        labels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"--class-labels {text!r}: expected comma-separated integers") from exc
+    if not labels:
+        raise ConfigError("--class-labels is empty")
+    if num_classes is not None and not all(0 <= label < num_classes for label in labels):
+        raise ConfigError(f"--class-labels {text!r}: labels must lie in [0, {num_classes})")
+    return torch.tensor(labels, dtype=torch.long)
+
+
+@torch.no_grad()
+def encode_prompts(pipeline: str | Path, prompts: list[str]) -> torch.Tensor:
+    """Text-encoder hidden states [N, L, D] of `prompts`, with the pipeline folder's own tokenizer and text encoder."""
+    from transformers import CLIPTokenizer
+
+    from slimfusion.models.io import load
+
+    folder = Path(pipeline)
+    if not (folder / "model_index.json").exists() or not (folder / "tokenizer").is_dir():
+        raise NotAModelError(f"--prompts needs a pipeline folder with text_encoder/ and tokenizer/, not {folder}")
+    tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
+    encoder = load(folder, component="text_encoder")
+    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True)
+    return encoder(torch.tensor(ids["input_ids"]))[0]
+
+
+@torch.no_grad()
+def self_samples(
+    model: nn.Module,
+    conditions: torch.Tensor,
+    steps: int = 25,
+    seed: int = 0,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> torch.Tensor:
+    """x0 samples [N, C, H, W] of `model`, one per condition (DDIM, eta 0, seeded per image)."""
+    from slimfusion.sample import image_generator, make_scheduler
+
+    family = family_of(model)
+    if family.denoise is None:
+        raise ConfigError(f"{type(model).__name__} is not a denoiser")
+    shape = tuple(next(iter(example_inputs(model, 1).values())).shape)
+    scheduler = make_scheduler(model, "ddim", steps)
+    out = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("calibration samples", total=len(conditions), status="")
+        for first in range(0, len(conditions), batch_size):
+            cond = conditions[first : first + batch_size]
+            x = torch.cat([torch.randn(shape, generator=image_generator(seed, first + i)) for i in range(len(cond))])
+            for t in scheduler.timesteps:
+                eps = family.denoise(model, x, t.expand(len(x)), cond)
+                x = scheduler.step(eps, t, x).prev_sample
+            out.append(x)
+            bar.update(task, advance=len(cond))
+    return torch.cat(out)
+
+
+def repeat_to(conditions: torch.Tensor, count: int) -> torch.Tensor:
+    """Cycle the conditions until there are `count` of them (prompts or labels are usually fewer than images)."""
+    reps = -(-count // len(conditions))
+    return conditions.repeat(reps, *([1] * (conditions.ndim - 1)))[:count]
