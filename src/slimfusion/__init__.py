@@ -1,13 +1,29 @@
 """slimfusion: make diffusion models smaller and faster, and prove what it cost in image quality.
 
 One verb and one config per technique: `slimfusion.prune(model, StructuralConfig(...))`,
-`slimfusion.sample(model, SampleConfig(...))`; `load` / `save` read and write the pickle-free format.
+`slimfusion.finetune(model, images, FinetuneConfig(...), teacher=...)`, `slimfusion.sample(model, SampleConfig(...))`,
+`slimfusion.evaluate(target, EvaluateConfig(...), ref=..., original=...)`; `load` / `save` read and write the
+pickle-free format.
 """
 
 __version__ = "0.1.0"
 
+from slimfusion.evaluate import EvaluateConfig, evaluate  # noqa: E402
 from slimfusion.models.io import load, save  # noqa: E402
 from slimfusion.prune import StructuralConfig, prune  # noqa: E402
 from slimfusion.sample import SampleConfig, sample  # noqa: E402
+from slimfusion.train import FinetuneConfig, finetune  # noqa: E402
 
-__all__ = ["SampleConfig", "StructuralConfig", "__version__", "load", "prune", "sample", "save"]
+__all__ = [
+    "EvaluateConfig",
+    "FinetuneConfig",
+    "SampleConfig",
+    "StructuralConfig",
+    "__version__",
+    "evaluate",
+    "finetune",
+    "load",
+    "prune",
+    "sample",
+    "save",
+]
