@@ -78,3 +78,20 @@ def test_prune_bad_ratio_is_one_line_and_writes_nothing(tmp_path, monkeypatch, c
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and err.startswith("error: --ratio") and "\n" not in err
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_demo_writes_table_models_and_report(tmp_path):
+    out = tmp_path / "demo"
+    result = run_cli("demo", "--out", str(out), "--num", "8", "--finetune-steps", "2", timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    original, *pruned = results["rows"]
+    assert original["original"] and [r["name"].split()[0] for r in pruned] == ["diff-pruning", "magnitude"]
+    for row in pruned:
+        share = row["metrics"]["macs"] / original["metrics"]["macs"]
+        assert 0.4 < share < 0.65, share  # "about half the MACs"
+        assert slimfusion.load(out / "models" / row["name"].split()[0]).config.sample_size == 16
+    assert pruned[0]["timesteps_used"] > 1
+    assert (out / "report.html").exists() and (out / "report.md").exists()
+    assert "FD (digits features)" in result.stdout and "(56%)" in result.stdout
+    assert not list(tmp_path.glob(".demo*")), "the demo folder is moved into place complete"
