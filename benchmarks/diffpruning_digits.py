@@ -132,8 +132,44 @@ def write_table(rows: list[dict], base: dict, args, done: bool) -> None:
         "Goal (issue 4): pruned at ~50% MACs, fine-tuned with <= 15% of the original steps, FD within 1.25x of the"
         " original's, and diff-pruning's FD no worse than magnitude's and random's.",
         "",
+        *reading(rows, base),
+        "",
     ]
     RESULT.write_text("\n".join(lines))
+
+
+def reading(rows: list[dict], base: dict) -> list[str]:
+    """What the table shows, computed from it (per-method mean FD over seeds, compared with the noise floor)."""
+    by_label: dict[str, list[float]] = {}
+    for r in rows:
+        by_label.setdefault(r["label"], []).append(r["fd"])
+    if not by_label:
+        return []
+    means = {label: statistics.mean(fds) for label, fds in by_label.items()}
+    best = min(means, key=means.get)
+    floor = base["noise_floor"]
+    lines = ["## Reading", ""]
+    lines.append(
+        f"- Best pruned row (mean FD over its seeds): **{best}**, {means[best]:.3f} ="
+        f" {means[best] / base['fd']:.2f}x the original's {base['fd']:.3f}; the 1.25x goal is"
+        f" {'met' if means[best] <= 1.25 * base['fd'] else 'NOT met'} at this fine-tuning budget."
+    )
+    dp = means.get("diff-pruning T=0.05")
+    for other in ("magnitude", "random", "taylor (all timesteps)"):
+        if dp is None or other not in means:
+            continue
+        gap = means[other] - dp
+        verdict = (
+            "better than" if gap > floor else "worse than" if gap < -floor else "tied with (within the noise floor)"
+        )
+        lines.append(f"- diff-pruning T=0.05 ({dp:.3f}) vs {other} ({means[other]:.3f}): {verdict} it.")
+    speedups = [r["speedup_b64"] for r in rows]
+    lines.append(
+        f"- Latency: every pruned row has the same architecture; measured speedups range"
+        f" {min(speedups):.2f}x-{max(speedups):.2f}x (mean {statistics.mean(speedups):.2f}x) against a MACs ratio of"
+        f" {base['macs'] / rows[0]['macs']:.2f}x: at 16x16 and ~1 M params, per-layer overheads dominate on the CPU."
+    )
+    return lines
 
 
 def main() -> None:
@@ -142,7 +178,7 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=2000, help="samples per model")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="pruning / fine-tuning seeds")
     parser.add_argument("--work", default="runs/diffpruning_digits", help="cache of finished rows and models")
-    parser.add_argument("--only", nargs="*", default=None, help="run only these row labels (first word)")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these rows (full label or first word)")
     parser.add_argument(
         "--remeasure-latency",
         action="store_true",
@@ -184,7 +220,7 @@ def main() -> None:
         return
     for seed in args.seeds:
         for label, fields in ROWS.items():
-            if args.only and label.split()[0] not in args.only:
+            if args.only and label.split()[0] not in args.only and label not in args.only:
                 continue
             if any(r["label"] == label and r["seed"] == seed and r.get("num") == args.num for r in rows):
                 continue
