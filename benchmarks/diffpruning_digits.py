@@ -159,10 +159,8 @@ def reading(rows: list[dict], base: dict) -> list[str]:
         if dp is None or other not in means:
             continue
         gap = means[other] - dp
-        verdict = (
-            "better than" if gap > floor else "worse than" if gap < -floor else "tied with (within the noise floor)"
-        )
-        lines.append(f"- diff-pruning T=0.05 ({dp:.3f}) vs {other} ({means[other]:.3f}): {verdict} it.")
+        verdict = "better" if gap > floor else "worse" if gap < -floor else "a tie (gap within the noise floor)"
+        lines.append(f"- diff-pruning T=0.05 ({dp:.3f}) vs {other} ({means[other]:.3f}): {verdict}.")
     speedups = [r["speedup_b64"] for r in rows]
     lines.append(
         f"- Latency: every pruned row has the same architecture; measured speedups range"
