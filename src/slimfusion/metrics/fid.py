@@ -35,7 +35,7 @@ def _extractor(weights: str | Path):
         state = load_file(str(path))
     except Exception as exc:  # truncated or foreign file
         raise CorruptFileError(f"{path}: corrupt or truncated safetensors file") from exc
-    # The extractor's constructor loads its weights with torch.load(path); hand it our dict instead of a pickle.
+    # The extractor's constructor reads its weights with torch's pickle loader; hand it our dict instead.
     original = fe.torch
     fe.torch = SimpleNamespace(**{k: getattr(torch, k) for k in dir(torch) if not k.startswith("__")})
     fe.torch.load = lambda *_args, **_kwargs: state
