@@ -91,7 +91,6 @@ def sample(
     from slimfusion.sample import SampleConfig, sample_to_folder
 
     config = _config(SampleConfig, num=num, steps=steps, scheduler=scheduler, seed=seed, batch_size=batch_size)
-    _refuse_existing(out, overwrite)
     result = sample_to_folder(load(model, component), config, out, overwrite=overwrite)
     if _is_main_process():
         console.print(

@@ -40,7 +40,7 @@ def run_demo(
     """
     import shutil
 
-    from slimfusion.models.io import _replace_folder
+    from slimfusion.models.io import replace_folder
 
     target = Path(out)
     out = target.parent / f".{target.name}.partial"
@@ -76,9 +76,16 @@ def run_demo(
             "ssim": ssim(images, base_images),
             "psnr": psnr(images, base_images) if model is not original else None,
         }
-        steps_info = {h["step"]: h["effect"] for h in history(model)[1:]}
-        rows.append({"name": name, "metrics": metrics, "samples": str(folder), "original": model is original})
-        rows[-1]["timesteps_used"] = steps_info.get("prune", {}).get("timesteps_used")
+        pruned = next((h["effect"] for h in history(model) if h["step"] == "prune"), {})
+        rows.append(
+            {
+                "name": name,
+                "metrics": metrics,
+                "samples": str(folder),
+                "original": model is original,
+                "timesteps_used": pruned.get("timesteps_used"),
+            }
+        )
     results = {
         "title": "slimfusion demo: builtin:digits-ddpm pruned to ~half its MACs and fine-tuned",
         "quality_metric": (
@@ -97,6 +104,6 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     write_report(out)
-    _replace_folder(out, target)
+    replace_folder(out, target)
     results |= {"report_md": str(target / "report.md"), "report_html": str(target / "report.html")}
     return results

@@ -172,8 +172,9 @@ def sample_to_folder(model: nn.Module, config: SampleConfig, out: str | Path, ov
     """
     import shutil
 
-    import torch.distributed as dist
     from accelerate import PartialState
+
+    from slimfusion.models.io import replace_folder
 
     target = Path(out)
     if target.exists() and not overwrite:
@@ -191,16 +192,13 @@ def sample_to_folder(model: nn.Module, config: SampleConfig, out: str | Path, ov
     for i, arr in zip(mine, arrays, strict=True):
         save_image(arr, partial / f"sample_{i:05d}.png")
     np.savez(partial / f"shard-{state.process_index}.npz", images=arrays, indices=np.asarray(mine, dtype=np.int64))
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    state.wait_for_everyone()
     seconds = time.perf_counter() - start
     if state.is_main_process:
         _merge_shards(partial, state.num_processes)
         record = config.model_dump() | {"model": get_meta(model).get("source"), "processes": state.num_processes}
         (partial / SAMPLING_FILE).write_text(json.dumps(record, indent=2))
-        from slimfusion.models.io import _replace_folder  # the same atomic swap as model folders
-
-        _replace_folder(partial, target)
+        replace_folder(partial, target)  # the same atomic swap as model folders
     state.wait_for_everyone()
     return {
         "num": config.num,

@@ -329,7 +329,7 @@ def save(
         (tmp / META_FILE).write_text(json.dumps(record, indent=2, default=_json_default))
         if extras is not None:
             extras(tmp)
-        _replace_folder(tmp, target)
+        replace_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -344,7 +344,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot record {type(value).__name__} in {META_FILE}")
 
 
-def _replace_folder(tmp: Path, target: Path) -> None:
+def replace_folder(tmp: Path, target: Path) -> None:
     """Move a complete folder into place; an existing target is moved aside first and deleted last."""
     if not target.exists():
         tmp.rename(target)
