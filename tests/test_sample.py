@@ -41,7 +41,7 @@ def test_other_seed_other_images(unet):
 
 
 def test_rejects_non_unet_and_too_many_steps(unet):
-    with pytest.raises(ConfigError, match="UNet2DModel"):
+    with pytest.raises(ConfigError, match="alone cannot be sampled: pass its pipeline folder"):
         sample(tiny_model("DiTTransformer2DModel"), SampleConfig(num=1, steps=2), progress=False)
     with pytest.raises(ConfigError, match="exceeds"):
         sample(unet, SampleConfig(num=1, steps=1000, scheduler="ddim").model_copy(update={"steps": 1001}))

@@ -93,7 +93,9 @@ def test_distillation_without_teacher_and_untrainable_family_are_rejected():
     images = load_images("digits", 8, 1)[:16]
     with pytest.raises(ConfigError, match="teacher"):
         finetune(_pruned(), images, FinetuneConfig(steps=1, distill=0.5), progress=False)
-    with pytest.raises(NotAModelError, match="UNet2DModel"):
+    with pytest.raises(NotAModelError, match="not CLIPTextModel"):
+        finetune(tiny_model("CLIPTextModel"), images, FinetuneConfig(steps=1), progress=False)
+    with pytest.raises(ConfigError, match=r"training inputs have shape \(1, 8, 8\); the model takes \(4, 8, 8\)"):
         finetune(tiny_model("DiTTransformer2DModel"), images, FinetuneConfig(steps=1), progress=False)
     with pytest.raises(ConfigError, match="fp16"):
         finetune(_pruned(), images, FinetuneConfig(steps=1, mixed_precision="fp16"), progress=False)

@@ -35,6 +35,10 @@ class SampleConfig(BaseModel):
         scheduler (`str`, defaults to "ddim"): "ddim" (deterministic, eta 0) or "ddpm" (ancestral).
         seed (`int`, defaults to 0): base seed; image i uses the seed pair (seed, i).
         batch_size (`int`, defaults to 64): images per forward.
+        prompts (`list[str]`, optional): text-to-image pipelines: image i gets prompt i mod len(prompts).
+        class_labels (`list[int]`, optional): class-conditional (DiT) pipelines: image i gets label i mod len.
+        guidance (`float`, defaults to 4.0): classifier-free guidance scale of conditional pipelines (1: off).
+        negative_prompt (`str`, optional): text-to-image: the prompt guidance steers away from (default: empty).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -44,6 +48,14 @@ class SampleConfig(BaseModel):
     scheduler: Literal["ddim", "ddpm"] = "ddim"
     seed: int = Field(0, ge=0)
     batch_size: int = Field(64, ge=1)
+    prompts: list[str] | None = Field(None, min_length=1)
+    class_labels: list[int] | None = Field(None, min_length=1)
+    guidance: float = Field(4.0, ge=0)
+    negative_prompt: str | None = None
+
+    @property
+    def conditional(self) -> bool:
+        return self.prompts is not None or self.class_labels is not None
 
 
 def image_generator(seed: int, index: int) -> torch.Generator:
@@ -68,21 +80,34 @@ def make_scheduler(model: nn.Module, kind: str, steps: int):
     return scheduler
 
 
+def is_pipeline_object(obj) -> bool:
+    from diffusers import DiffusionPipeline
+
+    return isinstance(obj, DiffusionPipeline)
+
+
 @torch.no_grad()
-def sample(
-    model: nn.Module, config: SampleConfig, indices: Sequence[int] | None = None, progress: bool = True
-) -> torch.Tensor:
+def sample(model, config: SampleConfig, indices: Sequence[int] | None = None, progress: bool = True) -> torch.Tensor:
     """Generate images [N, C, H, W] in [-1, 1].
 
     Args:
-        model (`nn.Module`): an unconditional `UNet2DModel` denoiser (epsilon prediction).
+        model (`nn.Module` or pipeline): an unconditional `UNet2DModel` denoiser (epsilon prediction), or a diffusers
+            text-to-image / DiT pipeline (see `slimfusion.load_pipeline`), sampled through the pipeline itself.
         config (`SampleConfig`): how many, how many steps, which scheduler, which seed.
         indices (`Sequence[int]`, optional): which image indices to make (default: all `range(config.num)`); lets
             several processes make disjoint slices of one seeded set.
         progress (`bool`, defaults to True): show a progress bar.
     """
+    if is_pipeline_object(model):
+        from slimfusion.pipeline_sample import sample_pipeline
+
+        return sample_pipeline(model, config, indices, progress)
+    if config.conditional:
+        raise ConfigError("prompts / class labels need a pipeline (a folder with model_index.json)")
     if family_name(model) != "UNet2DModel":
-        raise ConfigError(f"sampling supports unconditional UNet2DModel so far, not {family_name(model)}")
+        raise ConfigError(
+            f"{family_name(model)} alone cannot be sampled: pass its pipeline folder (text encoder, VAE, scheduler)"
+        )
     indices = list(range(config.num)) if indices is None else list(indices)
     model.eval()
     side = model.config.sample_size
@@ -161,7 +186,7 @@ def shard_indices(num: int, batch_size: int, rank: int, world: int) -> list[int]
     return [i for batch in mine for i in batch]
 
 
-def sample_to_folder(model: nn.Module, config: SampleConfig, out: str | Path, overwrite: bool = False) -> dict:
+def sample_to_folder(model, config: SampleConfig, out: str | Path, overwrite: bool = False) -> dict:
     """Sample `config.num` images into `out` (PNGs, grid.png, samples.npz), sharded across Accelerate processes.
 
     Under `accelerate launch` every process makes a disjoint slice of the seeded indices; the main process merges
@@ -179,6 +204,10 @@ def sample_to_folder(model: nn.Module, config: SampleConfig, out: str | Path, ov
     target = Path(out)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
+    if is_pipeline_object(model):
+        from slimfusion.pipeline_sample import check_conditions
+
+        check_conditions(model, config)  # before any folder exists
     state = PartialState(cpu=not torch.cuda.is_available())
     partial = target.parent / f".{target.name}.partial"
     if state.is_main_process:
@@ -195,8 +224,8 @@ def sample_to_folder(model: nn.Module, config: SampleConfig, out: str | Path, ov
     state.wait_for_everyone()
     seconds = time.perf_counter() - start
     if state.is_main_process:
-        _merge_shards(partial, state.num_processes)
-        record = config.model_dump() | {"model": get_meta(model).get("source"), "processes": state.num_processes}
+        _merge_shards(partial, state.num_processes, config)
+        record = config.model_dump() | {"model": source_of(model), "processes": state.num_processes}
         (partial / SAMPLING_FILE).write_text(json.dumps(record, indent=2))
         replace_folder(partial, target)  # the same atomic swap as model folders
     state.wait_for_everyone()
@@ -208,7 +237,14 @@ def sample_to_folder(model: nn.Module, config: SampleConfig, out: str | Path, ov
     }
 
 
-def _merge_shards(folder: Path, shards: int) -> None:
+def source_of(model) -> str | None:
+    """Where a model or pipeline was loaded from (recorded with its samples)."""
+    if is_pipeline_object(model):
+        return getattr(model, "slimfusion_source", None)
+    return get_meta(model).get("source")
+
+
+def _merge_shards(folder: Path, shards: int, config: SampleConfig) -> None:
     parts = [np.load(folder / f"shard-{r}.npz") for r in range(shards)]
     indices = np.concatenate([p["indices"] for p in parts])
     arrays = np.concatenate([p["images"] for p in parts])
@@ -218,6 +254,12 @@ def _merge_shards(folder: Path, shards: int) -> None:
         (folder / f"shard-{r}.npz").unlink()
     grid_images = torch.from_numpy(arrays[order][:256]).permute(0, 3, 1, 2).float() / 127.5 - 1
     save_image(make_grid(grid_images), folder / "grid.png", scale=max(1, 256 // (arrays.shape[1] * 8)))
+    if config.conditional:
+        from slimfusion.grids import labelled_grid
+        from slimfusion.pipeline_sample import conditions_of
+
+        labels = [str(c) for c in conditions_of(config, indices[order].tolist())]
+        labelled_grid(grid_images, labels[: len(grid_images)]).save(folder / "grid.png")
 
 
 def load_samples(folder: str | Path) -> tuple[torch.Tensor, dict]:

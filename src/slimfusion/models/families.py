@@ -6,8 +6,9 @@ Pruning-specific knowledge (layers never pruned, head groups) joins these entrie
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -53,6 +54,11 @@ def _clip_text_inputs(model: nn.Module, batch: int) -> dict[str, torch.Tensor]:
     return {"input_ids": torch.randint(0, model.config.vocab_size, (batch, length))}
 
 
+def _vae_inputs(model: nn.Module, batch: int) -> dict[str, torch.Tensor]:
+    side = _sample_side(model.config)
+    return {"sample": torch.randn(batch, model.config.in_channels, side, side)}
+
+
 def _image_inputs(model: nn.Module, batch: int) -> dict[str, torch.Tensor]:
     return {"images": torch.randn(batch, model.config.in_channels, 16, 16)}
 
@@ -93,6 +99,32 @@ def _dit_ignored(model: nn.Module) -> list[nn.Module]:
 def _unet_blocks(model: nn.Module) -> list[str]:
     """Block outputs a thinner UNet student is taught to match: the middle block and every up block."""
     return ["mid_block"] + [f"up_blocks.{i}" for i in range(len(model.up_blocks))]
+
+
+def _dit_blocks(model: nn.Module) -> list[str]:
+    """Block outputs a DiT student is taught to match: the last block of each quarter of the stack."""
+    count = len(model.transformer_blocks)
+    step = max(1, count // 4)
+    return [f"transformer_blocks.{i}" for i in range(count) if (i + 1) % step == 0 or i == count - 1]
+
+
+@contextlib.contextmanager
+def no_label_dropout(model: nn.Module) -> Iterator[None]:
+    """Switch off the label dropout that diffusers' label embeddings apply in training mode (DiT), for the run.
+
+    slimfusion drops conditions itself, from the run's seeded generator (`TrainSet.drop`), so runs resume exactly;
+    the embedding's own dropout would draw from torch's global generator instead.
+    """
+    from diffusers.models.embeddings import LabelEmbedding
+
+    saved = [(m, m.dropout_prob) for m in model.modules() if isinstance(m, LabelEmbedding)]
+    for module, _ in saved:
+        module.dropout_prob = 0.0
+    try:
+        yield
+    finally:
+        for module, prob in saved:
+            module.dropout_prob = prob
 
 
 def _equal_subgroups(model: nn.Module) -> dict[nn.Module, int]:
@@ -179,6 +211,7 @@ FAMILIES: dict[str, Family] = {
         _unet2d_condition_inputs,
         _unet2d_condition_denoise,
         pruning=Pruning(_unet2d_ignored, _equal_subgroups),
+        feature_blocks=_unet_blocks,
     ),
     "DiTTransformer2DModel": Family(
         "diffusers:DiTTransformer2DModel",
@@ -186,9 +219,11 @@ FAMILIES: dict[str, Family] = {
         _dit_inputs,
         _dit_denoise,
         pruning=Pruning(_dit_ignored, _equal_subgroups),
+        feature_blocks=_dit_blocks,
     ),
     # Older DiT checkpoints (facebook/DiT-XL-2-256) name the generic class; diffusers maps it to the DiT class.
     "Transformer2DModel": Family("diffusers:DiTTransformer2DModel", "diffusers", _dit_inputs, _dit_denoise),
+    "AutoencoderKL": Family("diffusers:AutoencoderKL", "diffusers", _vae_inputs),
     "CLIPTextModel": Family("transformers:CLIPTextModel", "transformers", _clip_text_inputs),
     "DigitClassifier": Family("slimfusion.models.classifier:DigitClassifier", "diffusers", _image_inputs),
 }
@@ -215,7 +250,8 @@ def distill_blocks(model: nn.Module) -> list[str]:
     """Names of the blocks whose outputs feature distillation compares (student and teacher share them)."""
     blocks = family_of(model).feature_blocks
     if blocks is None:
-        raise NotAModelError(f"fine-tuning supports UNet2DModel so far, not {family_name(model)}")
+        trainable = ", ".join(k for k, f in FAMILIES.items() if f.feature_blocks is not None)
+        raise NotAModelError(f"fine-tuning supports {trainable}, not {family_name(model)}")
     return blocks(model)
 
 

@@ -45,7 +45,7 @@ def load(source: str | Path, component: str | None = None) -> nn.Module:
     """
     text = str(source)
     if text.startswith(PREFIX):
-        return _load_builtin(text[len(PREFIX) :])
+        return _load_builtin(text[len(PREFIX) :], component)
     path = Path(text).expanduser()
     if path.exists():
         return _load_path(path, component)
@@ -59,20 +59,26 @@ def _looks_like_hub_id(text: str) -> bool:
     return len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text
 
 
-def _load_builtin(name: str) -> nn.Module:
+def _load_builtin(name: str, component: str | None = None) -> nn.Module:
     spec = BUILTINS.get(name)
     if spec is None:
         raise ModelNotFoundError(f"unknown builtin:{name}; available: {', '.join(PREFIX + n for n in BUILTINS)}")
     if spec.shipped:
-        folder = builtin_folder(name)
-        if not (folder / "config.json").exists():
-            raise ModelNotFoundError(f"builtin:{name} weights are missing from this install ({folder})")
-        model = _load_model_folder(folder)
+        folder = builtin_path(name)
+        model = _load_path(folder, component)
     else:
         torch.manual_seed(REFERENCE_SEED)
         model = build(FAMILIES[spec.class_name], spec.config).eval()
     get_meta(model)["source"] = PREFIX + name
     return model
+
+
+def builtin_path(name: str) -> Path:
+    """The shipped folder of a trained built-in (a model or a pipeline folder); refuses a missing one."""
+    folder = builtin_folder(name)
+    if not ((folder / "config.json").exists() or (folder / "model_index.json").exists()):
+        raise ModelNotFoundError(f"builtin:{name} weights are missing from this install ({folder})")
+    return folder
 
 
 def _load_hub(repo_id: str, component: str | None) -> nn.Module:
@@ -95,7 +101,7 @@ def _load_path(path: Path, component: str | None) -> nn.Module:
         raise NotAModelError(f"{path} is not a pipeline folder (no model_index.json); drop --component")
     if not (path / "config.json").exists():
         raise NotAModelError(f"{path} is not a model folder: no config.json or model_index.json")
-    model = _load_model_folder(path)
+    model = load_model_folder(path)
     get_meta(model)["source"] = str(path)
     return model
 
@@ -108,7 +114,7 @@ def _load_pipeline_component(path: Path, component: str | None) -> nn.Module:
             raise NotAModelError(f"{path}: pipeline has no unet or transformer; choose a component")
     if component not in index or not (path / component / "config.json").exists():
         raise NotAModelError(f"{path}: pipeline has no component {component!r}")
-    model = _load_model_folder(path / component)
+    model = load_model_folder(path / component)
     scheduler_file = path / "scheduler" / "scheduler_config.json"
     meta = get_meta(model)
     if scheduler_file.exists() and meta.get("scheduler") is None:
@@ -151,7 +157,8 @@ def build(family: Family, config: dict[str, Any]) -> nn.Module:
     return cls.from_config(config)
 
 
-def _load_model_folder(path: Path) -> nn.Module:
+def load_model_folder(path: Path) -> nn.Module:
+    """One model folder (config.json + safetensors [+ slimfusion.json]) rebuilt with its exact shapes."""
     config = _read_json(path / "config.json")
     meta = read_slimfusion_json(path)
     class_name = (meta or {}).get("class") or config.get("_class_name") or (config.get("architectures") or [None])[0]
@@ -310,23 +317,12 @@ def save(
     target = Path(path).expanduser()
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    class_name = family_name(model)
-    overrides = shape_overrides(model)
+    family_name(model)  # refuse unsupported classes before anything is written
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = temp_sibling(target)
     try:
         model.save_pretrained(str(tmp))
-        meta = get_meta(model)
-        record = {
-            "format_version": FORMAT_VERSION,
-            "slimfusion_version": __version__,
-            "class": class_name,
-            "shape_overrides": overrides,
-            "history": meta.get("history", []),
-            "scheduler": meta.get("scheduler"),
-            "skip_plan": meta.get("skip_plan"),
-        }
-        (tmp / META_FILE).write_text(json.dumps(record, indent=2, default=_json_default))
+        write_meta(model, tmp)
         if extras is not None:
             extras(tmp)
         replace_folder(tmp, target)
@@ -334,6 +330,26 @@ def save(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def temp_sibling(target: Path) -> Path:
+    """A fresh hidden folder name next to `target`, where a save is assembled before `replace_folder`."""
+    return target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+def write_meta(model: nn.Module, folder: Path) -> None:
+    """Write `slimfusion.json` (class, shape overrides, history, scheduler, skip plan) for `model` into `folder`."""
+    meta = get_meta(model)
+    record = {
+        "format_version": FORMAT_VERSION,
+        "slimfusion_version": __version__,
+        "class": family_name(model),
+        "shape_overrides": shape_overrides(model),
+        "history": meta.get("history", []),
+        "scheduler": meta.get("scheduler"),
+        "skip_plan": meta.get("skip_plan"),
+    }
+    (folder / META_FILE).write_text(json.dumps(record, indent=2, default=_json_default))
 
 
 def _json_default(value: Any) -> Any:

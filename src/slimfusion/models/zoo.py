@@ -29,6 +29,75 @@ def digits_ddpm_config() -> dict[str, Any]:
     }
 
 
+def digits_vae_config() -> dict[str, Any]:
+    """AutoencoderKL config of `builtin:digits-vae`: 16x16x1 digits <-> 8x8x4 latents (0.22M params)."""
+    return {
+        "in_channels": 1,
+        "out_channels": 1,
+        "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        "block_out_channels": [32, 32],
+        "layers_per_block": 1,
+        "latent_channels": 4,
+        "norm_num_groups": 8,
+        "sample_size": 16,
+    }
+
+
+def digits_text_encoder_config(tokenizer) -> dict[str, Any]:
+    """CLIPTextConfig of `builtin:digits-t2i`'s text encoder (0.2M params); vocabulary from the project's tokenizer."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 256,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "max_position_embeddings": tokenizer.model_max_length,
+        "hidden_act": "quick_gelu",
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "projection_dim": 64,
+    }
+
+
+def digits_t2i_unet_config() -> dict[str, Any]:
+    """UNet2DConditionModel of `builtin:digits-t2i`: SD's layout in miniature on 8x8x4 latents (1.5M params)."""
+    return {
+        "sample_size": 8,
+        "in_channels": 4,
+        "out_channels": 4,
+        "block_out_channels": [32, 64, 64],
+        "layers_per_block": 1,
+        "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+        "cross_attention_dim": 64,
+        "attention_head_dim": 4,
+        "norm_num_groups": 16,
+    }
+
+
+def digits_dit_config() -> dict[str, Any]:
+    """DiTTransformer2DModel of `builtin:digits-dit` (2.9M params, 16 tokens of 2x2 latent patches).
+
+    `num_embeds_ada_norm` is 1000 although only labels 0-9 are used: diffusers' `DiTPipeline` feeds label 1000 as the
+    null class of classifier-free guidance, so the label table must have that row (1001 rows; 990 are never trained).
+    """
+    return {
+        "num_attention_heads": 4,
+        "attention_head_dim": 32,
+        "in_channels": 4,
+        "out_channels": 4,
+        "num_layers": 6,
+        "sample_size": 8,
+        "patch_size": 2,
+        "activation_fn": "gelu-approximate",
+        "norm_type": "ada_norm_zero",
+        "num_embeds_ada_norm": 1000,
+        "norm_elementwise_affine": False,
+    }
+
+
 DDPM_CIFAR10_CONFIG: dict[str, Any] = {
     # google/ddpm-cifar10-32
     "sample_size": 32,
@@ -129,6 +198,15 @@ class Builtin:
 BUILTINS: dict[str, Builtin] = {
     "digits-ddpm": Builtin("unconditional DDPM trained on scikit-learn digits (16x16)", "UNet2DModel", shipped=True),
     "digits-features": Builtin("digit classifier: feature space for offline FD", "DigitClassifier", shipped=True),
+    "digits-vae": Builtin("AutoencoderKL for the digits: 16x16x1 <-> 8x8x4 latents", "AutoencoderKL", shipped=True),
+    "digits-t2i": Builtin(
+        "text-to-image pipeline (CLIP text encoder, UNet2DConditionModel, digits VAE) trained on digit prompts",
+        "UNet2DConditionModel",
+        shipped=True,
+    ),
+    "digits-dit": Builtin(
+        "class-conditional DiT pipeline on the digits VAE's latents", "DiTTransformer2DModel", shipped=True
+    ),
     "ddpm-cifar10": Builtin("google/ddpm-cifar10-32 architecture, random weights", "UNet2DModel", DDPM_CIFAR10_CONFIG),
     "ddpm-celeba64": Builtin(
         "DDIM's CelebA 64x64 DDPM architecture (Diff-Pruning's CelebA-HQ model), random weights",
@@ -154,6 +232,9 @@ def builtin_folder(name: str) -> Path:
 ARCHITECTURES: dict[str, tuple[str, Any]] = {
     # name -> (family class, config factory) for `slimfusion train --arch NAME`
     "digits-ddpm": ("UNet2DModel", digits_ddpm_config),
+    "digits-vae": ("AutoencoderKL", digits_vae_config),
+    "digits-t2i-unet": ("UNet2DConditionModel", digits_t2i_unet_config),
+    "digits-dit": ("DiTTransformer2DModel", digits_dit_config),
 }
 
 

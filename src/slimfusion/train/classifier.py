@@ -33,7 +33,7 @@ class ClassifierConfig(BaseModel):
     seed: int = 0
 
 
-def _random_shift(images: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+def random_shift(images: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
     if max_shift == 0:
         return images
     padded = F.pad(images, [max_shift] * 4, value=-1.0)  # -1 is the background colour
@@ -73,7 +73,7 @@ def train_classifier(
         for _ in range(config.epochs):
             model.train()
             for idx in torch.randperm(len(images), generator=gen).split(config.batch_size):
-                batch = _random_shift(images[idx], config.max_shift, gen)
+                batch = random_shift(images[idx], config.max_shift, gen)
                 loss = F.cross_entropy(model(batch), labels[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

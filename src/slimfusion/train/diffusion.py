@@ -40,9 +40,12 @@ class TrainConfig(BaseModel):
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
 
 
-def default_scheduler_config(num_train_timesteps: int = 1000) -> dict:
-    """The DDPM schedule the built-in models are trained with (linear betas 1e-4..0.02, epsilon prediction)."""
-    return dict(DDPMScheduler(num_train_timesteps=num_train_timesteps).config)
+def default_scheduler_config(num_train_timesteps: int = 1000, clip_sample: bool = True) -> dict:
+    """The DDPM schedule the built-in models are trained with (linear betas 1e-4..0.02, epsilon prediction).
+
+    `clip_sample` clips predicted clean samples to [-1, 1] while sampling: right for pixels, wrong for latents.
+    """
+    return dict(DDPMScheduler(num_train_timesteps=num_train_timesteps, clip_sample=clip_sample).config)
 
 
 def train_diffusion(

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimfusion.errors import ConfigError
-from slimfusion.models.families import distill_blocks
+from slimfusion.models.families import distill_blocks, example_inputs, family_of
 
 
 def output_loss(
@@ -50,7 +50,8 @@ class _Tap:
 
 
 class Student(nn.Module):
-    """The model being trained plus 1x1 adapters that map its (pruned) block widths to the teacher's.
+    """The model being trained plus adapters (1x1 convs, or linears on token features) that map its (pruned) block
+    widths to the teacher's.
 
     One module so that Accelerate / DDP synchronises the adapters' gradients with the model's; the adapters are
     thrown away after training (FitNets-style hints: a thinner student cannot be compared channel by channel).
@@ -59,6 +60,7 @@ class Student(nn.Module):
     def __init__(self, model: nn.Module, teacher: nn.Module | None = None, features: bool = False):
         super().__init__()
         self.model = model
+        self._denoise = family_of(model).denoise
         self.adapters = nn.ModuleDict()
         self._student_tap = self._teacher_tap = None
         if not features:
@@ -67,17 +69,17 @@ class Student(nn.Module):
             raise ConfigError("feature distillation needs a teacher (--teacher)")
         names = distill_blocks(model)
         self._student_tap, self._teacher_tap = _Tap(model, names), _Tap(teacher, names)
-        probe = torch.zeros(1, model.config.in_channels, *_side(model))
+        probe = example_inputs(model, 1)
         with torch.no_grad():
-            model(probe, torch.zeros(1, dtype=torch.long))
-            teacher(probe, torch.zeros(1, dtype=torch.long))
+            model(**probe)
+            teacher(**probe)
         for name, s, t in zip(names, self._student_tap.take(), self._teacher_tap.take(), strict=True):
-            key = name.replace(".", "_")
-            s_ch, t_ch = s.shape[1], t.shape[1]
-            self.adapters[key] = nn.Identity() if s_ch == t_ch else nn.Conv2d(s_ch, t_ch, 1, bias=False)
+            self.adapters[name.replace(".", "_")] = _adapter(s, t)
 
-    def forward(self, noisy: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        pred = self.model(noisy, t).sample
+    def forward(
+        self, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        pred = self._denoise(self.model, noisy, t, cond)
         if self._student_tap is None:
             return pred, []
         return pred, [adapter(f) for adapter, f in zip(self.adapters.values(), self._student_tap.take(), strict=True)]
@@ -92,6 +94,10 @@ class Student(nn.Module):
                 tap.remove()
 
 
-def _side(model: nn.Module) -> tuple[int, int]:
-    side = model.config.sample_size
-    return tuple(side) if isinstance(side, (tuple, list)) else (side, side)
+def _adapter(student: torch.Tensor, teacher: torch.Tensor) -> nn.Module:
+    """Identity when widths agree; else a 1x1 conv for feature maps [N, C, H, W], a linear for tokens [N, L, D]."""
+    if student.shape == teacher.shape:
+        return nn.Identity()
+    if student.ndim == 4:
+        return nn.Conv2d(student.shape[1], teacher.shape[1], 1, bias=False)
+    return nn.Linear(student.shape[-1], teacher.shape[-1], bias=False)

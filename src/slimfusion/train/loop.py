@@ -18,12 +18,13 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 
 from slimfusion.errors import ConfigError
-from slimfusion.models.families import check_trainable
+from slimfusion.models.families import check_trainable, example_inputs, family_of, no_label_dropout
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.progress import progress_bar
 from slimfusion.train import state as train_state
 from slimfusion.train.diffusion import TrainConfig, default_scheduler_config
 from slimfusion.train.distill import Student, feature_loss, output_loss
+from slimfusion.train.trainset import TrainSet, as_trainset
 
 
 def make_accelerator(mixed_precision: str = "no"):
@@ -54,7 +55,7 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 def fit(
     model: nn.Module,
-    images: torch.Tensor,
+    data: torch.Tensor | TrainSet,
     config: TrainConfig,
     step_name: str,
     teacher: nn.Module | None = None,
@@ -67,8 +68,10 @@ def fit(
     """Train `model` in place with the DDPM loss (plus distillation terms when the config has them).
 
     Args:
-        model (`nn.Module`): the denoiser to train (a UNet2DModel).
-        images (`torch.Tensor`): training images [N, C, H, W] in [-1, 1].
+        model (`nn.Module`): the denoiser to train (any family with `feature_blocks`: UNet2DModel,
+            UNet2DConditionModel, DiT).
+        data (`torch.Tensor` or `TrainSet`): training images [N, C, H, W] in [-1, 1] for unconditional models, or
+            a `TrainSet` of (latent) inputs with their conditions.
         config (`TrainConfig` or `FinetuneConfig`): settings; `distill` / `feature_distill` weights are read when
             present.
         step_name (`str`): the history entry to record ("train" or "finetune").
@@ -83,6 +86,11 @@ def fit(
         `model` with its EMA weights loaded, in eval mode, with the step recorded in its history.
     """
     check_trainable(model)
+    data = as_trainset(data)
+    denoise = family_of(model).denoise
+    expected = tuple(next(iter(example_inputs(model, 1).values())).shape[1:])
+    if tuple(data.inputs.shape[1:]) != expected:
+        raise ConfigError(f"training inputs have shape {tuple(data.inputs.shape[1:])}; the model takes {expected}")
     distill = getattr(config, "distill", 0.0)
     feature_weight = getattr(config, "feature_distill", 0.0)
     if (distill or feature_weight) and teacher is None:
@@ -107,15 +115,15 @@ def fit(
         first_step, running = _restore(Path(out), student, optimizer, ema, gen, config, rank, world)
     student, optimizer = accelerator.prepare(student, optimizer)
     ema.to(accelerator.device)
-    images = images.to(accelerator.device)
+    data = data.to(accelerator.device)
     start = time.perf_counter()
-    with progress_bar(progress and accelerator.is_local_main_process) as bar:
+    with progress_bar(progress and accelerator.is_local_main_process) as bar, no_label_dropout(model):
         task = bar.add_task(step_name, total=config.steps, completed=first_step - 1, status="")
         for step in range(first_step, config.steps + 1):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
-            idx = torch.randint(0, len(images), (config.batch_size,), generator=gen)
-            clean = images[idx]
+            idx = torch.randint(0, len(data), (config.batch_size,), generator=gen)
+            clean, cond = data.draw(idx, gen)
             noise = torch.randn(clean.shape, generator=gen).to(accelerator.device)
             t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(clean),), generator=gen)
             t = t.to(accelerator.device)
@@ -124,8 +132,8 @@ def fit(
                 target = None
                 if teacher is not None:
                     with torch.no_grad():
-                        target = teacher(noisy, t).sample
-                pred, features = student(noisy, t)
+                        target = denoise(teacher, noisy, t, cond)
+                pred, features = student(noisy, t, cond)
                 loss = output_loss(pred.float(), noise, None if target is None else target.float(), distill)
                 if feature_weight:
                     teacher_features = accelerator.unwrap_model(student).teacher_features()
@@ -152,7 +160,8 @@ def fit(
     effect = {
         "wall_s": round(time.perf_counter() - start, 1),
         "final_loss": running,
-        "train_images": len(images),
+        "train_examples": len(data),
+        "conditional": data.conditional,
         "processes": world,
         "resumed_from": first_step - 1 if resume else None,
     }

@@ -1,0 +1,3 @@
+from slimfusion.cli import main
+
+main()

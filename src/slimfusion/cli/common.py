@@ -1,0 +1,121 @@
+"""Shared pieces of the `slimfusion` command: argument types, one-line errors, run-folder checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from slimfusion.errors import SlimfusionError
+from slimfusion.progress import console
+
+ModelArg = Annotated[str, typer.Argument(help="model folder, pipeline folder, builtin:NAME or hub id")]
+OutOpt = Annotated[Path, typer.Option("--out", help="output folder (created atomically)")]
+OverwriteOpt = Annotated[bool, typer.Option(help="replace --out if it exists")]
+
+
+def quiet_libraries() -> None:
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
+def is_main_process() -> bool:
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available()).is_main_process
+
+
+def print_rows(results: dict) -> None:
+    from rich.table import Table
+
+    from slimfusion.report import COLUMNS, cell
+
+    rows = results["rows"]
+    original = next((r for r in rows if r.get("original")), None)
+    columns = [c for c in COLUMNS if any(r["metrics"].get(c[0]) is not None for r in rows)]
+    table = Table(title=results["title"])
+    table.add_column("model")
+    for _, header, _ in columns:
+        table.add_column(header, justify="right")
+    for r in rows:
+        table.add_row(r["name"], *(cell(r, key, fmt, original) for key, _, fmt in columns))
+    wide = Console()
+    Console(width=None if wide.is_terminal else 160).print(table)
+    console.print(results["quality_metric"], highlight=False, soft_wrap=True)
+
+
+def refuse_existing(out: Path, overwrite: bool) -> None:
+    """Fail before any work when --out exists (saves are atomic, but an hour of pruning should not be lost)."""
+    if out.exists() and not overwrite:
+        raise SlimfusionError(f"{out} already exists; pass --overwrite to replace it")
+
+
+def first_error(exc) -> str:
+    """One line from a pydantic ValidationError: the field and what is wrong with it."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "value"
+    return f"--{field.replace('_', '-')}: {err['msg']} (got {err.get('input')!r})"
+
+
+def make_config(cls, **values):
+    """Build a pydantic config, turning a validation error into one CLI line."""
+    from pydantic import ValidationError
+
+    from slimfusion.errors import ConfigError
+
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        raise ConfigError(first_error(exc)) from exc
+
+
+def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume:
+        if not out.exists():
+            raise SlimfusionError(f"--resume: {out} does not exist (no checkpoint to continue from)")
+        return
+    refuse_existing(out, overwrite)
+
+
+def save_final(model, out: Path) -> None:
+    """Save the finished EMA model over the run folder (the training state of checkpoints is dropped)."""
+    from slimfusion.models.io import save
+
+    if is_main_process():
+        save(model, out, overwrite=True)
+        console.print(f"saved {out}")
+
+
+def conditions_from_options(prompts: Path | None, class_labels: str | None) -> dict:
+    """`prompts` / `class_labels` config values from --prompts FILE / --class-labels 3,7 (one given at most)."""
+    from slimfusion.data.prompts import read_prompts
+    from slimfusion.prune.conditioning import parse_class_labels
+
+    if prompts is not None and class_labels is not None:
+        raise SlimfusionError("give --prompts (text-to-image) or --class-labels (class-conditional), not both")
+    if prompts is not None:
+        return {"prompts": read_prompts(prompts)}
+    if class_labels is not None:
+        return {"class_labels": parse_class_labels(class_labels, None).tolist()}
+    return {}
+
+
+def sampling_target(source: str, component: str | None = None):
+    """What to sample: the diffusers pipeline of a conditional pipeline folder, else the (unconditional) model."""
+    from slimfusion.models.io import load
+    from slimfusion.pipelines import is_pipeline, load_pipeline, pipeline_folder, pipeline_index
+
+    if component is None and is_pipeline(source):
+        index = pipeline_index(pipeline_folder(source))
+        if "text_encoder" in index or "transformer" in index:
+            return load_pipeline(source)
+    return load(source, component)

@@ -1,0 +1,190 @@
+"""Verbs that look at models and their images: info, sample, stats, evaluate, report, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from slimfusion.cli.app import app
+from slimfusion.cli.common import (
+    ModelArg,
+    OutOpt,
+    conditions_from_options,
+    is_main_process,
+    make_config,
+    print_rows,
+    refuse_existing,
+    sampling_target,
+)
+from slimfusion.errors import SlimfusionError
+from slimfusion.progress import console
+
+
+@app.command()
+def info(
+    model: ModelArg,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    component: Annotated[str | None, typer.Option(help="pipeline component (default: unet/transformer)")] = None,
+) -> None:
+    """Class, parameters, MACs (batch 1, the model's sample size), file size and compression history."""
+    import json
+
+    from slimfusion.models.info import model_info
+
+    summary = model_info(model, component)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{summary['class']}  ({summary['source']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("parameters", f"{summary['params']:,}")
+    table.add_row("MACs (convs+linears+norms)", f"{summary['macs'] / 1e9:.3f} G")
+    table.add_row("MACs (all matmuls)", f"{summary['macs_all'] / 1e9:.3f} G")
+    table.add_row("input", summary["input"])
+    size = summary["file_bytes"]
+    table.add_row("file size", f"{size / 2**20:.2f} MiB" if size else "not saved (built in memory)")
+    table.add_row("history", " -> ".join(h["step"] for h in summary["history"]) or "none")
+    Console().print(table)
+
+
+PromptsOpt = Annotated[Path | None, typer.Option(help="text-to-image: a file of prompts, one per line")]
+LabelsOpt = Annotated[str | None, typer.Option(help="class-conditional (DiT): comma list of labels, e.g. 3,7")]
+GuidanceOpt = Annotated[float, typer.Option(help="classifier-free guidance scale of conditional pipelines (1: off)")]
+
+
+@app.command()
+def sample(
+    model: ModelArg,
+    out: OutOpt,
+    num: Annotated[int, typer.Option(help="number of images")] = 64,
+    steps: Annotated[int, typer.Option(help="denoising steps")] = 50,
+    scheduler: Annotated[str, typer.Option(help="ddim (deterministic) or ddpm (ancestral)")] = "ddim",
+    seed: Annotated[int, typer.Option(help="base seed; image i uses (seed, i)")] = 0,
+    batch_size: Annotated[int, typer.Option(help="images per forward")] = 64,
+    prompts: PromptsOpt = None,
+    class_labels: LabelsOpt = None,
+    guidance: GuidanceOpt = 4.0,
+    negative_prompt: Annotated[str | None, typer.Option(help="text-to-image: prompt to steer away from")] = None,
+    component: Annotated[str | None, typer.Option(help="pipeline component (default: unet/transformer)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+) -> None:
+    """Generate seeded images: one PNG each, grid.png and samples.npz in --out.
+
+    Conditional pipelines (text-to-image, DiT) are sampled through their own diffusers pipeline class; image i gets
+    prompt / label i mod their count. Multi-process: `accelerate launch -m slimfusion sample ...` splits the seeds
+    across processes; the result is the same folder as a single-process run.
+    """
+    from slimfusion.sample import SampleConfig, sample_to_folder
+
+    config = make_config(
+        SampleConfig,
+        num=num,
+        steps=steps,
+        scheduler=scheduler,
+        seed=seed,
+        batch_size=batch_size,
+        guidance=guidance,
+        negative_prompt=negative_prompt,
+        **conditions_from_options(prompts, class_labels),
+    )
+    refuse_existing(out, overwrite)
+    result = sample_to_folder(sampling_target(model, component), config, out, overwrite=overwrite)
+    if is_main_process():
+        console.print(
+            f"{num} images in {result['seconds']:.1f}s ({result['images_per_s']:.2f} img/s,"
+            f" {result['processes']} process(es)) -> {out}/grid.png"
+        )
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="run folder (replaced if it exists)")] = Path("demo_out"),
+    num: Annotated[int, typer.Option(help="images sampled per model")] = 256,
+    finetune_steps: Annotated[int, typer.Option(help="fine-tuning steps per pruned model")] = 300,
+) -> None:
+    """Prune builtin:digits-ddpm to ~half its MACs (diff-pruning, magnitude), fine-tune, evaluate, report."""
+    from slimfusion.demo import run_demo
+
+    if num < 2 or finetune_steps < 1:
+        raise SlimfusionError("--num must be >= 2 and --finetune-steps >= 1")
+    result = run_demo(out, num=num, finetune_steps=finetune_steps)
+    print_rows(result)
+    console.print(f"report: {result['report_html']} (and report.md); took {result['wall_s'] / 60:.1f} min")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="run folder holding results.json (e.g. from demo)")]) -> None:
+    """Write report.md and a self-contained report.html (table, sample grids, quality-vs-MACs plot)."""
+    from slimfusion.report import load_results, write_report
+
+    md, page = write_report(run_dir)
+    print_rows(load_results(run_dir))
+    console.print(f"wrote {md} and {page}")
+
+
+@app.command()
+def stats(
+    data: Annotated[str, typer.Argument(help="digits, digits:test, digits:all, an image folder or a samples folder")],
+    out: Annotated[Path, typer.Option("--out", help="statistics file (.npz) to write")],
+    space: Annotated[str, typer.Option(help="digits-features (offline FD) or inception-v3 (FID)")] = (
+        "digits-features"
+    ),
+    inception_weights: Annotated[str | None, typer.Option(help="InceptionV3 weights (.safetensors) for FID")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+) -> None:
+    """Precompute reference statistics (mean, covariance of features) for `evaluate --ref`."""
+    from slimfusion.data import load_images
+    from slimfusion.metrics.stats import compute_stats, save_stats
+    from slimfusion.sample import load_samples
+
+    if out.suffix != ".npz":
+        raise SlimfusionError(f"--out {out}: statistics are written as .npz")
+    refuse_existing(out, overwrite)
+    is_samples = (Path(data) / "samples.npz").exists()
+    images = load_samples(data)[0] if is_samples else load_images(data, size=16, channels=1)
+    save_stats(compute_stats(images, space, inception_weights), out)
+    console.print(f"{space} statistics of {len(images)} images -> {out}")
+
+
+@app.command()
+def evaluate(
+    target: Annotated[str, typer.Argument(help="model (folder, builtin:NAME) or samples folder")],
+    ref: Annotated[str | None, typer.Option(help="reference data or statistics .npz, for fd / fid")] = None,
+    original: Annotated[str | None, typer.Option(help="uncompressed model or its samples, for ssim / psnr")] = None,
+    metrics: Annotated[str | None, typer.Option(help="comma list of fd,fid,ssim,psnr,cost (default: all possible)")] = (
+        None
+    ),
+    num: Annotated[int, typer.Option(help="images to sample from a model")] = 1000,
+    steps: Annotated[int, typer.Option(help="DDIM steps when sampling a model")] = 50,
+    seed: Annotated[int, typer.Option(help="sampling seed (the original uses the same)")] = 0,
+    batch_size: Annotated[int, typer.Option(help="images per forward when sampling")] = 250,
+    inception_weights: Annotated[str | None, typer.Option(help="InceptionV3 weights (.safetensors) for FID")] = None,
+    as_json: Annotated[Path | None, typer.Option("--json", help="also write the result as JSON here")] = None,
+) -> None:
+    """Quality (FD / FID vs --ref), consistency (SSIM / PSNR vs --original, identical noise) and cost."""
+    import json
+
+    from slimfusion.evaluate import EvaluateConfig, print_result
+    from slimfusion.evaluate import evaluate as run_evaluate
+
+    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    config = make_config(
+        EvaluateConfig,
+        metrics=names,
+        num=num,
+        steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        inception_weights=inception_weights,
+    )
+    result = run_evaluate(target, config, ref=ref, original=original)
+    print_result(result)
+    if as_json is not None:
+        as_json.parent.mkdir(parents=True, exist_ok=True)
+        as_json.write_text(json.dumps(result, indent=2))

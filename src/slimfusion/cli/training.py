@@ -1,0 +1,153 @@
+"""Verbs that train: train (from scratch), finetune (recovery), train-features, train-builtin."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from slimfusion.cli.app import app
+from slimfusion.cli.common import ModelArg, OutOpt, check_run_folder, make_config, refuse_existing, save_final
+from slimfusion.errors import SlimfusionError
+from slimfusion.progress import console
+
+
+@app.command()
+def train(
+    out: OutOpt,
+    data: Annotated[str, typer.Option(help="digits, digits:all or an image folder")] = "digits",
+    arch: Annotated[str, typer.Option(help="architecture to initialise (see slimfusion.models.zoo.ARCHITECTURES)")] = (
+        "digits-ddpm"
+    ),
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 8000,
+    batch_size: Annotated[int, typer.Option(help="images per step (per process)")] = 64,
+    lr: Annotated[float, typer.Option(help="peak AdamW learning rate")] = 5e-4,
+    seed: Annotated[int, typer.Option(help="seed for init, batches and noise")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="checkpoint (EMA model + training state) every N steps")] = 0,
+    resume: Annotated[bool, typer.Option(help="continue exactly from the checkpoint in --out")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+) -> None:
+    """Train a diffusion model from scratch with the DDPM loss (how builtin:digits-ddpm was made)."""
+    import torch
+
+    from slimfusion.data import load_images
+    from slimfusion.models.zoo import build_architecture
+    from slimfusion.train import TrainConfig, train_diffusion
+
+    config = make_config(TrainConfig, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    check_run_folder(out, resume, overwrite)
+    torch.manual_seed(seed)
+    model = build_architecture(arch)
+    images = load_images(data, size=model.config.sample_size, channels=model.config.in_channels)
+    train_diffusion(model, images, config, out=out, checkpoint_every=checkpoint_every, resume=resume)
+    save_final(model, out)
+
+
+@app.command()
+def finetune(
+    model: ModelArg,
+    out: OutOpt,
+    data: Annotated[str, typer.Option(help="digits, digits:all or an image folder")] = "digits",
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 1000,
+    teacher: Annotated[str | None, typer.Option(help="original model to distil from")] = None,
+    distill: Annotated[float, typer.Option(help="output distillation weight W in [0, 1]")] = 0.0,
+    feature_distill: Annotated[float, typer.Option(help="weight of block-output distillation")] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="images per step (per process)")] = 64,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate after warm-up")] = 2e-4,
+    warmup_steps: Annotated[int, typer.Option(help="linear warm-up steps")] = 50,
+    ema_decay: Annotated[float, typer.Option(help="EMA decay (the EMA weights are saved)")] = 0.999,
+    grad_clip: Annotated[float, typer.Option(help="max gradient norm")] = 1.0,
+    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")] = "no",
+    seed: Annotated[int, typer.Option(help="seed for batches and noise")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="checkpoint (EMA model + training state) every N steps")] = 0,
+    resume: Annotated[bool, typer.Option(help="continue exactly from the checkpoint in --out")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+) -> None:
+    """Recover a compressed model: DDPM loss, optional distillation from --teacher, EMA weights saved.
+
+    Multi-process / multi-GPU: `accelerate launch -m slimfusion finetune ...`.
+    """
+    from slimfusion.data import load_images
+    from slimfusion.models.families import check_trainable
+    from slimfusion.models.io import load
+    from slimfusion.train import FinetuneConfig
+    from slimfusion.train import finetune as run_finetune
+
+    config = make_config(
+        FinetuneConfig,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        ema_decay=ema_decay,
+        grad_clip=grad_clip,
+        mixed_precision=mixed_precision,
+        seed=seed,
+        distill=distill,
+        feature_distill=feature_distill,
+    )
+    if (distill or feature_distill) and teacher is None:
+        raise SlimfusionError("--distill / --feature-distill need --teacher (the original model)")
+    check_run_folder(out, resume, overwrite)
+    student = load(model)
+    check_trainable(student)
+    original = load(teacher) if teacher is not None else None
+    if original is not None and original.config.sample_size != student.config.sample_size:
+        raise SlimfusionError("--teacher works on another image size than the model")
+    images = load_images(data, size=student.config.sample_size, channels=student.config.in_channels)
+    run_finetune(student, images, config, teacher=original, out=out, checkpoint_every=checkpoint_every, resume=resume)
+    save_final(student, out)
+
+
+@app.command("train-features")
+def train_features(
+    out: OutOpt,
+    epochs: Annotated[int, typer.Option(help="passes over the digits train split")] = 40,
+    seed: Annotated[int, typer.Option(help="seed for init, order and augmentation")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+) -> None:
+    """Train the digit classifier that gives the offline FD feature space (how builtin:digits-features was made)."""
+    from slimfusion.data import load_digits_split
+    from slimfusion.models.io import save
+    from slimfusion.models.meta import history
+    from slimfusion.train.classifier import ClassifierConfig, train_classifier
+
+    refuse_existing(out, overwrite)
+    config = ClassifierConfig(epochs=epochs, seed=seed)
+    model = train_classifier(*load_digits_split("train"), config, test=load_digits_split("test"))
+    effect = history(model)[-1]["effect"]
+    save(model, out, overwrite=True)
+    console.print(f"test accuracy {effect['test_accuracy']:.4f} (train {effect['train_accuracy']:.4f}); saved {out}")
+
+
+@app.command("train-builtin")
+def train_builtin(
+    name: Annotated[str, typer.Argument(help="digits-vae, digits-t2i or digits-dit")],
+    out: OutOpt,
+    steps: Annotated[int, typer.Option(help="steps (0: default, VAE 3000, denoisers 6000)")] = 0,
+    vae: Annotated[str, typer.Option(help="the VAE the latent models use")] = "builtin:digits-vae",
+    seed: Annotated[int, typer.Option(help="seed for everything")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+) -> None:
+    """Make a latent built-in from scratch (how builtin:digits-vae / -t2i / -dit were made).
+
+    The denoiser's run folder OUT.unet-run / OUT.dit-run checkpoints every 500 steps; running the same command again
+    resumes it.
+    """
+    from slimfusion.train.builtins import BuiltinConfig, build_digits_dit, build_digits_t2i, build_digits_vae
+    from slimfusion.train.text_encoder import TextEncoderConfig
+    from slimfusion.train.vae import VAEConfig
+
+    builders = ("digits-vae", "digits-t2i", "digits-dit")
+    if name not in builders:
+        raise SlimfusionError(f"unknown built-in {name!r}; choose one of {', '.join(builders)}")
+    refuse_existing(out, overwrite)
+    chosen = {"steps": steps} if steps else {}  # 0: each builder's own default
+    if name == "digits-vae":
+        build_digits_vae(out, make_config(VAEConfig, seed=seed, **chosen))
+    elif name == "digits-t2i":
+        config = make_config(BuiltinConfig, seed=seed, **chosen)
+        build_digits_t2i(out, config, TextEncoderConfig(seed=seed), vae_source=vae)
+    else:
+        build_digits_dit(out, make_config(BuiltinConfig, seed=seed, **chosen), vae_source=vae)
+    console.print(f"saved {out}")

@@ -1,0 +1,99 @@
+"""Sampling conditional models through diffusers' own pipeline classes (no hand-written text-to-image loop).
+
+The guarantees of unconditional sampling hold: image i starts from its own generator seeded by (seed, i) (diffusers'
+`randn_tensor` draws item k of a batch from generator k), and it gets condition `i mod len(conditions)`, so a result
+does not depend on the batch size or on how the indices are split across `accelerate launch` processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+
+from slimfusion.errors import ConfigError
+from slimfusion.progress import progress_bar
+
+
+def conditions_of(config, indices: Sequence[int]) -> list:
+    """The prompt or class label of each image index (cycling through the config's list)."""
+    values = config.prompts if config.prompts is not None else config.class_labels
+    return [values[i % len(values)] for i in indices]
+
+
+def pipeline_kind(pipe) -> str:
+    """ "text" for text-to-image pipelines (a tokenizer and text encoder), "class" for DiT, else refused."""
+    if getattr(pipe, "text_encoder", None) is not None and getattr(pipe, "tokenizer", None) is not None:
+        return "text"
+    transformer = getattr(pipe, "transformer", None)
+    if transformer is not None and getattr(transformer.config, "num_embeds_ada_norm", None):
+        return "class"
+    raise ConfigError(f"{type(pipe).__name__}: conditional sampling supports text-to-image and DiT pipelines")
+
+
+def check_conditions(pipe, config) -> None:
+    """Refuse, in one line, conditions the pipeline cannot take (before anything is sampled or written)."""
+    kind = pipeline_kind(pipe)
+    if kind == "text" and config.prompts is None:
+        raise ConfigError(f"{type(pipe).__name__} is text-to-image: give --prompts FILE")
+    if kind == "class":
+        if config.class_labels is None:
+            raise ConfigError(f"{type(pipe).__name__} is class-conditional: give --class-labels, e.g. 3,7")
+        classes = len(getattr(pipe, "labels", None) or {}) or pipe.transformer.config.num_embeds_ada_norm
+        bad = [c for c in config.class_labels if not 0 <= c < classes]
+        if bad:
+            raise ConfigError(f"--class-labels {bad[0]} is out of range: the model has classes 0..{classes - 1}")
+        if config.scheduler == "ddpm":
+            raise ConfigError("DiTPipeline draws DDPM step noise from torch's global generator; use --scheduler ddim")
+        if config.negative_prompt is not None:
+            raise ConfigError("--negative-prompt is for text-to-image pipelines")
+    if kind == "text" and config.class_labels is not None:
+        raise ConfigError("--class-labels is for class-conditional (DiT) pipelines; give --prompts")
+
+
+def set_scheduler(pipe, kind: str) -> None:
+    """Replace the pipeline's scheduler by a DDIM (eta 0) or DDPM one with the same training schedule."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    cls = DDIMScheduler if kind == "ddim" else DDPMScheduler
+    if type(pipe.scheduler) is not cls:
+        pipe.scheduler = cls.from_config(pipe.scheduler.config)
+
+
+@torch.no_grad()
+def sample_pipeline(pipe, config, indices: Sequence[int] | None = None, progress: bool = True) -> torch.Tensor:
+    """Images [N, C, H, W] in [-1, 1] from a text-to-image or DiT pipeline.
+
+    Args:
+        pipe: a diffusers `StableDiffusionPipeline`-like or `DiTPipeline` object (e.g. from `load_pipeline`).
+        config (`SampleConfig`): count, steps, scheduler, seed, batch size, prompts or class labels, guidance.
+        indices (`Sequence[int]`, optional): which image indices to make (default: all).
+        progress (`bool`, defaults to True): show a progress bar.
+    """
+    from slimfusion.sample import image_generator
+
+    check_conditions(pipe, config)
+    set_scheduler(pipe, config.scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    kind = pipeline_kind(pipe)
+    indices = list(range(config.num)) if indices is None else list(indices)
+    guidance = config.guidance
+    out = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("sample", total=len(indices), status="")
+        start = time.perf_counter()
+        for first in range(0, len(indices), config.batch_size):
+            chunk = indices[first : first + config.batch_size]
+            gens = [image_generator(config.seed, i) for i in chunk]
+            conds = conditions_of(config, chunk)
+            common = {"num_inference_steps": config.steps, "guidance_scale": guidance, "generator": gens}
+            if kind == "text":
+                negative = None if config.negative_prompt is None else [config.negative_prompt] * len(chunk)
+                images = pipe(prompt=conds, negative_prompt=negative, output_type="pt", **common).images
+            else:
+                images = pipe(class_labels=conds, output_type="pt", **common).images
+            out.append(images.float().cpu() * 2 - 1)
+            done = first + len(chunk)
+            bar.update(task, completed=done, status=f"{done / (time.perf_counter() - start):.1f} img/s")
+    return torch.cat(out)

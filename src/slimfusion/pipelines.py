@@ -1,0 +1,162 @@
+"""Pipelines as users hold them: diffusers pipeline objects whose model components go through slimfusion's format.
+
+`load_pipeline` returns the diffusers pipeline class named in `model_index.json` (`StableDiffusionPipeline`,
+`DiTPipeline`, `DDPMPipeline`, ...) with every supported model component rebuilt by `slimfusion.load`'s code, so a
+pruned UNet or text encoder comes back with its exact shapes; tokenizers and schedulers load as diffusers loads them.
+`save_pipeline` writes a pipeline folder that plain diffusers loads, plus `slimfusion.json` in every model component.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from slimfusion.errors import ModelNotFoundError, NotAModelError
+from slimfusion.models.families import FAMILIES
+from slimfusion.models.io import (
+    _looks_like_hub_id,
+    _read_json,
+    builtin_path,
+    load_model_folder,
+    replace_folder,
+    temp_sibling,
+    write_meta,
+)
+from slimfusion.models.meta import get_meta
+from slimfusion.models.zoo import BUILTINS, PREFIX
+
+INDEX = "model_index.json"
+DENOISERS = ("unet", "transformer")
+
+
+def pipeline_folder(source: str | Path) -> Path | None:
+    """The local pipeline folder behind `source` (a path or `builtin:NAME`), or None when it is not a pipeline."""
+    text = str(source)
+    if text.startswith(PREFIX):
+        name = text[len(PREFIX) :]
+        if name not in BUILTINS or not BUILTINS[name].shipped:
+            return None
+        path = builtin_path(name)
+    else:
+        path = Path(text).expanduser()
+    return path if (path / INDEX).is_file() else None
+
+
+def is_pipeline(source: str | Path) -> bool:
+    return pipeline_folder(source) is not None
+
+
+def load_pipeline(source: str | Path, **replace: Any):
+    """Load a diffusers pipeline with slimfusion's loader for each model component.
+
+    Args:
+        source (`str` or `Path`): a pipeline folder (model_index.json), `builtin:NAME` of a shipped pipeline, or a
+            hub id (downloaded when online).
+        replace: components to use instead of the stored ones (e.g. `unet=pruned_unet`).
+
+    Returns:
+        The pipeline object (float32, CPU, progress bars off) with `pipe.slimfusion_source` set.
+    """
+    path = pipeline_folder(source)
+    if path is None:
+        path = _hub_pipeline(str(source))
+    index = _read_json(path / INDEX)
+    cls = _pipeline_class(index, path)
+    components: dict[str, Any] = {}
+    for name, spec in index.items():
+        if name.startswith("_") or name in replace or not _is_component(spec):
+            continue
+        if spec[1] in FAMILIES:
+            model = load_model_folder(path / name)
+            get_meta(model)["source"] = f"{source}#{name}"
+            components[name] = model
+    pipe = cls.from_pretrained(str(path), **components, **replace)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.slimfusion_source = str(source)
+    scheduler = getattr(pipe, "scheduler", None)
+    for name in DENOISERS:
+        model = getattr(pipe, name, None)
+        if model is not None and scheduler is not None and get_meta(model).get("scheduler") is None:
+            get_meta(model)["scheduler"] = dict(scheduler.config)
+    return pipe
+
+
+def _is_component(spec: Any) -> bool:
+    return isinstance(spec, list) and len(spec) == 2 and spec[0] is not None and spec[1] is not None
+
+
+def _pipeline_class(index: dict[str, Any], path: Path):
+    import diffusers
+
+    name = index.get("_class_name")
+    cls = getattr(diffusers, str(name), None)
+    if cls is None:
+        raise NotAModelError(f"{path}: unknown pipeline class {name!r} in {INDEX}")
+    return cls
+
+
+def _hub_pipeline(source: str) -> Path:
+    if Path(source).expanduser().exists():
+        raise NotAModelError(f"{source} is not a pipeline folder (no {INDEX})")
+    if not _looks_like_hub_id(source):
+        raise ModelNotFoundError(f"pipeline not found: {source} (no such folder, builtin pipeline or hub id)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(source, allow_patterns=["*.json", "*.safetensors", "*.txt"])
+    except Exception as exc:  # offline, unknown or gated repo: all mean "cannot get it"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelNotFoundError(f"cannot fetch hub id {source} ({reason}); offline? pass a local folder") from exc
+    if not (Path(folder) / INDEX).exists():
+        raise NotAModelError(f"hub id {source} is not a pipeline (no {INDEX})")
+    return Path(folder)
+
+
+def save_pipeline(pipe, path: str | Path, overwrite: bool = False) -> Path:
+    """Save a pipeline folder that plain diffusers loads, with `slimfusion.json` next to each model component.
+
+    Written to a temporary sibling folder and moved into place only when complete.
+    """
+    target = Path(path).expanduser()
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(target)
+    try:
+        pipe.save_pretrained(str(tmp), safe_serialization=True)
+        _keep_class_names(pipe, tmp)
+        for name, component in pipe.components.items():
+            if isinstance(component, nn.Module) and type(component).__name__ in FAMILIES:
+                write_meta(component, tmp / name)
+        replace_folder(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _keep_class_names(pipe, folder: Path) -> None:
+    """DiTPipeline takes `id2label` but does not save it; write it into model_index.json as the hub's DiT folders
+    hold it, so the class names (and the class count) come back on load."""
+    labels = getattr(pipe, "labels", None)
+    if not labels:
+        return
+    index = pipeline_index(folder)
+    index["id2label"] = {str(i): name for name, i in sorted(labels.items(), key=lambda kv: kv[1])}
+    (folder / INDEX).write_text(json.dumps(index, indent=2))
+
+
+def denoiser_name(pipe) -> str:
+    """ "unet" or "transformer": the pipeline's denoising component."""
+    for name in DENOISERS:
+        if getattr(pipe, name, None) is not None:
+            return name
+    raise NotAModelError(f"{type(pipe).__name__} has no unet or transformer")
+
+
+def pipeline_index(path: Path) -> dict[str, Any]:
+    return json.loads((path / INDEX).read_text())
