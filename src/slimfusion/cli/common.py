@@ -119,3 +119,17 @@ def sampling_target(source: str, component: str | None = None):
         if "text_encoder" in index or "transformer" in index:
             return load_pipeline(source)
     return load(source, component)
+
+
+def save_like_source(source: str, denoiser, out: Path, overwrite: bool) -> None:
+    """Save a changed denoiser as its source was held: a pipeline folder back for a pipeline, else a model folder."""
+    from slimfusion.models.io import save
+    from slimfusion.pipelines import denoiser_name, is_pipeline, load_pipeline, save_pipeline
+
+    if not is_pipeline(source):
+        save(denoiser, out, overwrite=overwrite)
+        return
+    pipe = load_pipeline(source)
+    setattr(pipe, denoiser_name(pipe), denoiser)
+    pipe.register_modules(**{denoiser_name(pipe): denoiser})
+    save_pipeline(pipe, out, overwrite=overwrite)

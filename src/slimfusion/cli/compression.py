@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from slimfusion.cli.app import app
-from slimfusion.cli.common import ModelArg, OutOpt, first_error, refuse_existing
+from slimfusion.cli.common import ModelArg, OutOpt, first_error, refuse_existing, save_like_source
 
 
 @app.command("prune")
@@ -40,14 +40,15 @@ def prune_command(
 ) -> None:
     """Structural pruning (Diff-Pruning and baselines); prints the widths and the params / MACs reduction.
 
-    MODEL may be a pipeline folder: its unet / transformer is pruned and saved as a model folder.
+    MODEL may be a pipeline folder: its unet / transformer is pruned and --out is a pipeline folder with the pruned
+    component in place and the others copied unchanged.
     """
     from pydantic import ValidationError
 
     from slimfusion.data import load_images
     from slimfusion.errors import ConfigError
     from slimfusion.models.families import example_inputs
-    from slimfusion.models.io import load, save
+    from slimfusion.models.io import load
     from slimfusion.models.meta import history
     from slimfusion.prune import StructuralConfig, prune
 
@@ -81,7 +82,7 @@ def prune_command(
     if images is not None and conditions is not None:
         raise ConfigError("--data and --prompts / --class-labels exclude each other (conditions come with samples)")
     prune(denoiser, config, data=images, conditions=conditions)
-    save(denoiser, out, overwrite=overwrite)
+    save_like_source(model, denoiser, out, overwrite)
     _print_prune_effect(history(denoiser)[-1]["effect"], out)
 
 

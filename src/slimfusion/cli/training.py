@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from slimfusion.cli.app import app
-from slimfusion.cli.common import ModelArg, OutOpt, check_run_folder, make_config, refuse_existing, save_final
+from slimfusion.cli.common import (
+    ModelArg,
+    OutOpt,
+    check_run_folder,
+    conditions_from_options,
+    is_main_process,
+    make_config,
+    refuse_existing,
+    save_final,
+    save_like_source,
+)
 from slimfusion.errors import SlimfusionError
 from slimfusion.progress import console
 
@@ -47,11 +58,25 @@ def train(
 def finetune(
     model: ModelArg,
     out: OutOpt,
-    data: Annotated[str, typer.Option(help="digits, digits:all or an image folder")] = "digits",
+    data: Annotated[
+        str | None, typer.Option(help="digits (default), digits:all, an image folder (pipelines: with captions)")
+    ] = None,
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 1000,
-    teacher: Annotated[str | None, typer.Option(help="original model to distil from")] = None,
-    distill: Annotated[float, typer.Option(help="output distillation weight W in [0, 1]")] = 0.0,
+    teacher: Annotated[
+        str | None, typer.Option(help="original model or pipeline to distil from (default: the one pruned from)")
+    ] = None,
+    distill: Annotated[
+        float | None, typer.Option(help="output distillation weight W in [0, 1] (default 0; data-free: 1)")
+    ] = None,
     feature_distill: Annotated[float, typer.Option(help="weight of block-output distillation")] = 0.0,
+    distill_prompts: Annotated[
+        Path | None, typer.Option(help="data-free: the teacher pipeline generates training latents from these prompts")
+    ] = None,
+    distill_class_labels: Annotated[
+        str | None, typer.Option(help="data-free for DiT pipelines: class labels, e.g. 0,1,2")
+    ] = None,
+    distill_num: Annotated[int, typer.Option(help="data-free: latents the teacher generates")] = 512,
+    guidance: Annotated[float, typer.Option(help="data-free: the teacher's guidance scale")] = 4.0,
     batch_size: Annotated[int, typer.Option(help="images per step (per process)")] = 64,
     lr: Annotated[float, typer.Option(help="AdamW learning rate after warm-up")] = 2e-4,
     warmup_steps: Annotated[int, typer.Option(help="linear warm-up steps")] = 50,
@@ -65,38 +90,64 @@ def finetune(
 ) -> None:
     """Recover a compressed model: DDPM loss, optional distillation from --teacher, EMA weights saved.
 
-    Multi-process / multi-GPU: `accelerate launch -m slimfusion finetune ...`.
+    MODEL may be a text-to-image or DiT pipeline folder: it trains on VAE latents of --data (digits with prompts or
+    labels, or images with one caption .txt each) or data-free on the teacher's own latents (--distill-prompts /
+    --distill-class-labels), and --out is a pipeline folder. Multi-process: `accelerate launch -m slimfusion finetune`.
     """
     from slimfusion.data import load_images
     from slimfusion.models.families import check_trainable
     from slimfusion.models.io import load
+    from slimfusion.pipelines import denoiser_name, is_pipeline, load_pipeline, pipeline_folder, pipeline_index
     from slimfusion.train import FinetuneConfig
     from slimfusion.train import finetune as run_finetune
 
-    config = make_config(
-        FinetuneConfig,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        warmup_steps=warmup_steps,
-        ema_decay=ema_decay,
-        grad_clip=grad_clip,
-        mixed_precision=mixed_precision,
-        seed=seed,
-        distill=distill,
-        feature_distill=feature_distill,
-    )
-    if (distill or feature_distill) and teacher is None:
+    conditions = conditions_from_options(distill_prompts, distill_class_labels)
+    data_free = bool(conditions)
+    values = dict(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, ema_decay=ema_decay)
+    values |= dict(grad_clip=grad_clip, mixed_precision=mixed_precision, seed=seed, feature_distill=feature_distill)
+    config = make_config(FinetuneConfig, distill=(1.0 if data_free else 0.0) if distill is None else distill, **values)
+    conditional = is_pipeline(model) and any(c in pipeline_index(pipeline_folder(model)) for c in CONDITIONAL)
+    if not conditional and (config.distill or feature_distill) and teacher is None:
         raise SlimfusionError("--distill / --feature-distill need --teacher (the original model)")
+    if data_free and not conditional:
+        raise SlimfusionError("--distill-prompts / --distill-class-labels need a text-to-image or DiT pipeline folder")
     check_run_folder(out, resume, overwrite)
+    if conditional:
+        from slimfusion.train.recover import prepare_recovery
+
+        pipe = load_pipeline(model)
+        student = load(out) if resume else getattr(pipe, denoiser_name(pipe))
+        check_trainable(student)
+        labels = conditions.get("class_labels")
+        recovery = prepare_recovery(
+            pipe, student, data, teacher, conditions.get("prompts"), labels, distill_num, 25, guidance, seed
+        )
+        if (config.distill or feature_distill) and recovery.teacher is None:
+            raise SlimfusionError("distillation needs --teacher (no original recorded in the model's history)")
+        run_finetune(
+            student,
+            recovery.data,
+            config,
+            teacher=recovery.teacher,
+            out=out,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+        )
+        if is_main_process():
+            save_like_source(model, student, out, overwrite=True)
+            console.print(f"saved {out}")
+        return
     student = load(model)
     check_trainable(student)
     original = load(teacher) if teacher is not None else None
     if original is not None and original.config.sample_size != student.config.sample_size:
         raise SlimfusionError("--teacher works on another image size than the model")
-    images = load_images(data, size=student.config.sample_size, channels=student.config.in_channels)
+    images = load_images(data or "digits", size=student.config.sample_size, channels=student.config.in_channels)
     run_finetune(student, images, config, teacher=original, out=out, checkpoint_every=checkpoint_every, resume=resume)
     save_final(student, out)
+
+
+CONDITIONAL = ("text_encoder", "transformer")
 
 
 @app.command("train-features")

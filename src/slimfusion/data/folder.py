@@ -29,6 +29,17 @@ def _load_one(path: Path, size: int, mode: str) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+def image_files(path: str | Path) -> list[Path]:
+    """The image files under `path` (recursively), sorted: the order every loader of the folder uses."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}")
+    return files
+
+
 def load_image_folder(path: str | Path, size: int, channels: int = 3) -> torch.Tensor:
     """Load every image under `path` (recursively, sorted) as a tensor [N, channels, size, size] in [-1, 1].
 
@@ -37,14 +48,9 @@ def load_image_folder(path: str | Path, size: int, channels: int = 3) -> torch.T
         size (`int`): output side; the shorter side is resized to it, then the centre is cropped.
         channels (`int`, defaults to 3): 1 for grey scale, 3 for RGB.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise DataError(f"image folder not found: {root}")
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}")
+    files = image_files(path)
     mode = "L" if channels == 1 else "RGB"
     arrays = np.stack([_load_one(f, size, mode) for f in files])
     return torch.from_numpy(arrays) * 2 - 1

@@ -34,3 +34,12 @@ def history(model: nn.Module) -> list[dict[str, Any]]:
 def record_step(model: nn.Module, step: str, config: dict[str, Any], effect: dict[str, Any]) -> None:
     """Append one step (its name, the config it ran with, its measured effect) to the model's history."""
     history(model).append({"step": step, "config": config, "effect": effect})
+
+
+def original_source(model: nn.Module) -> str | None:
+    """Where the uncompressed original of this model came from (the first step that recorded `pruned_from`)."""
+    for step in history(model):
+        source = step.get("effect", {}).get("pruned_from")
+        if source:
+            return source
+    return None

@@ -11,20 +11,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from slimfusion.errors import ConfigError, DataError, NotAModelError
+from slimfusion.data.prompts import read_prompts  # noqa: F401  (re-exported: the CLI's prompt files)
+from slimfusion.errors import ConfigError, NotAModelError
 from slimfusion.models.families import example_inputs, family_of
 from slimfusion.progress import progress_bar
-
-
-def read_prompts(path: str | Path) -> list[str]:
-    """Non-empty lines of a UTF-8 text file, one prompt each."""
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"prompts file not found: {file}")
-    prompts = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not prompts:
-        raise DataError(f"{file} holds no prompts (one per line)")
-    return prompts
 
 
 def parse_class_labels(text: str, num_classes: int | None) -> torch.Tensor:
@@ -42,14 +32,15 @@ def parse_class_labels(text: str, num_classes: int | None) -> torch.Tensor:
 
 @torch.no_grad()
 def encode_prompts(pipeline: str | Path, prompts: list[str]) -> torch.Tensor:
-    """Text-encoder hidden states [N, L, D] of `prompts`, with the pipeline folder's own tokenizer and text encoder."""
+    """Text-encoder hidden states [N, L, D] of `prompts`, with the pipeline's own tokenizer and text encoder."""
     from transformers import CLIPTokenizer
 
     from slimfusion.models.io import load
+    from slimfusion.pipelines import pipeline_folder
 
-    folder = Path(pipeline)
-    if not (folder / "model_index.json").exists() or not (folder / "tokenizer").is_dir():
-        raise NotAModelError(f"--prompts needs a pipeline folder with text_encoder/ and tokenizer/, not {folder}")
+    folder = pipeline_folder(pipeline)
+    if folder is None or not (folder / "tokenizer").is_dir() or not (folder / "text_encoder").is_dir():
+        raise NotAModelError(f"--prompts needs a pipeline folder with text_encoder/ and tokenizer/, not {pipeline}")
     tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
     encoder = load(folder, component="text_encoder")
     ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True)

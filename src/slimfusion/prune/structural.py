@@ -18,7 +18,7 @@ from torch import nn
 from slimfusion.errors import ConfigError
 from slimfusion.metrics.cost import count_macs, count_params
 from slimfusion.models.families import example_inputs, family_of
-from slimfusion.models.meta import record_step
+from slimfusion.models.meta import get_meta, record_step
 from slimfusion.prune.calibration import accumulate_gradients
 from slimfusion.prune.config import StructuralConfig
 from slimfusion.prune.fixups import sync_attributes
@@ -150,6 +150,7 @@ def prune(
         "groups_refused": refused,
         "widths": {k: [widths_before[k], v] for k, v in widths_after.items() if widths_before.get(k) != v},
         "wall_s": round(time.perf_counter() - start, 2),
+        "pruned_from": get_meta(model).get("source"),
     }
     record_step(model, "prune", config.model_dump(), effect)
     return model
