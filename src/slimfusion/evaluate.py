@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from slimfusion.errors import ConfigError
 from slimfusion.progress import console
 
-METRICS = ("fd", "fid", "ssim", "psnr", "cost")
-Metric = Literal["fd", "fid", "ssim", "psnr", "cost"]
+METRICS = ("fd", "fid", "accuracy", "clip", "ssim", "psnr", "cost")
+Metric = Literal["fd", "fid", "accuracy", "clip", "ssim", "psnr", "cost"]
 
 
 class EvaluateConfig(BaseModel):
@@ -32,6 +32,10 @@ class EvaluateConfig(BaseModel):
         seed (`int`, defaults to 0): sampling seed; the original is sampled with the same one (identical noise).
         batch_size (`int`, defaults to 250): images per forward while sampling.
         inception_weights (`str`, optional): InceptionV3 weights (.safetensors) for FID.
+        prompts (`list[str]`, optional): text-to-image pipelines are sampled with these (image i: prompt i mod P).
+        class_labels (`list[int]`, optional): DiT pipelines are sampled with these.
+        guidance (`float`, defaults to 4.0): classifier-free guidance scale for conditional pipelines.
+        clip_model (`str`, optional): a local CLIP model folder (safetensors) for the CLIP score.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -41,6 +45,23 @@ class EvaluateConfig(BaseModel):
     seed: int = Field(0, ge=0)
     batch_size: int = Field(250, ge=1)
     inception_weights: str | None = None
+    prompts: list[str] | None = Field(None, min_length=1)
+    class_labels: list[int] | None = Field(None, min_length=1)
+    guidance: float = Field(4.0, ge=0)
+    clip_model: str | None = None
+
+    def sample_config(self):
+        from slimfusion.sample import SampleConfig
+
+        return SampleConfig(
+            num=self.num,
+            steps=self.steps,
+            seed=self.seed,
+            batch_size=self.batch_size,
+            prompts=self.prompts,
+            class_labels=self.class_labels,
+            guidance=self.guidance,
+        )
 
 
 class _Images(BaseModel):
@@ -53,27 +74,35 @@ class _Images(BaseModel):
 
 def _resolve(spec: str, config: EvaluateConfig, progress: bool) -> _Images:
     """A samples folder as is, or a model sampled with the config's seed."""
-    from slimfusion.models.io import load
-    from slimfusion.sample import SampleConfig, load_samples, sample
+    from slimfusion.pipelines import load_for_sampling
+    from slimfusion.sample import is_pipeline_object, load_samples, sample
 
     if (Path(spec) / "samples.npz").exists():
         images, record = load_samples(spec)
         return _Images(images=images, record=record)
-    model = load(spec)
-    sample_config = SampleConfig(num=config.num, steps=config.steps, seed=config.seed, batch_size=config.batch_size)
+    target = load_for_sampling(spec)
+    sample_config = config.sample_config()
     start = time.perf_counter()
-    images = sample(model, sample_config, progress=progress)
+    images = sample(target, sample_config, progress=progress)
     rate = len(images) / (time.perf_counter() - start)
     record = sample_config.model_dump() | {"model": spec, "indices": list(range(config.num))}
-    return _Images(images=images, record=record, model=model, images_per_s=rate)
+    if is_pipeline_object(target):
+        from slimfusion.pipelines import denoiser_name
+
+        return _Images(images=images, record=record, model=getattr(target, denoiser_name(target)), images_per_s=rate)
+    return _Images(images=images, record=record, model=target, images_per_s=rate)
 
 
 def _same_noise(a: dict, b: dict) -> None:
-    for key in ("seed", "steps", "scheduler", "indices"):
+    for key in ("seed", "steps", "scheduler", "indices", "prompts", "class_labels"):
+        if key not in a and key in ("prompts", "class_labels") and b.get(key) is None:
+            continue  # records from before conditional sampling: unconditional
         if key not in a or key not in b:
             raise ConfigError("SSIM / PSNR need samples from identical noise; a samples folder lacks sampling.json")
         if a[key] != b[key]:
-            raise ConfigError(f"SSIM / PSNR need samples from identical noise; the two sets differ in {key}")
+            raise ConfigError(
+                f"SSIM / PSNR need samples from identical noise and conditions; the two sets differ in {key}"
+            )
 
 
 def _reference_stats(ref: str, space: str, config: EvaluateConfig, like: torch.Tensor) -> dict:
@@ -136,6 +165,22 @@ def evaluate(
         stats = compute_stats(subject.images, space, config.inception_weights)
         reference = _reference_stats(ref, space, config, subject.images)
         values[name] = frechet_distance(stats["mu"], stats["sigma"], reference["mu"], reference["sigma"])
+    if "accuracy" in wanted:
+        from slimfusion.metrics.accuracy import accuracy_unavailable, asked_digits, digit_accuracy
+
+        reason = accuracy_unavailable(subject.images, subject.record)
+        if reason:
+            skipped["accuracy"] = reason
+        else:
+            values["accuracy"] = digit_accuracy(subject.images, asked_digits(subject.record))
+    if "clip" in wanted:
+        from slimfusion.metrics.clip import clip_score_or_reason
+
+        score, reason = clip_score_or_reason(subject.images, subject.record, config.clip_model)
+        if reason:
+            skipped["clip"] = reason
+        else:
+            values["clip"] = score
     if "ssim" in wanted or "psnr" in wanted:
         base = _resolve(original, config, progress)
         _same_noise(subject.record, base.record)
@@ -161,6 +206,8 @@ def evaluate(
 
 def _default_metrics(subject: _Images, ref: str | None, original: str | None) -> list[str]:
     wanted = ["fd"] if ref else []
+    if subject.record.get("prompts") or subject.record.get("class_labels"):
+        wanted += ["accuracy"] + (["clip"] if subject.record.get("prompts") else [])
     wanted += ["ssim", "psnr"] if original else []
     wanted += ["cost"] if subject.model is not None else []
     if not wanted:
@@ -185,6 +232,8 @@ def print_result(result: dict[str, Any]) -> None:
     labels = {
         "fd": "FD (digits features)",
         "fid": "FID (InceptionV3)",
+        "accuracy": "prompt / class accuracy",
+        "clip": "CLIP score",
         "ssim": "SSIM vs original",
         "psnr": "PSNR vs original (dB)",
         "params": "parameters",

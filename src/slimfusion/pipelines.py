@@ -160,3 +160,15 @@ def denoiser_name(pipe) -> str:
 
 def pipeline_index(path: Path) -> dict[str, Any]:
     return json.loads((path / INDEX).read_text())
+
+
+def load_for_sampling(source: str, component: str | None = None):
+    """What to sample: the diffusers pipeline of a conditional pipeline folder, else the (unconditional) model."""
+    from slimfusion.models.io import load
+
+    path = pipeline_folder(source) if component is None else None
+    if path is not None:
+        index = pipeline_index(path)
+        if "text_encoder" in index or "transformer" in index:
+            return load_pipeline(source)
+    return load(source, component)

@@ -109,18 +109,6 @@ def conditions_from_options(prompts: Path | None, class_labels: str | None) -> d
     return {}
 
 
-def sampling_target(source: str, component: str | None = None):
-    """What to sample: the diffusers pipeline of a conditional pipeline folder, else the (unconditional) model."""
-    from slimfusion.models.io import load
-    from slimfusion.pipelines import is_pipeline, load_pipeline, pipeline_folder, pipeline_index
-
-    if component is None and is_pipeline(source):
-        index = pipeline_index(pipeline_folder(source))
-        if "text_encoder" in index or "transformer" in index:
-            return load_pipeline(source)
-    return load(source, component)
-
-
 def save_like_source(source: str, denoiser, out: Path, overwrite: bool) -> None:
     """Save a changed denoiser as its source was held: a pipeline folder back for a pipeline, else a model folder."""
     from slimfusion.models.io import save

@@ -17,7 +17,6 @@ from slimfusion.cli.common import (
     make_config,
     print_rows,
     refuse_existing,
-    sampling_target,
 )
 from slimfusion.errors import SlimfusionError
 from slimfusion.progress import console
@@ -80,6 +79,7 @@ def sample(
     prompt / label i mod their count. Multi-process: `accelerate launch -m slimfusion sample ...` splits the seeds
     across processes; the result is the same folder as a single-process run.
     """
+    from slimfusion.pipelines import load_for_sampling
     from slimfusion.sample import SampleConfig, sample_to_folder
 
     config = make_config(
@@ -94,7 +94,7 @@ def sample(
         **conditions_from_options(prompts, class_labels),
     )
     refuse_existing(out, overwrite)
-    result = sample_to_folder(sampling_target(model, component), config, out, overwrite=overwrite)
+    result = sample_to_folder(load_for_sampling(model, component), config, out, overwrite=overwrite)
     if is_main_process():
         console.print(
             f"{num} images in {result['seconds']:.1f}s ({result['images_per_s']:.2f} img/s,"
@@ -157,7 +157,13 @@ def evaluate(
     target: Annotated[str, typer.Argument(help="model (folder, builtin:NAME) or samples folder")],
     ref: Annotated[str | None, typer.Option(help="reference data or statistics .npz, for fd / fid")] = None,
     original: Annotated[str | None, typer.Option(help="uncompressed model or its samples, for ssim / psnr")] = None,
-    metrics: Annotated[str | None, typer.Option(help="comma list of fd,fid,ssim,psnr,cost (default: all possible)")] = (
+    metrics: Annotated[
+        str | None, typer.Option(help="comma list of fd,fid,accuracy,clip,ssim,psnr,cost (default: all possible)")
+    ] = None,
+    prompts: PromptsOpt = None,
+    class_labels: LabelsOpt = None,
+    guidance: GuidanceOpt = 4.0,
+    clip_model: Annotated[str | None, typer.Option(help="local CLIP model folder (safetensors) for the CLIP score")] = (
         None
     ),
     num: Annotated[int, typer.Option(help="images to sample from a model")] = 1000,
@@ -167,7 +173,9 @@ def evaluate(
     inception_weights: Annotated[str | None, typer.Option(help="InceptionV3 weights (.safetensors) for FID")] = None,
     as_json: Annotated[Path | None, typer.Option("--json", help="also write the result as JSON here")] = None,
 ) -> None:
-    """Quality (FD / FID vs --ref), consistency (SSIM / PSNR vs --original, identical noise) and cost."""
+    """Quality (FD / FID vs --ref, prompt / class accuracy, CLIP score), consistency (SSIM / PSNR vs --original from
+    identical noise and identical prompts / labels) and cost. Conditional pipelines are sampled with --prompts /
+    --class-labels through their own diffusers pipeline."""
     import json
 
     from slimfusion.evaluate import EvaluateConfig, print_result
@@ -182,6 +190,9 @@ def evaluate(
         seed=seed,
         batch_size=batch_size,
         inception_weights=inception_weights,
+        guidance=guidance,
+        clip_model=clip_model,
+        **conditions_from_options(prompts, class_labels),
     )
     result = run_evaluate(target, config, ref=ref, original=original)
     print_result(result)

@@ -1,0 +1,44 @@
+"""Prompt / class accuracy: the share of samples that `builtin:digits-features` labels as the digit they were asked for.
+
+Meaningful for the digits built-ins only: the classifier reads 16x16 grey-scale digits, and a prompt counts when it
+names exactly one digit ("a handwritten seven", "the digit 7").
+"""
+
+from __future__ import annotations
+
+import torch
+
+from slimfusion.data.prompts import digit_of_prompt
+
+NOT_DIGITS = "the digit classifier reads 16x16 grey-scale digits; these samples are not"
+
+
+def asked_digits(record: dict) -> list[int | None]:
+    """The digit each sample of a sampling record was asked for (None where its prompt / label names none)."""
+    prompts, labels = record.get("prompts"), record.get("class_labels")
+    indices = record["indices"]
+    if prompts:
+        return [digit_of_prompt(prompts[i % len(prompts)]) for i in indices]
+    if labels:
+        return [labels[i % len(labels)] if 0 <= labels[i % len(labels)] <= 9 else None for i in indices]
+    return [None] * len(indices)
+
+
+def accuracy_unavailable(images: torch.Tensor, record: dict) -> str | None:
+    """Why accuracy cannot be measured on these samples, or None when it can."""
+    if tuple(images.shape[1:]) != (1, 16, 16):
+        return NOT_DIGITS
+    if not any(d is not None for d in asked_digits(record)):
+        return "no sample was asked for a digit (unconditional, or prompts / labels that name none)"
+    return None
+
+
+@torch.no_grad()
+def digit_accuracy(images: torch.Tensor, digits: list[int | None]) -> float:
+    """Share of the images with an asked digit that the classifier labels as that digit."""
+    from slimfusion.models.io import load
+
+    classifier = load("builtin:digits-features")
+    keep = [i for i, d in enumerate(digits) if d is not None]
+    preds = torch.cat([classifier(chunk).argmax(1) for chunk in images[keep].split(256)])
+    return (preds == torch.tensor([digits[i] for i in keep])).float().mean().item()
