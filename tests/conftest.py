@@ -72,3 +72,77 @@ def tiny_model(class_name: str, seed: int = 0) -> torch.nn.Module:
 def family_model(request) -> torch.nn.Module:
     """One tiny model of each supported family (the shared per-capability tests run over all of them)."""
     return tiny_model(request.param)
+
+
+TINY_VAE = {
+    "in_channels": 1,
+    "out_channels": 1,
+    "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"],
+    "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"],
+    "block_out_channels": [8, 8],
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_num_groups": 4,
+    "sample_size": 16,
+}
+
+
+def tiny_sd_pipeline():
+    """A Stable-Diffusion-shaped pipeline of tiny random components (project-built tokenizer, CLIP, UNet, VAE)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from slimfusion.data.prompts import build_tokenizer, prompts_for_digits
+    from slimfusion.train.diffusion import default_scheduler_config
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer(prompts_for_digits(list(range(10))) + ["the digit 7", "a bold slanted digit"], 8)
+    text_config = TINY_CONFIGS["CLIPTextModel"] | {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    unet = build(FAMILIES["UNet2DConditionModel"], TINY_CONFIGS["UNet2DConditionModel"] | {"cross_attention_dim": 16})
+    return StableDiffusionPipeline(
+        vae=AutoencoderKL(**TINY_VAE),
+        text_encoder=CLIPTextModel(CLIPTextConfig(**text_config)),
+        tokenizer=tokenizer,
+        unet=unet.eval(),
+        scheduler=DDIMScheduler.from_config(default_scheduler_config(clip_sample=False)),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def tiny_dit_pipeline():
+    """A DiT pipeline (label 1000 = null class, as diffusers' DiTPipeline needs) over the tiny VAE."""
+    from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline
+
+    from slimfusion.train.diffusion import default_scheduler_config
+
+    torch.manual_seed(0)
+    dit = build(
+        FAMILIES["DiTTransformer2DModel"], TINY_CONFIGS["DiTTransformer2DModel"] | {"num_embeds_ada_norm": 1000}
+    )
+    return DiTPipeline(
+        transformer=dit.eval(),
+        vae=AutoencoderKL(**TINY_VAE),
+        scheduler=DDIMScheduler.from_config(default_scheduler_config(clip_sample=False)),
+        id2label={i: str(i) for i in range(10)},
+    )
+
+
+@pytest.fixture(scope="session")
+def sd_folder(tmp_path_factory):
+    from slimfusion.pipelines import save_pipeline
+
+    return save_pipeline(tiny_sd_pipeline(), tmp_path_factory.mktemp("pipes") / "sd")
+
+
+@pytest.fixture(scope="session")
+def dit_folder(tmp_path_factory):
+    from slimfusion.pipelines import save_pipeline
+
+    return save_pipeline(tiny_dit_pipeline(), tmp_path_factory.mktemp("pipes") / "dit")

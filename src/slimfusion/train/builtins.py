@@ -89,7 +89,7 @@ def build_digits_t2i(
     vae = load(vae_source)
     data = TrainSet(encode(vae, images), encode_prompts(text_encoder, ids), bank.choices, null=0, drop=config.drop)
     unet = _train_denoiser("digits-t2i-unet", data, config, Path(f"{out}.unet-run"), progress)
-    scheduler = DDIMScheduler.from_config(default_scheduler_config(clip_sample=False))
+    scheduler = DDIMScheduler.from_config(default_scheduler_config(clip_sample=False), steps_offset=1)
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -116,7 +116,7 @@ def build_digits_dit(
     table = torch.tensor([*range(10), NULL_CLASS])
     data = TrainSet(encode(vae, images), table, [label.view(1) for label in labels], null=10, drop=config.drop)
     dit = _train_denoiser("digits-dit", data, config, Path(f"{out}.dit-run"), progress)
-    scheduler = DDIMScheduler.from_config(default_scheduler_config(clip_sample=False))
+    scheduler = DDIMScheduler.from_config(default_scheduler_config(clip_sample=False), steps_offset=1)
     pipe = DiTPipeline(transformer=dit, vae=vae, scheduler=scheduler, id2label={i: str(i) for i in range(10)})
     return save_pipeline(pipe, out, overwrite=True)
 
