@@ -58,13 +58,13 @@ def test_files_and_grid(tmp_path):
     assert grid[1, 1, 0] == 0 and grid[0, 0, 0] == 255  # first pixel of image 0 is -1 -> 0; padding is white
 
 
-def _launch(processes: int, model, out, port: int) -> subprocess.CompletedProcess:
+def _launch(processes: int, model, out, port: int, *extra: str) -> subprocess.CompletedProcess:
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
     launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     launcher += ["--num_cpu_threads_per_process", "1", "--main_process_port", str(port)]
     if processes > 1:
         launcher.append("--multi_gpu")  # torchrun-style launcher; on a machine without CUDA it runs CPU processes
-    command = [*launcher, "-m", "slimfusion", "sample", str(model), "--num", "7", "--batch-size", "2"]
+    command = [*launcher, "-m", "slimfusion", "sample", str(model), "--num", "7", "--batch-size", "2", *extra]
     return subprocess.run([*command, "--steps", "3", "--out", str(out)], capture_output=True, text=True, timeout=300)
 
 
@@ -95,3 +95,14 @@ def test_shards_are_whole_batches_covering_every_index_once(num, batch, world):
     for shard in shards:
         starts = shard[::batch]
         assert all(s % batch == 0 for s in starts)
+
+
+def test_two_process_conditional_sampling_equals_one_process(sd_folder, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a handwritten one\nthe digit 7\nnumber three, written by hand\n")
+    one = _launch(1, sd_folder, tmp_path / "one", _free_port(), "--prompts", str(prompts))
+    two = _launch(2, sd_folder, tmp_path / "two", _free_port(), "--prompts", str(prompts))
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0 and "2 process(es)" in two.stderr, two.stderr[-2000:]
+    a, b = np.load(tmp_path / "one" / "samples.npz"), np.load(tmp_path / "two" / "samples.npz")
+    assert np.array_equal(a["images"], b["images"]) and np.array_equal(b["indices"], np.arange(7))

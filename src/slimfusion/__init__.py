@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from slimfusion.evaluate import EvaluateConfig, evaluate  # noqa: E402
 from slimfusion.models.io import load, save  # noqa: E402
+from slimfusion.pipelines import load_pipeline, save_pipeline  # noqa: E402
 from slimfusion.prune import StructuralConfig, prune  # noqa: E402
 from slimfusion.sample import SampleConfig, sample  # noqa: E402
 from slimfusion.train import FinetuneConfig, finetune  # noqa: E402
@@ -23,7 +24,9 @@ __all__ = [
     "evaluate",
     "finetune",
     "load",
+    "load_pipeline",
     "prune",
     "sample",
     "save",
+    "save_pipeline",
 ]

@@ -1,4 +1,6 @@
-"""`slimfusion demo`: compress -> recover -> evaluate -> report, end to end on builtin:digits-ddpm, in minutes.
+"""`slimfusion demo`: compress -> recover -> evaluate -> report, end to end on a built-in, in minutes.
+
+On builtin:digits-ddpm (default) or builtin:digits-t2i (`--model`, the text-to-image story).
 
 Prunes the built-in model to about half its MACs with diff-pruning and with magnitude, fine-tunes each briefly with
 distillation from the original, samples every model from the same noise, measures cost / FD / SSIM / PSNR, and
@@ -9,10 +11,15 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from slimfusion.data import load_images
+from slimfusion.data.prompts import WORDS, digit_of_prompt
+from slimfusion.metrics.accuracy import digit_accuracy
 from slimfusion.metrics.consistency import psnr, ssim
 from slimfusion.metrics.cost import count_macs, count_params, interleaved_latency
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
@@ -31,72 +38,142 @@ DEMO_METHODS = {
 }
 
 
+T2I_MODEL = "builtin:digits-t2i"
+T2I_RATIO = 0.3
+T2I_PROMPTS = [f"a handwritten {w}" for w in WORDS] + [f"the digit {d}" for d in range(10)]
+DEMOS = (DEMO_MODEL, T2I_MODEL)
+
+
+@dataclass
+class _Models:
+    """What a demo compressed: name -> what `sample` takes (model or pipeline) and its denoiser (for cost)."""
+
+    sampleable: dict[str, Any] = field(default_factory=dict)
+    denoisers: dict[str, nn.Module] = field(default_factory=dict)
+
+    def add(self, name: str, sampleable: Any, denoiser: nn.Module) -> None:
+        self.sampleable[name], self.denoisers[name] = sampleable, denoiser
+
+
+def _ddpm_models(out: Path, finetune_steps: int, progress: bool) -> _Models:
+    """builtin:digits-ddpm pruned twice (diff-pruning on digits, magnitude) and fine-tuned with distillation."""
+    original = load(DEMO_MODEL)
+    train = load_images("digits", 16, 1)
+    models = _Models()
+    models.add("original", original, original)
+    for name, fields in DEMO_METHODS.items():
+        student = load(DEMO_MODEL)
+        prune(student, StructuralConfig(ratio=DEMO_RATIO, **fields), data=train, progress=progress)
+        finetune(student, train, FinetuneConfig(steps=finetune_steps, distill=0.5), teacher=original, progress=progress)
+        save(student, out / "models" / name, overwrite=True)
+        models.add(f"{name} + finetune", student, student)
+    return models
+
+
+def _t2i_models(out: Path, finetune_steps: int, progress: bool) -> _Models:
+    """builtin:digits-t2i's UNet pruned twice (diff-pruning on its own samples of the prompts, magnitude) and
+    recovered data-free: the original pipeline generates the training latents, the student distils from it."""
+    from slimfusion.pipelines import load_pipeline, save_pipeline
+    from slimfusion.prune.conditioning import encode_prompts
+    from slimfusion.train.conditional_data import distill_trainset
+
+    original = load_pipeline(T2I_MODEL)
+    data = distill_trainset(original, T2I_PROMPTS, num=256, progress=progress)
+    conditions = encode_prompts(T2I_MODEL, T2I_PROMPTS)
+    models = _Models()
+    models.add("original", original, original.unet)
+    for name, fields in DEMO_METHODS.items():
+        pipe = load_pipeline(T2I_MODEL)
+        calibration = conditions if fields["method"] == "diff-pruning" else None
+        prune(pipe.unet, StructuralConfig(ratio=T2I_RATIO, **fields), conditions=calibration, progress=progress)
+        config = FinetuneConfig(steps=finetune_steps, distill=1.0)
+        finetune(pipe.unet, data, config, teacher=original.unet, progress=progress)
+        save_pipeline(pipe, out / "models" / name, overwrite=True)
+        models.add(f"{name} + finetune", pipe, pipe.unet)
+    return models
+
+
 def run_demo(
-    out: Path, num: int = 256, steps: int = 50, finetune_steps: int = 300, progress: bool = True
+    out: Path,
+    num: int = 256,
+    steps: int = 50,
+    finetune_steps: int = 300,
+    progress: bool = True,
+    model: str = DEMO_MODEL,
 ) -> dict[str, Any]:
     """Run the demo into `out` and return its results (also written to `out/results.json`).
+
+    Args:
+        model (`str`, defaults to "builtin:digits-ddpm"): or "builtin:digits-t2i" for the text-to-image story.
 
     The run is built in a hidden sibling folder and moved into place at the end (an earlier demo is replaced).
     """
     import shutil
 
+    from slimfusion.errors import ConfigError
     from slimfusion.models.io import replace_folder
 
+    if model not in DEMOS:
+        raise ConfigError(f"the demo runs on {' or '.join(DEMOS)}, not {model}")
+    text = model == T2I_MODEL
     target = Path(out)
     out = target.parent / f".{target.name}.partial"
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    original = load(DEMO_MODEL)
-    train = load_images("digits", 16, 1)
+    models = (_t2i_models if text else _ddpm_models)(out, finetune_steps, progress)
     reference = feature_stats(digit_features(load_images("digits:all", 16, 1)))
-    sample_config = SampleConfig(num=num, steps=steps, seed=0, batch_size=128)
-    models = {"original": original}
-    for name, fields in DEMO_METHODS.items():
-        student = load(DEMO_MODEL)
-        prune(student, StructuralConfig(ratio=DEMO_RATIO, **fields), data=train, progress=progress)
-        config = FinetuneConfig(steps=finetune_steps, distill=0.5)
-        finetune(student, train, config, teacher=original, progress=progress)
-        save(student, out / "models" / name, overwrite=True)
-        models[f"{name} + finetune"] = student
-    latency = interleaved_latency(models, batch=1, repeats=20)
+    prompts = {"prompts": T2I_PROMPTS} if text else {}
+    sample_config = SampleConfig(num=num, steps=steps, seed=0, batch_size=128, **prompts)
+    latency = interleaved_latency(models.denoisers, batch=1, repeats=20)
     rows, base_images = [], None
-    for name, model in models.items():
+    for name, subject in models.sampleable.items():
+        denoiser = models.denoisers[name]
         t0 = time.perf_counter()
-        images = sample(model, sample_config, progress=progress)
+        images = sample(subject, sample_config, progress=progress)
         rate = num / (time.perf_counter() - t0)
         folder = Path("samples") / name.split()[0]
         save_samples(images, out / folder)
-        base_images = images if base_images is None else base_images
+        is_original = base_images is None
+        base_images = images if is_original else base_images
         metrics = {
-            "params": count_params(model),
-            "macs": count_macs(model),
+            "params": count_params(denoiser),
+            "macs": count_macs(denoiser),
             "latency_ms": 1e3 * latency[name],
             "images_per_s": rate,
             "fd": frechet_distance(*feature_stats(digit_features(images)), *reference),
             "ssim": ssim(images, base_images),
-            "psnr": psnr(images, base_images) if model is not original else None,
+            "psnr": None if is_original else psnr(images, base_images),
         }
-        pruned = next((h["effect"] for h in history(model) if h["step"] == "prune"), {})
+        if text:
+            asked = [digit_of_prompt(T2I_PROMPTS[i % len(T2I_PROMPTS)]) for i in range(num)]
+            metrics["accuracy"] = digit_accuracy(images, asked)
+        pruned = next((h["effect"] for h in history(denoiser) if h["step"] == "prune"), {})
         rows.append(
             {
                 "name": name,
                 "metrics": metrics,
                 "samples": str(folder),
-                "original": model is original,
+                "original": is_original,
                 "timesteps_used": pruned.get("timesteps_used"),
             }
         )
+    ratio, label = (T2I_RATIO, "UNet of builtin:digits-t2i") if text else (DEMO_RATIO, "builtin:digits-ddpm")
+    recovery = (
+        "data-free distillation (W = 1) on 256 latents the original generated from the prompts"
+        if text
+        else "output distillation W = 0.5 on the digits (the original took 8000 steps)"
+    )
     results = {
-        "title": "slimfusion demo: builtin:digits-ddpm pruned to ~half its MACs and fine-tuned",
+        "title": f"slimfusion demo: {label} pruned and fine-tuned",
         "quality_metric": (
             f"Quality: FD (digits features), an offline stand-in for FID (not FID), of {num} DDIM-{steps} samples vs"
-            f" all 1,797 digits; SSIM / PSNR vs the original from identical noise. Pruning ratio {DEMO_RATIO};"
-            f" fine-tuning {finetune_steps} steps with output distillation W = 0.5 (the original took 8000)."
+            f" all 1,797 digits; SSIM / PSNR vs the original from identical noise"
+            f"{' and prompts; prompt accuracy by the digit classifier' if text else ''}. Pruning ratio {ratio};"
+            f" fine-tuning {finetune_steps} steps with {recovery}."
         ),
         "notes": [
-            f"FD at {num} samples is noisy: benchmarks/results/diffpruning_digits.md measures the noise floor"
-            " with 2,000 samples and longer fine-tuning.",
-            "Latency: CPU, batch 1, all models measured alternately in one run (median of 20).",
+            f"FD at {num} samples is noisy: benchmarks/results/ measure the noise floor with more samples.",
+            "Latency: CPU, batch 1, the denoisers measured alternately in one run (median of 20).",
         ],
         "rows": rows,
         "wall_s": round(time.perf_counter() - start, 1),

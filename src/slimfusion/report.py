@@ -25,6 +25,7 @@ COLUMNS = [  # (metric key, header, format)
     ("images_per_s", "images/s", lambda v: f"{v:.1f}"),
     ("fd", "FD (digits features)", lambda v: f"{v:.3f}"),
     ("fid", "FID", lambda v: f"{v:.2f}"),
+    ("accuracy", "prompt accuracy", lambda v: f"{v:.1%}"),
     ("ssim", "SSIM vs original", lambda v: f"{v:.3f}"),
     ("psnr", "PSNR vs original", lambda v: f"{v:.1f} dB"),
 ]

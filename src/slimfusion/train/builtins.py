@@ -15,12 +15,12 @@ from slimfusion.data.digits import load_digits_split
 from slimfusion.data.prompts import PromptBank, build_tokenizer, prompt_bank, style_attributes
 from slimfusion.models.io import load, save
 from slimfusion.models.zoo import build_architecture, digits_text_encoder_config
+from slimfusion.train.conditional_data import NULL_CLASS
 from slimfusion.train.diffusion import TrainConfig, default_scheduler_config
 from slimfusion.train.text_encoder import TextEncoderConfig, encode_prompts, token_ids, train_text_encoder
 from slimfusion.train.trainset import TrainSet
 from slimfusion.train.vae import VAEConfig, encode, train_vae
 
-NULL_CLASS = 1000  # diffusers' DiTPipeline feeds label 1000 as the unconditional class
 
 
 class BuiltinConfig(BaseModel):
