@@ -22,7 +22,6 @@ from slimfusion.train.trainset import TrainSet
 from slimfusion.train.vae import VAEConfig, encode, train_vae
 
 
-
 class BuiltinConfig(BaseModel):
     """Settings of one latent built-in's denoiser run (the VAE and text encoder have their own configs).
 
