@@ -109,7 +109,7 @@ def tiny_sd_pipeline():
         text_encoder=CLIPTextModel(CLIPTextConfig(**text_config)),
         tokenizer=tokenizer,
         unet=unet.eval(),
-        scheduler=DDIMScheduler.from_config(default_scheduler_config(clip_sample=False)),
+        scheduler=DDIMScheduler.from_config(default_scheduler_config(clip_sample=False), steps_offset=1),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -129,7 +129,7 @@ def tiny_dit_pipeline():
     return DiTPipeline(
         transformer=dit.eval(),
         vae=AutoencoderKL(**TINY_VAE),
-        scheduler=DDIMScheduler.from_config(default_scheduler_config(clip_sample=False)),
+        scheduler=DDIMScheduler.from_config(default_scheduler_config(clip_sample=False), steps_offset=1),
         id2label={i: str(i) for i in range(10)},
     )
 

@@ -67,7 +67,7 @@ def test_pruned_pipeline_round_trip_gives_identical_images_in_a_fresh_process(sd
     there = np.load(tmp_path / "s" / "samples.npz")["images"]
     assert np.array_equal(there, ((here.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
     record = json.loads((tmp_path / "s" / "sampling.json").read_text())
-    assert record["prompts"] == ["a handwritten seven", "the digit 7"] and record["guidance"] == 4.0
+    assert record["prompts"] == ["a handwritten seven", "the digit 7"] and record["guidance"] == 2.0
     reloaded = load_pipeline(saved)
     assert history(reloaded.unet)[-1]["step"] == "prune"
     assert reloaded.unet.down_blocks[0].resnets[0].conv1.out_channels < 8

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from slimfusion.errors import ConfigError
 from slimfusion.progress import console
+from slimfusion.sample import DEFAULT_GUIDANCE
 
 METRICS = ("fd", "fid", "accuracy", "clip", "ssim", "psnr", "cost")
 Metric = Literal["fd", "fid", "accuracy", "clip", "ssim", "psnr", "cost"]
@@ -34,7 +35,7 @@ class EvaluateConfig(BaseModel):
         inception_weights (`str`, optional): InceptionV3 weights (.safetensors) for FID.
         prompts (`list[str]`, optional): text-to-image pipelines are sampled with these (image i: prompt i mod P).
         class_labels (`list[int]`, optional): DiT pipelines are sampled with these.
-        guidance (`float`, defaults to 4.0): classifier-free guidance scale for conditional pipelines.
+        guidance (`float`, defaults to 2.0): classifier-free guidance scale for conditional pipelines.
         clip_model (`str`, optional): a local CLIP model folder (safetensors) for the CLIP score.
     """
 
@@ -47,7 +48,7 @@ class EvaluateConfig(BaseModel):
     inception_weights: str | None = None
     prompts: list[str] | None = Field(None, min_length=1)
     class_labels: list[int] | None = Field(None, min_length=1)
-    guidance: float = Field(4.0, ge=0)
+    guidance: float = Field(DEFAULT_GUIDANCE, ge=0)
     clip_model: str | None = None
 
     def sample_config(self):

@@ -139,6 +139,39 @@ def save_pipeline(pipe, path: str | Path, overwrite: bool = False) -> Path:
     return target
 
 
+def replace_component(source: str | Path, model: nn.Module, path: str | Path, overwrite: bool = False) -> Path:
+    """A copy of the pipeline folder `source` with one model component replaced by `model`, atomically.
+
+    The component is the one `model` was loaded from (`#name` in its source), else the pipeline's denoiser; every
+    other file is copied unchanged, so partial or custom pipelines survive as they are.
+    """
+    from slimfusion.models.io import save
+
+    folder = pipeline_folder(source)
+    if folder is None:
+        raise NotAModelError(f"{source} is not a pipeline folder")
+    target = Path(path).expanduser()
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    index = pipeline_index(folder)
+    name = (get_meta(model).get("source") or "").rpartition("#")[2]
+    if name not in index:
+        name = next((c for c in DENOISERS if c in index), None)
+    if name is None:
+        raise NotAModelError(f"{folder}: no unet or transformer component to replace")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(target)
+    try:
+        shutil.copytree(folder, tmp)
+        shutil.rmtree(tmp / name)
+        save(model, tmp / name)
+        replace_folder(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
 def _keep_class_names(pipe, folder: Path) -> None:
     """DiTPipeline takes `id2label` but does not save it; write it into model_index.json as the hub's DiT folders
     hold it, so the class names (and the class count) come back on load."""

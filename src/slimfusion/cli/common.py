@@ -112,12 +112,9 @@ def conditions_from_options(prompts: Path | None, class_labels: str | None) -> d
 def save_like_source(source: str, denoiser, out: Path, overwrite: bool) -> None:
     """Save a changed denoiser as its source was held: a pipeline folder back for a pipeline, else a model folder."""
     from slimfusion.models.io import save
-    from slimfusion.pipelines import denoiser_name, is_pipeline, load_pipeline, save_pipeline
+    from slimfusion.pipelines import is_pipeline, replace_component
 
-    if not is_pipeline(source):
+    if is_pipeline(source):
+        replace_component(source, denoiser, out, overwrite=overwrite)
+    else:
         save(denoiser, out, overwrite=overwrite)
-        return
-    pipe = load_pipeline(source)
-    setattr(pipe, denoiser_name(pipe), denoiser)
-    pipe.register_modules(**{denoiser_name(pipe): denoiser})
-    save_pipeline(pipe, out, overwrite=overwrite)

@@ -20,6 +20,7 @@ from slimfusion.cli.common import (
 )
 from slimfusion.errors import SlimfusionError
 from slimfusion.progress import console
+from slimfusion.sample import DEFAULT_GUIDANCE
 
 
 @app.command()
@@ -68,7 +69,7 @@ def sample(
     batch_size: Annotated[int, typer.Option(help="images per forward")] = 64,
     prompts: PromptsOpt = None,
     class_labels: LabelsOpt = None,
-    guidance: GuidanceOpt = 4.0,
+    guidance: GuidanceOpt = DEFAULT_GUIDANCE,
     negative_prompt: Annotated[str | None, typer.Option(help="text-to-image: prompt to steer away from")] = None,
     component: Annotated[str | None, typer.Option(help="pipeline component (default: unet/transformer)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
@@ -164,7 +165,7 @@ def evaluate(
     ] = None,
     prompts: PromptsOpt = None,
     class_labels: LabelsOpt = None,
-    guidance: GuidanceOpt = 4.0,
+    guidance: GuidanceOpt = DEFAULT_GUIDANCE,
     clip_model: Annotated[str | None, typer.Option(help="local CLIP model folder (safetensors) for the CLIP score")] = (
         None
     ),

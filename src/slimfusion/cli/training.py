@@ -21,6 +21,7 @@ from slimfusion.cli.common import (
 )
 from slimfusion.errors import SlimfusionError
 from slimfusion.progress import console
+from slimfusion.sample import DEFAULT_GUIDANCE
 
 
 @app.command()
@@ -76,7 +77,7 @@ def finetune(
         str | None, typer.Option(help="data-free for DiT pipelines: class labels, e.g. 0,1,2")
     ] = None,
     distill_num: Annotated[int, typer.Option(help="data-free: latents the teacher generates")] = 512,
-    guidance: Annotated[float, typer.Option(help="data-free: the teacher's guidance scale")] = 4.0,
+    guidance: Annotated[float, typer.Option(help="data-free: the teacher's guidance scale")] = DEFAULT_GUIDANCE,
     batch_size: Annotated[int, typer.Option(help="images per step (per process)")] = 64,
     lr: Annotated[float, typer.Option(help="AdamW learning rate after warm-up")] = 2e-4,
     warmup_steps: Annotated[int, typer.Option(help="linear warm-up steps")] = 50,

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from slimfusion.errors import ConfigError, DataError
+from slimfusion.sample import DEFAULT_GUIDANCE
 from slimfusion.train.text_encoder import encode_prompts, token_ids
 from slimfusion.train.trainset import TrainSet
 from slimfusion.train.vae import encode
@@ -79,7 +80,7 @@ def distill_trainset(
     conditions: list,
     num: int,
     steps: int = 25,
-    guidance: float = 4.0,
+    guidance: float = DEFAULT_GUIDANCE,
     seed: int = 0,
     drop: float = 0.1,
     progress: bool = True,

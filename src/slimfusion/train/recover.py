@@ -13,6 +13,7 @@ from torch import nn
 
 from slimfusion.errors import ConfigError
 from slimfusion.models.meta import original_source
+from slimfusion.sample import DEFAULT_GUIDANCE
 from slimfusion.train.trainset import TrainSet
 
 
@@ -40,7 +41,7 @@ def prepare_recovery(
     distill_labels: list[int] | None = None,
     distill_num: int = 512,
     distill_steps: int = 25,
-    guidance: float = 4.0,
+    guidance: float = DEFAULT_GUIDANCE,
     seed: int = 0,
     drop: float = 0.1,
 ) -> Recovery:
