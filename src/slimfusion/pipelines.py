@@ -183,6 +183,12 @@ def _keep_class_names(pipe, folder: Path) -> None:
     (folder / INDEX).write_text(json.dumps(index, indent=2))
 
 
+def denoiser_name_of(folder: str | Path) -> str:
+    """ "unet" or "transformer": the denoising component of a pipeline folder."""
+    index = pipeline_index(pipeline_folder(folder))
+    return next((c for c in DENOISERS if c in index), DENOISERS[0])
+
+
 def denoiser_name(pipe) -> str:
     """ "unet" or "transformer": the pipeline's denoising component."""
     for name in DENOISERS:

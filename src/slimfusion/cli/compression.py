@@ -50,6 +50,7 @@ def prune_command(
     from slimfusion.models.families import example_inputs
     from slimfusion.models.io import load
     from slimfusion.models.meta import history
+    from slimfusion.pipelines import denoiser_name_of, is_pipeline
     from slimfusion.prune import StructuralConfig, prune
 
     refuse_existing(out, overwrite)
@@ -83,7 +84,8 @@ def prune_command(
         raise ConfigError("--data and --prompts / --class-labels exclude each other (conditions come with samples)")
     prune(denoiser, config, data=images, conditions=conditions)
     save_like_source(model, denoiser, out, overwrite)
-    _print_prune_effect(history(denoiser)[-1]["effect"], out)
+    meta_folder = out / denoiser_name_of(out) if is_pipeline(out) else out
+    _print_prune_effect(history(denoiser)[-1]["effect"], meta_folder)
 
 
 def _calibration_conditions(source: str, denoiser, prompts: Path | None, class_labels: str | None):
@@ -119,7 +121,7 @@ def _print_prune_effect(effect: dict, out: Path) -> None:
     for name, (before, after) in shown:
         widths.add_row(name, str(before), str(after))
     if len(shown) < len(changed):
-        widths.add_row(f"... {len(changed) - len(shown)} more in {out}/slimfusion.json", "", "")
+        widths.add_row(f"... {len(changed) - len(shown)} more in {out / 'slimfusion.json'}", "", "")
     summary = Table(title="effect")
     summary.add_column("")
     for column in ("before", "after", "ratio"):
