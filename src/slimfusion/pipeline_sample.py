@@ -7,13 +7,11 @@ does not depend on the batch size or on how the indices are split across `accele
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import torch
 
 from slimfusion.errors import ConfigError
-from slimfusion.progress import progress_bar
 
 
 def conditions_of(config, indices: Sequence[int]) -> list:
@@ -71,29 +69,22 @@ def sample_pipeline(pipe, config, indices: Sequence[int] | None = None, progress
         indices (`Sequence[int]`, optional): which image indices to make (default: all).
         progress (`bool`, defaults to True): show a progress bar.
     """
-    from slimfusion.sample import image_generator
+    from slimfusion.sample import in_batches
 
     check_conditions(pipe, config)
     set_scheduler(pipe, config.scheduler)
     pipe.set_progress_bar_config(disable=True)
     kind = pipeline_kind(pipe)
     indices = list(range(config.num)) if indices is None else list(indices)
-    guidance = config.guidance
-    out = []
-    with progress_bar(progress) as bar:
-        task = bar.add_task("sample", total=len(indices), status="")
-        start = time.perf_counter()
-        for first in range(0, len(indices), config.batch_size):
-            chunk = indices[first : first + config.batch_size]
-            gens = [image_generator(config.seed, i) for i in chunk]
-            conds = conditions_of(config, chunk)
-            common = {"num_inference_steps": config.steps, "guidance_scale": guidance, "generator": gens}
-            if kind == "text":
-                negative = None if config.negative_prompt is None else [config.negative_prompt] * len(chunk)
-                images = pipe(prompt=conds, negative_prompt=negative, output_type="pt", **common).images
-            else:
-                images = pipe(class_labels=conds, output_type="pt", **common).images
-            out.append(images.float().cpu() * 2 - 1)
-            done = first + len(chunk)
-            bar.update(task, completed=done, status=f"{done / (time.perf_counter() - start):.1f} img/s")
-    return torch.cat(out)
+
+    def generate(chunk: list[int], gens: list[torch.Generator]) -> torch.Tensor:
+        conds = conditions_of(config, chunk)
+        common = {"num_inference_steps": config.steps, "guidance_scale": config.guidance, "generator": gens}
+        if kind == "text":
+            negative = None if config.negative_prompt is None else [config.negative_prompt] * len(chunk)
+            images = pipe(prompt=conds, negative_prompt=negative, output_type="pt", **common).images
+        else:
+            images = pipe(class_labels=conds, output_type="pt", **common).images
+        return images.float().cpu() * 2 - 1
+
+    return in_batches(indices, config, generate, progress)

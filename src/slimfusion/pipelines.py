@@ -20,10 +20,9 @@ from slimfusion.models.families import FAMILIES
 from slimfusion.models.io import (
     _looks_like_hub_id,
     _read_json,
+    atomic_folder,
     builtin_path,
     load_model_folder,
-    replace_folder,
-    temp_sibling,
     write_meta,
 )
 from slimfusion.models.meta import get_meta
@@ -124,18 +123,12 @@ def save_pipeline(pipe, path: str | Path, overwrite: bool = False) -> Path:
     target = Path(path).expanduser()
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(target)
-    try:
+    with atomic_folder(target) as tmp:
         pipe.save_pretrained(str(tmp), safe_serialization=True)
         _keep_class_names(pipe, tmp)
         for name, component in pipe.components.items():
             if isinstance(component, nn.Module) and type(component).__name__ in FAMILIES:
                 write_meta(component, tmp / name)
-        replace_folder(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -159,16 +152,10 @@ def replace_component(source: str | Path, model: nn.Module, path: str | Path, ov
         name = next((c for c in DENOISERS if c in index), None)
     if name is None:
         raise NotAModelError(f"{folder}: no unet or transformer component to replace")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(target)
-    try:
+    with atomic_folder(target) as tmp:
         shutil.copytree(folder, tmp)
         shutil.rmtree(tmp / name)
         save(model, tmp / name)
-        replace_folder(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

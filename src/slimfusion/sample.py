@@ -117,21 +117,30 @@ def sample(model, config: SampleConfig, indices: Sequence[int] | None = None, pr
     side = side[0] if isinstance(side, (tuple, list)) else side
     shape = (1, model.config.in_channels, side, side)
     scheduler = make_scheduler(model, config.scheduler, config.steps)  # stateless between images: build once
+
+    def denoise(chunk: list[int], gens: list[torch.Generator]) -> torch.Tensor:
+        x = torch.cat([torch.randn(shape, generator=g) for g in gens])
+        for t in scheduler.timesteps:
+            x = scheduler.step(model(x, t).sample, t, x, generator=gens).prev_sample
+        return x.clamp(-1, 1)
+
+    out = in_batches(indices, config, denoise, progress)
+    return out if len(out) else torch.empty(0, *shape[1:])
+
+
+def in_batches(indices: list[int], config: SampleConfig, make, progress: bool) -> torch.Tensor:
+    """Run `make(chunk, generators)` over batches of image indices (one seeded generator per image), with a progress
+    bar; the concatenated images."""
     out = []
     with progress_bar(progress) as bar:
         task = bar.add_task("sample", total=len(indices), status="")
         start = time.perf_counter()
         for first in range(0, len(indices), config.batch_size):
             chunk = indices[first : first + config.batch_size]
-            gens = [image_generator(config.seed, i) for i in chunk]
-            x = torch.cat([torch.randn(shape, generator=g) for g in gens])
-            for t in scheduler.timesteps:
-                eps = model(x, t).sample
-                x = scheduler.step(eps, t, x, generator=gens).prev_sample
-            out.append(x.clamp(-1, 1))
+            out.append(make(chunk, [image_generator(config.seed, i) for i in chunk]))
             done = first + len(chunk)
             bar.update(task, completed=done, status=f"{done / (time.perf_counter() - start):.1f} img/s")
-    return torch.cat(out) if out else torch.empty(0, *shape[1:])
+    return torch.cat(out) if out else torch.empty(0)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -8,10 +8,11 @@ Every save goes to a temporary sibling folder that is renamed into place only wh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -318,23 +319,25 @@ def save(
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
     family_name(model)  # refuse unsupported classes before anything is written
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(target)
-    try:
+    with atomic_folder(target) as tmp:
         model.save_pretrained(str(tmp))
         write_meta(model, tmp)
         if extras is not None:
             extras(tmp)
+    return target
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path) -> Iterator[Path]:
+    """Yield a hidden sibling folder to fill; it replaces `target` when the block ends, or is deleted on any error."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        yield tmp
         replace_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target
-
-
-def temp_sibling(target: Path) -> Path:
-    """A fresh hidden folder name next to `target`, where a save is assembled before `replace_folder`."""
-    return target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
 
 
 def write_meta(model: nn.Module, folder: Path) -> None:
