@@ -217,3 +217,26 @@ def test_evaluate_refuses_other_prompts_for_ssim(sd_folder, tmp_path):
         evaluate(str(tmp_path / "a"), EvaluateConfig(metrics=["ssim"]), original=str(tmp_path / "b"), progress=False)
     result = evaluate(str(tmp_path / "a"), EvaluateConfig(metrics=["accuracy", "clip"]), progress=False)
     assert "accuracy" in result["metrics"] and "CLIP" in result["skipped"]["clip"]
+
+
+def test_clip_score_from_a_local_safetensors_clip_model(tmp_path):
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+
+    from slimfusion.data.prompts import build_tokenizer
+    from slimfusion.metrics.clip import clip_score_or_reason
+
+    tokenizer = build_tokenizer(["a handwritten one", "the digit 7"], 8)
+    text = {"vocab_size": len(tokenizer), "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}
+    text |= {"num_attention_heads": 2, "max_position_embeddings": 8, "eos_token_id": tokenizer.eos_token_id}
+    vision = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    vision |= {"image_size": 32, "patch_size": 8}
+    torch.manual_seed(0)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(tmp_path / "clip")
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(tmp_path / "clip")
+    images = torch.rand(4, 1, 16, 16) * 2 - 1
+    record = {"prompts": ["a handwritten one", "the digit 7"], "indices": [0, 1, 2, 3]}
+    score, reason = clip_score_or_reason(images, record, str(tmp_path / "clip"))
+    assert reason is None and 0 <= score <= 100
+    assert clip_score_or_reason(images, record, None)[1].startswith("CLIP score needs local CLIP weights")
+    assert "not a folder" in clip_score_or_reason(images, record, str(tmp_path))[1]
