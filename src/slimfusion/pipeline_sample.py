@@ -60,16 +60,21 @@ def set_scheduler(pipe, kind: str) -> None:
 
 
 @torch.no_grad()
-def sample_pipeline(pipe, config, indices: Sequence[int] | None = None, progress: bool = True) -> torch.Tensor:
-    """Images [N, C, H, W] in [-1, 1] from a text-to-image or DiT pipeline.
+def sample_pipeline(
+    pipe, config, indices: Sequence[int] | None = None, progress: bool = True, latents: bool = False
+) -> torch.Tensor:
+    """Images [N, C, H, W] in [-1, 1] (or their scaled VAE latents) from a text-to-image or DiT pipeline.
 
     Args:
         pipe: a diffusers `StableDiffusionPipeline`-like or `DiTPipeline` object (e.g. from `load_pipeline`).
         config (`SampleConfig`): count, steps, scheduler, seed, batch size, prompts or class labels, guidance.
         indices (`Sequence[int]`, optional): which image indices to make (default: all).
         progress (`bool`, defaults to True): show a progress bar.
+        latents (`bool`, defaults to False): return the final latents (what a latent denoiser trains on) instead;
+            DiTPipeline always decodes, so its images are encoded again through the same VAE.
     """
     from slimfusion.sample import in_batches
+    from slimfusion.train.vae import encode
 
     check_conditions(pipe, config)
     set_scheduler(pipe, config.scheduler)
@@ -82,9 +87,10 @@ def sample_pipeline(pipe, config, indices: Sequence[int] | None = None, progress
         common = {"num_inference_steps": config.steps, "guidance_scale": config.guidance, "generator": gens}
         if kind == "text":
             negative = None if config.negative_prompt is None else [config.negative_prompt] * len(chunk)
-            images = pipe(prompt=conds, negative_prompt=negative, output_type="pt", **common).images
-        else:
-            images = pipe(class_labels=conds, output_type="pt", **common).images
-        return images.float().cpu() * 2 - 1
+            output = "latent" if latents else "pt"
+            images = pipe(prompt=conds, negative_prompt=negative, output_type=output, **common).images.float().cpu()
+            return images if latents else images * 2 - 1
+        images = pipe(class_labels=conds, output_type="pt", **common).images.float().cpu() * 2 - 1
+        return encode(pipe.vae, images) if latents else images
 
     return in_batches(indices, config, generate, progress)

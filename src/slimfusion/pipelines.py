@@ -146,12 +146,11 @@ def replace_component(source: str | Path, model: nn.Module, path: str | Path, ov
     target = Path(path).expanduser()
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    index = pipeline_index(folder)
     name = (get_meta(model).get("source") or "").rpartition("#")[2]
-    if name not in index:
-        name = next((c for c in DENOISERS if c in index), None)
-    if name is None:
-        raise NotAModelError(f"{folder}: no unet or transformer component to replace")
+    if name not in pipeline_index(folder):
+        name = denoiser_name_of(folder)
+    if not (folder / name).is_dir():
+        raise NotAModelError(f"{folder}: no {name} component to replace")
     with atomic_folder(target) as tmp:
         shutil.copytree(folder, tmp)
         shutil.rmtree(tmp / name)
@@ -185,7 +184,8 @@ def denoiser_name(pipe) -> str:
 
 
 def pipeline_index(path: Path) -> dict[str, Any]:
-    return json.loads((path / INDEX).read_text())
+    """The parsed model_index.json of a pipeline folder (one-line error when unreadable)."""
+    return _read_json(path / INDEX)
 
 
 def load_for_sampling(source: str, component: str | None = None):

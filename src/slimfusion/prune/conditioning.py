@@ -37,14 +37,15 @@ def encode_prompts(pipeline: str | Path, prompts: list[str]) -> torch.Tensor:
 
     from slimfusion.models.io import load
     from slimfusion.pipelines import pipeline_folder
+    from slimfusion.train.text_encoder import encode_prompts as encode_states
+    from slimfusion.train.text_encoder import token_ids
 
     folder = pipeline_folder(pipeline)
     if folder is None or not (folder / "tokenizer").is_dir() or not (folder / "text_encoder").is_dir():
         raise NotAModelError(f"--prompts needs a pipeline folder with text_encoder/ and tokenizer/, not {pipeline}")
     tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
     encoder = load(folder, component="text_encoder")
-    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True)
-    return encoder(torch.tensor(ids["input_ids"]))[0]
+    return encode_states(encoder, token_ids(tokenizer, prompts))
 
 
 @torch.no_grad()

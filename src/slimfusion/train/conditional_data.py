@@ -90,41 +90,20 @@ def distill_trainset(
     The latents are the pipeline's own final latents (`output_type="latent"`), generated with classifier-free
     guidance as the pipeline is used, seeded per image as in `sample`.
     """
-    from slimfusion.pipeline_sample import set_scheduler
-    from slimfusion.progress import progress_bar
-    from slimfusion.sample import image_generator
+    from slimfusion.pipeline_sample import sample_pipeline
+    from slimfusion.sample import SampleConfig
 
     text = is_text_pipeline(teacher_pipe)
     if text != isinstance(conditions[0], str):
         kind = "--distill-prompts" if text else "--distill-class-labels"
         raise ConfigError(f"this pipeline is {'text-to-image' if text else 'class-conditional'}: give {kind}")
-    set_scheduler(teacher_pipe, "ddim")
-    teacher_pipe.set_progress_bar_config(disable=True)
-    picks = [i % len(conditions) for i in range(num)]
-    latents = []
-    with progress_bar(progress) as bar:
-        task = bar.add_task("teacher latents", total=num, status="")
-        for first in range(0, num, 32):
-            chunk = list(range(first, min(first + 32, num)))
-            gens = [image_generator(seed, i) for i in chunk]
-            common = {"num_inference_steps": steps, "guidance_scale": guidance, "generator": gens}
-            conds = [conditions[picks[i]] for i in chunk]
-            if text:
-                out = teacher_pipe(prompt=conds, output_type="latent", **common).images
-            else:
-                out = _dit_latents(teacher_pipe, conds, common)
-            latents.append(out.float())
-            bar.update(task, completed=chunk[-1] + 1)
-    latents = torch.cat(latents)
+    given = {"prompts": conditions} if text else {"class_labels": conditions}
+    config = SampleConfig(num=num, steps=steps, seed=seed, guidance=guidance, batch_size=32, **given)
+    latents = sample_pipeline(teacher_pipe, config, progress=progress, latents=True)
+    picks = [i % len(conditions) for i in range(num)]  # image i was made from condition i mod count
     choices = [torch.tensor([p + 1]) for p in picks]
     if text:
         table = embed(teacher_pipe, ["", *conditions])
         return TrainSet(latents, table, choices, null=0, drop=drop)
     table = torch.tensor([NULL_CLASS, *conditions])
     return TrainSet(latents, table, choices, null=0, drop=drop)
-
-
-def _dit_latents(pipe, labels: list[int], common: dict) -> torch.Tensor:
-    """DiTPipeline always decodes its latents; recover them by encoding its images again through the same VAE."""
-    images = pipe(class_labels=labels, output_type="pt", **common).images
-    return encode(pipe.vae, images.float() * 2 - 1)
