@@ -36,6 +36,9 @@ def prune_command(
         str | None, typer.Option(help="class-conditional (DiT): calibrate on the model's own samples, e.g. 1,207")
     ] = None,
     calib_sample_steps: Annotated[int, typer.Option(help="DDIM steps of those calibration samples")] = 25,
+    min_group_channels: Annotated[
+        int, typer.Option(help="merge GroupNorm groups left with fewer channels than this (1: keep group counts)")
+    ] = 2,
     overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
 ) -> None:
     """Structural pruning (Diff-Pruning and baselines); prints the widths and the params / MACs reduction.
@@ -65,6 +68,7 @@ def prune_command(
             compat=compat,
             seed=seed,
             calib_sample_steps=calib_sample_steps,
+            min_group_channels=min_group_channels,
         )
     except ValidationError as exc:
         raise ConfigError(first_error(exc)) from exc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -56,6 +58,28 @@ def info(
 PromptsOpt = Annotated[Path | None, typer.Option(help="text-to-image: a file of prompts, one per line")]
 LabelsOpt = Annotated[str | None, typer.Option(help="class-conditional (DiT): comma list of labels, e.g. 3,7")]
 GuidanceOpt = Annotated[float, typer.Option(help="classifier-free guidance scale of conditional pipelines (1: off)")]
+PlanOpt = Annotated[Path | None, typer.Option(help="skip plan (from skip-plan) to sample with")]
+NoPlanOpt = Annotated[bool, typer.Option(help="ignore a skip plan saved in the model folder")]
+
+
+@contextlib.contextmanager
+def planned(source: str, sampler, plan: Path | None, no_plan: bool, scheduler: str, steps: int) -> Iterator[None]:
+    """Apply the chosen skip plan (see `skipping.plan_for`) to the sampler's denoiser for the block."""
+    from slimfusion.cli.skipping import plan_for
+    from slimfusion.sample import is_pipeline_object
+    from slimfusion.skip import apply_plan
+
+    denoiser = sampler
+    if is_pipeline_object(sampler):
+        from slimfusion.pipelines import denoiser_name
+
+        denoiser = getattr(sampler, denoiser_name(sampler))
+    chosen = plan_for(source, denoiser, plan, no_plan, scheduler, steps)
+    if chosen is None:
+        yield
+        return
+    with apply_plan(denoiser, chosen):
+        yield
 
 
 @app.command()
@@ -72,6 +96,8 @@ def sample(
     guidance: GuidanceOpt = DEFAULT_GUIDANCE,
     negative_prompt: Annotated[str | None, typer.Option(help="text-to-image: prompt to steer away from")] = None,
     component: Annotated[str | None, typer.Option(help="pipeline component (default: unet/transformer)")] = None,
+    plan: PlanOpt = None,
+    no_plan: NoPlanOpt = False,
     overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
 ) -> None:
     """Generate seeded images: one PNG each, grid.png and samples.npz in --out.
@@ -95,7 +121,9 @@ def sample(
         **conditions_from_options(prompts, class_labels),
     )
     refuse_existing(out, overwrite)
-    result = sample_to_folder(load_for_sampling(model, component), config, out, overwrite=overwrite)
+    sampler = load_for_sampling(model, component)
+    with planned(model, sampler, plan, no_plan, scheduler, steps):
+        result = sample_to_folder(sampler, config, out, overwrite=overwrite)
     if is_main_process():
         console.print(
             f"{num} images in {result['seconds']:.1f}s ({result['images_per_s']:.2f} img/s,"

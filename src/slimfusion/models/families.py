@@ -108,6 +108,28 @@ def _dit_blocks(model: nn.Module) -> list[str]:
     return [f"transformer_blocks.{i}" for i in range(count) if (i + 1) % step == 0 or i == count - 1]
 
 
+def _unet_skip_units(model: nn.Module, fine: bool = False) -> list[str]:
+    """Blocks a skip plan may reuse: every down block (with its residuals), the mid block, every up block.
+
+    `fine` adds DeepCache's skip branches: each block's resnets, attentions and down / up samplers.
+    """
+    names = [f"down_blocks.{i}" for i in range(len(model.down_blocks))] + ["mid_block"]
+    names += [f"up_blocks.{i}" for i in range(len(model.up_blocks))]
+    if not fine:
+        return names
+    layers = []
+    for name in names:
+        block = model.get_submodule(name)
+        for part in ("resnets", "attentions", "downsamplers", "upsamplers"):
+            layers += [f"{name}.{part}.{j}" for j in range(len(getattr(block, part, None) or []))]
+    return names + layers
+
+
+def _dit_skip_units(model: nn.Module, fine: bool = False) -> list[str]:
+    """Blocks a skip plan may reuse: every transformer block (there is no finer branch)."""
+    return [f"transformer_blocks.{i}" for i in range(len(model.transformer_blocks))]
+
+
 @contextlib.contextmanager
 def no_label_dropout(model: nn.Module) -> Iterator[None]:
     """Switch off the label dropout that diffusers' label embeddings apply in training mode (DiT), for the run.
@@ -173,6 +195,7 @@ class Family:
         pruning (`Pruning`, optional): structural pruning knowledge; None where it is not supported yet.
         feature_blocks (`Callable`, optional): names of the blocks whose outputs feature distillation matches;
             None where fine-tuning is not supported yet (it needs the family's training conditioning).
+        skip_units (`Callable`, optional): (model, fine) -> names of the blocks a timestep-wise skip plan may reuse.
     """
 
     class_path: str
@@ -181,6 +204,7 @@ class Family:
     denoise: Callable[..., torch.Tensor] | None = None
     pruning: Pruning | None = None
     feature_blocks: Callable[[nn.Module], list[str]] | None = None
+    skip_units: Callable[..., list[str]] | None = None
 
     @property
     def denoiser(self) -> bool:
@@ -204,6 +228,7 @@ FAMILIES: dict[str, Family] = {
         _unet2d_denoise,
         pruning=Pruning(_unet2d_ignored, _equal_subgroups),
         feature_blocks=_unet_blocks,
+        skip_units=_unet_skip_units,
     ),
     "UNet2DConditionModel": Family(
         "diffusers:UNet2DConditionModel",
@@ -212,6 +237,7 @@ FAMILIES: dict[str, Family] = {
         _unet2d_condition_denoise,
         pruning=Pruning(_unet2d_ignored, _equal_subgroups),
         feature_blocks=_unet_blocks,
+        skip_units=_unet_skip_units,
     ),
     "DiTTransformer2DModel": Family(
         "diffusers:DiTTransformer2DModel",
@@ -220,6 +246,7 @@ FAMILIES: dict[str, Family] = {
         _dit_denoise,
         pruning=Pruning(_dit_ignored, _equal_subgroups),
         feature_blocks=_dit_blocks,
+        skip_units=_dit_skip_units,
     ),
     # Older DiT checkpoints (facebook/DiT-XL-2-256) name the generic class; diffusers maps it to the DiT class.
     "Transformer2DModel": Family("diffusers:DiTTransformer2DModel", "diffusers", _dit_inputs, _dit_denoise),

@@ -26,6 +26,9 @@ class StructuralConfig(BaseModel):
             does (removes at least `ratio`); "paper" reproduces the Diff-Pruning paper's Torch-Pruning 1.3 rounding
             (removes at most `ratio`) and so its pruned architectures.
         seed (`int`, defaults to 0): seeds random importance, calibration images and noise.
+        min_group_channels (`int`, defaults to 2): no GroupNorm group is left with fewer channels than this (or
+            than it had): where rounding would, the norm's groups are merged (docs/pruning.md). 1 keeps every group
+            count as Torch-Pruning does.
         calib_sample_steps (`int`, defaults to 25): DDIM steps of the model's own calibration samples, when a
             conditional model is calibrated from prompts or class labels instead of data.
     """
@@ -41,6 +44,7 @@ class StructuralConfig(BaseModel):
     compat: Compat = "torch-pruning"
     seed: int = 0
     calib_sample_steps: int = Field(25, ge=1)
+    min_group_channels: int = Field(2, ge=1)
 
     @field_validator("method")
     @classmethod

@@ -1,0 +1,220 @@
+"""Timestep-wise block skipping on builtin:digits-ddpm: DiP-GO vs DeepCache vs fewer DDIM steps at equal MACs.
+
+Regenerates benchmarks/results/skip_digits.md and benchmarks/results/skip_digits.png:
+
+    .venv/bin/python benchmarks/skip_digits.py --num 500 --iterations 100
+
+DDIM, 50 steps. For each kept-MACs target: a DiP-GO plan (SSIM loss, `iterations` SGD steps on 16 calibration
+noises, seed 0); the DeepCache plan (interval 2-12 x every skip branch, uniform and the paper's non-uniform schedule)
+whose kept MACs lie within 2.5 points of the target with the best SSIM on 64 selection images (seeds apart from the
+evaluation's); plain DDIM with round(50 x target) steps. Quality: FD (digits features, not FID) of `num` samples vs
+all 1,797 digits, with the noise floor (two independent sample sets of the full model), and SSIM vs the full model's
+samples from the same noise. Speed: wall-clock of sampling one batch of 64, all rows of a target and the full model
+interleaved in one run (median of 5 rounds), as a ratio to the full model. Then the composition: the Diff-Pruning
+model of benchmarks/diffpruning_digits.py (ratio 0.25, 1,000 fine-tuning steps) with a DiP-GO plan of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from slimfusion.data import load_digits_split
+from slimfusion.metrics.consistency import ssim
+from slimfusion.metrics.cost import count_macs
+from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
+from slimfusion.models.io import load
+from slimfusion.sample import SampleConfig, sample
+from slimfusion.skip import SkipConfig, apply_plan, skip_plan
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULT = ROOT / "benchmarks" / "results" / "skip_digits.md"
+PICTURE = ROOT / "benchmarks" / "results" / "skip_digits.png"
+STEPS = 50
+TARGETS = (0.5, 0.35, 0.25, 0.2)
+EVAL_SEED, SELECT_SEED = 1000, 2000
+
+
+def images_of(model, plan, num: int, seed: int, steps: int = STEPS) -> torch.Tensor:
+    config = SampleConfig(num=num, steps=steps, seed=seed, batch_size=250)
+    if plan is None:
+        return sample(model, config, progress=False)
+    with apply_plan(model, plan):
+        return sample(model, config, progress=False)
+
+
+def best_deepcache(model, target: float, reference: torch.Tensor) -> tuple[object, dict]:
+    """The DeepCache plan within 2.5 points of the target's MACs with the best SSIM on the selection images."""
+    candidates = []
+    for interval in range(2, 13):
+        for branch in range(3 * len(model.down_blocks)):
+            for uniform in (True, False):
+                config = SkipConfig(method="deepcache", steps=STEPS, interval=interval, branch=branch, uniform=uniform)
+                plan = skip_plan(model, config)
+                candidates.append((abs(plan.macs_ratio - target), plan, config))
+    near = [c for c in candidates if c[0] <= 0.025] or [min(candidates, key=lambda c: c[0])]
+    scored = [
+        (ssim(images_of(model, plan, len(reference), SELECT_SEED), reference), plan, config) for _, plan, config in near
+    ]
+    score, plan, config = max(scored, key=lambda s: s[0])
+    return plan, {
+        "interval": config.interval,
+        "branch": config.branch,
+        "uniform": config.uniform,
+        "candidates": len(near),
+    }
+
+
+def timings(model, rows: dict[str, tuple[object, int]], rounds: int = 5) -> dict[str, float]:
+    """Median seconds to sample 64 images, every row measured in alternation (same run, same noise)."""
+    times: dict[str, list[float]] = {name: [] for name in rows}
+    for _ in range(rounds):
+        for name, (plan, steps) in rows.items():
+            start = time.perf_counter()
+            images_of(model, plan, 64, EVAL_SEED, steps)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def measure(model, args, real, full, floor) -> list[dict]:
+    select_ref = images_of(model, None, 64, SELECT_SEED)
+    rows = []
+    for target in TARGETS:
+        start = time.perf_counter()
+        dipgo = skip_plan(
+            model,
+            SkipConfig(steps=STEPS, target=target, iterations=args.iterations, calib=16, batch_size=8, lr=args.lr),
+            progress=False,
+        )
+        dipgo_s = time.perf_counter() - start
+        deepcache, chosen = best_deepcache(model, target, select_ref)
+        fewer = max(1, round(STEPS * target))
+        entries = {"DiP-GO": (dipgo, STEPS), "DeepCache": (deepcache, STEPS), f"DDIM {fewer} steps": (None, fewer)}
+        speed = timings(model, {"full": (None, STEPS), **entries})
+        for name, (plan, steps) in entries.items():
+            images = images_of(model, plan, args.num, EVAL_SEED, steps)
+            rows.append(
+                {
+                    "target": target,
+                    "method": name,
+                    "macs_ratio": plan.macs_ratio if plan is not None else steps / STEPS,
+                    "speedup": speed["full"] / speed[name],
+                    "fd": frechet_distance(*feature_stats(digit_features(images)), *real),
+                    "ssim": ssim(images, full),
+                    "detail": {"plan_s": round(dipgo_s, 1), "final": dipgo.settings["log"][-1]}
+                    if name == "DiP-GO"
+                    else (chosen if name == "DeepCache" else {}),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def picture(rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for method in ("DiP-GO", "DeepCache", "DDIM"):
+        mine = [r for r in rows if r["method"].startswith(method)]
+        for ax, key in zip(axes, ("fd", "ssim"), strict=True):
+            ax.plot([r["macs_ratio"] for r in mine], [r[key] for r in mine], "o-", label=method)
+    for ax, key in zip(axes, ("FD vs digits (lower is better)", "SSIM vs full model (higher is better)"), strict=True):
+        ax.set_xlabel("kept share of the sampling MACs")
+        ax.set_title(key, fontsize=9)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(PICTURE, dpi=110)
+    plt.close(fig)
+
+
+def write(rows: list[dict], composition: list[dict], args, floor: float, full_fd: float) -> None:
+    cmd = f".venv/bin/python benchmarks/skip_digits.py --num {args.num} --iterations {args.iterations} --lr {args.lr}"
+    lines = [
+        "# Timestep-wise block skipping on builtin:digits-ddpm (DDIM, 50 steps)",
+        "",
+        f"Command: `{cmd}`",
+        "",
+        __doc__.split("\n\n", 2)[2].strip().replace("\n", " "),
+        "",
+        f"Full model: FD {full_fd:.3f}; noise floor (FD between two independent {args.num}-sample sets)"
+        f" **{floor:.3f}**.",
+        "",
+        "| target | method | kept MACs | wall-clock speedup | FD | SSIM vs full | settings |",
+        "|---:|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows + composition:
+        detail = ", ".join(f"{k} {v}" for k, v in r["detail"].items()) if r["detail"] else ""
+        lines.append(
+            f"| {r['target']} | {r['method']} | {r['macs_ratio']:.3f} | {r['speedup']:.2f}x | {r['fd']:.3f} |"
+            f" {r['ssim']:.3f} | {detail} |"
+        )
+    lines += ["", "![FD and SSIM against kept MACs](skip_digits.png)", ""]
+    RESULT.write_text("\n".join(lines) + "\n")
+
+
+def compose(args, real, full) -> list[dict]:
+    """Diff-Pruning's model (if built) alone and with a DiP-GO plan: speedups against the full original."""
+    folder = Path(args.pruned)
+    if not folder.exists():
+        print(f"no pruned model at {folder}: composition skipped", flush=True)
+        return []
+    original, pruned = load("builtin:digits-ddpm"), load(folder)
+    plan = skip_plan(
+        pruned,
+        SkipConfig(steps=STEPS, target=0.5, iterations=args.iterations, calib=16, batch_size=8, lr=args.lr),
+        progress=False,
+    )
+    times: dict[str, list[float]] = {"full": [], "pruned": [], "pruned+dipgo": []}
+    for _ in range(5):
+        for name, model, p in (("full", original, None), ("pruned", pruned, None), ("pruned+dipgo", pruned, plan)):
+            start = time.perf_counter()
+            images_of(model, p, 64, EVAL_SEED)
+            times[name].append(time.perf_counter() - start)
+    speed = {k: statistics.median(v) for k, v in times.items()}
+    rows = []
+    for name, p in (("pruned", None), ("pruned+dipgo", plan)):
+        images = images_of(pruned, p, args.num, EVAL_SEED)
+        rows.append(
+            {
+                "target": "-",
+                "method": f"Diff-Pruning 0.25{' + DiP-GO 0.5' if p is not None else ''}",
+                "macs_ratio": (p.macs_ratio if p is not None else 1.0) * count_macs(pruned) / count_macs(original),
+                "speedup": speed["full"] / speed[name],
+                "fd": frechet_distance(*feature_stats(digit_features(images)), *real),
+                "ssim": ssim(images, full),
+                "detail": {},
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num", type=int, default=500, help="evaluation samples per row")
+    parser.add_argument("--iterations", type=int, default=100, help="DiP-GO SGD iterations")
+    parser.add_argument("--lr", type=float, default=SkipConfig().lr, help="DiP-GO learning rate")
+    parser.add_argument("--pruned", default="runs/bench/diff-0.05-s0", help="diffpruning_digits.py's model folder")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = load("builtin:digits-ddpm")
+    real = feature_stats(digit_features(load_digits_split("all")[0]))
+    full = images_of(model, None, args.num, EVAL_SEED)
+    second = images_of(model, None, args.num, EVAL_SEED + 1)
+    floor = frechet_distance(*feature_stats(digit_features(full)), *feature_stats(digit_features(second)))
+    full_fd = frechet_distance(*feature_stats(digit_features(full)), *real)
+    rows = measure(model, args, real, full, floor)
+    composition = compose(args, real, full)
+    picture(rows)
+    write(rows, composition, args, floor, full_fd)
+
+
+if __name__ == "__main__":
+    main()

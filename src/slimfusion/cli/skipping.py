@@ -1,0 +1,110 @@
+"""Verbs of timestep-wise block skipping: skip-plan (and the --plan / --no-plan options of sample and evaluate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from slimfusion.cli.app import app
+from slimfusion.cli.common import ModelArg, conditions_from_options, make_config
+from slimfusion.errors import ConfigError
+from slimfusion.progress import console
+from slimfusion.sample import DEFAULT_GUIDANCE
+
+SCHEDULER_CLASSES = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler"}
+
+
+@app.command("skip-plan")
+def skip_plan_command(
+    model: ModelArg,
+    out: Annotated[Path, typer.Option(help="plan file to write (plan.png is drawn next to it)")],
+    method: Annotated[str, typer.Option(help="dipgo (learned) or deepcache (static schedule)")] = "dipgo",
+    steps: Annotated[int, typer.Option(help="DDIM sampling steps the plan is for")] = 50,
+    target: Annotated[float, typer.Option(help="dipgo: kept share of the sampling MACs, in (0, 1]")] = 0.25,
+    iterations: Annotated[int, typer.Option(help="dipgo: SGD iterations")] = 200,
+    lr: Annotated[float, typer.Option(help="dipgo: SGD learning rate")] = 0.05,
+    loss: Annotated[str, typer.Option(help="dipgo: consistency loss ssim | l1 | l2")] = "ssim",
+    calib: Annotated[int, typer.Option(help="dipgo: calibration noises")] = 32,
+    batch_size: Annotated[int, typer.Option(help="dipgo: noises per iteration")] = 8,
+    interval: Annotated[int, typer.Option(help="deepcache: a full step every N steps")] = 3,
+    branch: Annotated[int, typer.Option(help="deepcache: skip branch (block b // 3, layer b % 3)")] = 0,
+    uniform: Annotated[bool, typer.Option(help="deepcache: uniform schedule (--no-uniform: the paper's)")] = True,
+    center: Annotated[int | None, typer.Option(help="deepcache: center step of the non-uniform schedule")] = None,
+    prompts: Annotated[Path | None, typer.Option(help="dipgo, text-to-image: calibration prompts file")] = None,
+    class_labels: Annotated[str | None, typer.Option(help="dipgo, DiT: calibration labels, e.g. 3,7")] = None,
+    guidance: Annotated[float, typer.Option(help="dipgo: guidance scale during calibration")] = DEFAULT_GUIDANCE,
+    seed: Annotated[int, typer.Option(help="seed of the calibration noise and the pruner")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+) -> None:
+    """Make a timestep-wise skip plan (DiP-GO or DeepCache) for a denoiser or pipeline; use it with sample --plan."""
+    from slimfusion.models.io import load
+    from slimfusion.skip import SkipConfig, save_plan, skip_plan
+    from slimfusion.skip.picture import plan_picture
+
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    config = make_config(
+        SkipConfig,
+        method=method,
+        steps=steps,
+        target=target,
+        iterations=iterations,
+        lr=lr,
+        loss=loss,
+        calib=calib,
+        batch_size=batch_size,
+        interval=interval,
+        branch=branch,
+        uniform=uniform,
+        center=center,
+        seed=seed,
+    )
+    denoiser = load(model)
+    conditions, null = _calibration(model, prompts, class_labels) if method == "dipgo" else (None, None)
+    plan = skip_plan(denoiser, config, conditions, null, guidance if conditions is not None else 1.0)
+    save_plan(plan, out)
+    picture = plan_picture(plan, out.with_suffix(".png"))
+    console.print(f"{plan.method}: {plan.macs_ratio:.1%} of the sampling MACs kept; saved {out} and {picture}")
+
+
+def _calibration(source: str, prompts: Path | None, class_labels: str | None):
+    """(conditions, null condition) for DiP-GO's calibration of a conditional pipeline, or (None, None)."""
+    given = conditions_from_options(prompts, class_labels)
+    if not given:
+        return None, None
+    from slimfusion.pipelines import is_pipeline, load_pipeline
+
+    if not is_pipeline(source):
+        raise ConfigError("--prompts / --class-labels need a pipeline folder (its text encoder or label table)")
+    pipe = load_pipeline(source)
+    if "prompts" in given:
+        from slimfusion.train.conditional_data import embed, is_text_pipeline
+
+        if not is_text_pipeline(pipe):
+            raise ConfigError("--prompts needs a text-to-image pipeline; this one has no text encoder")
+        return embed(pipe, given["prompts"]), embed(pipe, [""])
+    import torch
+
+    from slimfusion.train.conditional_data import NULL_CLASS
+
+    return torch.tensor(given["class_labels"]), torch.tensor([NULL_CLASS])
+
+
+def plan_for(model, denoiser, plan: Path | None, no_plan: bool, scheduler: str, steps: int):
+    """The skip plan a command applies: --plan FILE, else the one saved in the model folder, unless --no-plan;
+    checked against the denoiser, scheduler and step count (one-line refusal before any output exists)."""
+    from slimfusion.models.meta import get_meta
+    from slimfusion.skip import SkipPlan, check_plan, load_plan
+
+    if no_plan:
+        if plan is not None:
+            raise ConfigError("--plan and --no-plan exclude each other")
+        return None
+    chosen = load_plan(plan) if plan is not None else None
+    if chosen is None and get_meta(denoiser).get("skip_plan"):
+        chosen = SkipPlan.model_validate(get_meta(denoiser)["skip_plan"])
+    if chosen is not None:
+        check_plan(chosen, denoiser, SCHEDULER_CLASSES.get(scheduler, scheduler), steps)
+    return chosen

@@ -1,0 +1,164 @@
+"""Timestep-wise block skipping: `skip_plan(model, SkipConfig(...))` -> a `SkipPlan`; `with apply_plan(model, plan):`.
+
+Two methods share one plan format and one code path: DiP-GO (a learned plan per step and block) and DeepCache (a
+static schedule with a shallow branch). See docs/skipping.md.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from slimfusion.errors import ConfigError
+from slimfusion.skip.hooks import SkipState, apply_plan
+from slimfusion.skip.plan import PLAN_FILE, SkipPlan, check_plan, load_plan, model_fingerprint, save_plan
+
+__all__ = [
+    "PLAN_FILE",
+    "SkipConfig",
+    "SkipPlan",
+    "SkipState",
+    "apply_plan",
+    "check_plan",
+    "load_plan",
+    "save_plan",
+    "skip_plan",
+]
+
+
+class SkipConfig(BaseModel):
+    """How to make a skip plan.
+
+    Args:
+        method (`str`, defaults to "dipgo"): "dipgo" (learned) or "deepcache" (static schedule).
+        steps (`int`, defaults to 50): DDIM sampling steps the plan is for.
+        target (`float`, defaults to 0.25): DiP-GO's kept share of the sampling run's MACs, in (0, 1].
+        tolerance (`float`, defaults to 0.0125): DiP-GO's post-processing stops within this of the target.
+        iterations (`int`, defaults to 200): DiP-GO's SGD iterations (cosine schedule).
+        lr (`float`, defaults to 0.05): DiP-GO's SGD learning rate (momentum 0.9).
+        loss (`str`, defaults to "ssim"): DiP-GO's consistency loss: "ssim" (the paper's best), "l1" or "l2".
+        sparsity_weight (`float`, defaults to 1.0): weight of the MACs-weighted sparsity term.
+        calib (`int`, defaults to 32): calibration noises (from the seed), DiP-GO.
+        batch_size (`int`, defaults to 8): calibration noises per iteration, DiP-GO.
+        checkpoint (`bool`, defaults to True): DiP-GO recomputes each sampling step in the backward pass, so memory
+            stays flat in the step count (False: faster, memory grows with the steps).
+        interval (`int`, defaults to 3): DeepCache's cache interval N (a full step every N).
+        branch (`int`, defaults to 0): DeepCache's skip branch (block b // 3, layer b % 3).
+        uniform (`bool`, defaults to True): DeepCache's uniform schedule; False: the paper's non-uniform one.
+        center (`int`, optional): DeepCache's non-uniform schedule's center step (default: steps // 2).
+        seed (`int`, defaults to 0): seeds the calibration noise and the pruner network.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    version: int = 1
+    method: Literal["dipgo", "deepcache"] = "dipgo"
+    steps: int = Field(50, ge=2, le=1000)
+    target: float = Field(0.25, gt=0, le=1)
+    tolerance: float = Field(0.0125, gt=0)
+    iterations: int = Field(200, ge=1)
+    lr: float = Field(0.05, gt=0)
+    loss: Literal["ssim", "l1", "l2"] = "ssim"
+    sparsity_weight: float = Field(1.0, ge=0)
+    calib: int = Field(32, ge=1)
+    batch_size: int = Field(8, ge=1)
+    checkpoint: bool = True
+    interval: int = Field(3, ge=1)
+    branch: int = Field(0, ge=0)
+    uniform: bool = True
+    center: int | None = None
+    seed: int = 0
+
+
+def skip_plan(
+    model: nn.Module,
+    config: SkipConfig,
+    conditions: torch.Tensor | None = None,
+    null: torch.Tensor | None = None,
+    guidance: float = 1.0,
+    progress: bool = True,
+) -> SkipPlan:
+    """Make a skip plan for `model` sampled with DDIM in `config.steps` steps.
+
+    Args:
+        model (`nn.Module`): a UNet2DModel, UNet2DConditionModel or DiT denoiser.
+        config (`SkipConfig`): method and settings.
+        conditions (`torch.Tensor`, optional): DiP-GO calibration conditioning of conditional models (text-encoder
+            states [K, L, D] or class labels [K]), cycled over the calibration noises.
+        null (`torch.Tensor`, optional): the unconditional conditioning (one item) for classifier-free guidance.
+        guidance (`float`, defaults to 1.0): guidance scale used during calibration (1: off).
+        progress (`bool`, defaults to True): progress bar with loss and kept ratio.
+    """
+    from slimfusion.sample import make_scheduler
+    from slimfusion.skip.graph import consumers, kept_macs_ratio, skip_units, top_level, unit_macs
+
+    fine = config.method == "deepcache"
+    units = skip_units(model, fine=fine)
+    macs, total = unit_macs(model, units)
+    scheduler = make_scheduler(model, "ddim", config.steps)
+    settings = config.model_dump(exclude={"version"})
+    if config.method == "deepcache":
+        from slimfusion.skip.deepcache import deepcache_reuse
+
+        keys = ("method", "steps", "interval", "branch", "uniform", "center")
+        settings = {k: settings[k] for k in keys}
+        reuse = deepcache_reuse(model, config.steps, config.interval, config.branch, config.uniform, config.center)
+    else:
+        from slimfusion.skip.dipgo import plan_from_scores, train_pruner
+
+        names = top_level(units)
+        graph = consumers(model, names)
+        from slimfusion.skip.graph import cascade
+
+        weights = torch.tensor([sum(macs[u] for u in cascade({n}, graph)) / total for n in names])
+        noise = _calibration_noise(model, config)
+        predict = _predictor(model, conditions, null, guidance)
+        keep, log = train_pruner(model, scheduler, noise, predict, names, weights, graph, macs, total, config, progress)
+        reuse, _, threshold = plan_from_scores(keep, names, graph, macs, total, config.target, config.tolerance)
+        settings |= {"threshold": threshold, "log": log, "guidance": guidance}
+        units = names
+    return SkipPlan(
+        model_class=type(model).__name__,
+        model_hash=model_fingerprint(model),
+        scheduler=type(scheduler).__name__,
+        steps=config.steps,
+        units=units,
+        reuse=reuse,
+        macs_ratio=round(kept_macs_ratio(reuse, macs, total), 6),
+        method=config.method,
+        settings=settings,
+    )
+
+
+def _calibration_noise(model: nn.Module, config: SkipConfig) -> torch.Tensor:
+    """The calibration set's starting noise: image i from generator (seed, i), as `sample` draws it."""
+    from slimfusion.sample import image_generator
+
+    side = model.config.sample_size
+    side = side[0] if isinstance(side, (tuple, list)) else side
+    shape = (1, model.config.in_channels, side, side)
+    return torch.cat([torch.randn(shape, generator=image_generator(config.seed, i)) for i in range(config.calib)])
+
+
+def _predictor(model: nn.Module, conditions: torch.Tensor | None, null: torch.Tensor | None, guidance: float):
+    """(model, x, t, noise indices) -> noise prediction; noise i is conditioned on condition i mod K (and guided)."""
+    from slimfusion.models.families import family_of
+
+    denoise = family_of(model).denoise
+    if conditions is None:
+        if type(model).__name__ != "UNet2DModel":
+            raise ConfigError(f"{type(model).__name__} is conditional: give calibration prompts or class labels")
+        return lambda m, x, t, idx: denoise(m, x, t.expand(len(x)))
+
+    def predict(m, x, t, idx):
+        cond = conditions[idx % len(conditions)]
+        if guidance == 1.0 or null is None:
+            return denoise(m, x, t.expand(len(x)), cond)
+        both = torch.cat([null.expand(len(x), *null.shape[1:]), cond])
+        eps = denoise(m, torch.cat([x, x]), t.expand(2 * len(x)), both)
+        uncond, text = eps.chunk(2)
+        return uncond + guidance * (text - uncond)
+
+    return predict

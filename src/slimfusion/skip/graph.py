@@ -1,0 +1,112 @@
+"""What skipping a block saves and what it implies: per-block MACs, who consumes whose output, cascaded reuse.
+
+A block whose outputs feed only blocks that are reused at a step need not run at that step either; the consumer
+relation is read from one traced forward (which block's input tensors are which block's output tensors), so no
+family needs it written down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_leaves
+
+from slimfusion.errors import ConfigError
+from slimfusion.models.families import example_inputs, family_name, family_of
+
+
+def skip_units(model: nn.Module, fine: bool = False) -> list[str]:
+    """Names of the blocks a plan may reuse (top-level blocks, plus DeepCache's branches when `fine`)."""
+    units = family_of(model).skip_units
+    if units is None:
+        raise ConfigError(f"block skipping does not support {family_name(model)}")
+    return units(model, fine)
+
+
+def top_level(units: Iterable[str]) -> list[str]:
+    """Units not nested inside another unit of the list."""
+    units = list(units)
+    return [u for u in units if not any(u.startswith(f"{o}.") for o in units if o != u)]
+
+
+@torch.no_grad()
+def unit_macs(model: nn.Module, units: list[str]) -> tuple[dict[str, int], int]:
+    """(MACs of each unit, MACs of the whole model) for one forward at batch 1, counted as `count_macs` counts."""
+    import torch_pruning as tp
+
+    with contextlib.redirect_stdout(io.StringIO()):  # Torch-Pruning prints warnings to stdout
+        total, _, per_module, _ = tp.utils.count_ops_and_params(model, example_inputs(model, 1), layer_wise=True)
+    names = {module: name for name, module in model.named_modules()}
+    leaf = {names[m]: int(v) for m, v in per_module.items() if v and not any(True for _ in m.children())}
+    macs = {u: sum(v for name, v in leaf.items() if name.startswith(f"{u}.")) for u in units}
+    return macs, int(total)
+
+
+@torch.no_grad()
+def consumers(model: nn.Module, units: list[str]) -> dict[str, set[str] | None]:
+    """For each top-level unit: the units that read its outputs, or None when some output leaves the units
+    (is read by the model's own code, e.g. the last up block's output feeds the output convolution)."""
+    units = top_level(units)
+    modules = {u: model.get_submodule(u) for u in units}
+    produced: dict[int, str] = {}
+    read: dict[str, set[int]] = {u: set() for u in units}
+    keep_alive: list[torch.Tensor] = []
+    handles = []
+
+    def on_input(name):
+        def hook(_module, args, kwargs):
+            read[name] |= {id(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+
+        return hook
+
+    def on_output(name):
+        def hook(_module, _args, _kwargs, output):
+            for t in tree_leaves(output):
+                if isinstance(t, torch.Tensor):
+                    produced.setdefault(id(t), name)
+                    keep_alive.append(t)
+
+        return hook
+
+    for name, module in modules.items():
+        handles.append(module.register_forward_pre_hook(on_input(name), with_kwargs=True))
+        handles.append(module.register_forward_hook(on_output(name), with_kwargs=True))
+    try:
+        model(**example_inputs(model, 1))
+    finally:
+        for handle in handles:
+            handle.remove()
+    result: dict[str, set[str] | None] = {u: set() for u in units}
+    read_anywhere = set().union(*read.values())
+    for tensor_id, producer in produced.items():
+        if tensor_id not in read_anywhere:
+            result[producer] = None
+    for reader, ids in read.items():
+        for tensor_id in ids:
+            producer = produced.get(tensor_id)
+            if producer is not None and producer != reader and result[producer] is not None:
+                result[producer].add(reader)
+    return result
+
+
+def cascade(reused: set[str], graph: dict[str, set[str] | None]) -> set[str]:
+    """`reused` plus every block all of whose consumers are reused (repeated until nothing changes)."""
+    reused = set(reused)
+    changed = True
+    while changed:
+        changed = False
+        for block, readers in graph.items():
+            if block not in reused and readers and readers <= reused:
+                reused.add(block)
+                changed = True
+    return reused
+
+
+def kept_macs_ratio(reuse: list[list[str]], macs: dict[str, int], total: int) -> float:
+    """Kept share of the MACs of a sampling run in which step s skips the blocks `reuse[s]`."""
+    saved = sum(macs[u] for step in reuse for u in top_level(step))
+    return 1.0 - saved / (total * len(reuse))

@@ -1,0 +1,136 @@
+"""Applying a skip plan with diffusers' hook system: the model is never copied or edited.
+
+One hook on the denoiser counts sampling steps (one step = one call of its top-level forward, classifier-free
+guidance batched in, as diffusers' pipelines call it); one hook per block either runs the block and keeps its output,
+or returns the output it kept at an earlier step. Removing the hooks restores the original forward functions.
+A call whose timestep is not below the previous one starts a new sampling run (step 0, caches cleared).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from diffusers.hooks import HookRegistry, ModelHook
+from torch import nn
+from torch.utils._pytree import tree_map
+
+from slimfusion.errors import ConfigError
+from slimfusion.skip.plan import SkipPlan
+
+STEP_HOOK = "slimfusion_skip_step"
+BLOCK_HOOK = "slimfusion_skip_block"
+
+
+class SkipState:
+    """What the hooks share during one sampling run: the step index, each block's kept output, call counts.
+
+    `decide(step, block)` says whether the block runs; with `gates` set (DiP-GO training), every block runs and its
+    output is mixed with its previous output by the gate value instead (see `GateMix`).
+    """
+
+    def __init__(self, steps: int, decide: Callable[[int, str], bool]):
+        self.steps = steps
+        self.decide = decide
+        self.step = -1
+        self.last_t: float | None = None
+        self.cache: dict[str, Any] = {}
+        self.calls: dict[str, int] = {}
+        self.mix: Callable[[str, Any], Any] | None = None
+
+    def begin_step(self, timestep: Any) -> None:
+        t = float(timestep.flatten()[0]) if isinstance(timestep, torch.Tensor) else float(timestep)
+        if self.last_t is None or t >= self.last_t:
+            self.step, self.cache = 0, {}
+        else:
+            self.step += 1
+        self.last_t = t
+        if self.step >= self.steps:
+            raise ConfigError(f"the sampler ran more than the skip plan's {self.steps} steps")
+
+    def reset(self) -> None:
+        self.step, self.last_t, self.cache = -1, None, {}
+
+
+class _StepHook(ModelHook):
+    def __init__(self, state: SkipState):
+        super().__init__()
+        self.state = state
+
+    def pre_forward(self, module, *args, **kwargs):
+        timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+        if timestep is None:
+            raise ConfigError("a skip plan needs the denoiser to be called with its timestep")
+        self.state.begin_step(timestep)
+        return args, kwargs
+
+
+class _BlockHook(ModelHook):
+    def __init__(self, name: str, state: SkipState):
+        super().__init__()
+        self.name, self.state = name, state
+
+    def new_forward(self, module, *args, **kwargs):
+        state = self.state
+        if state.step > 0 and not state.decide(state.step, self.name) and self.name in state.cache:
+            return state.cache[self.name]
+        state.calls[self.name] = state.calls.get(self.name, 0) + 1
+        out = self.fn_ref.original_forward(*args, **kwargs)
+        if state.mix is not None:
+            out = state.mix(self.name, out)
+        state.cache[self.name] = out
+        return out
+
+
+@contextlib.contextmanager
+def hooked(model: nn.Module, units: list[str], state: SkipState, count_steps: bool = True) -> Iterator[SkipState]:
+    """Install the step hook (unless the caller sets `state.step` itself) and one block hook per unit."""
+    root = HookRegistry.check_if_exists_or_initialize(model)
+    blocks = {name: HookRegistry.check_if_exists_or_initialize(model.get_submodule(name)) for name in units}
+    if STEP_HOOK in root.hooks or any(BLOCK_HOOK in r.hooks for r in blocks.values()):
+        raise ConfigError("a skip plan is already applied to this model")
+    if count_steps:
+        root.register_hook(_StepHook(state), STEP_HOOK)
+    for name, registry in blocks.items():
+        registry.register_hook(_BlockHook(name, state), BLOCK_HOOK)
+    try:
+        yield state
+    finally:
+        for registry in blocks.values():
+            registry.remove_hook(BLOCK_HOOK, recurse=False)
+        if count_steps:
+            root.remove_hook(STEP_HOOK, recurse=False)
+
+
+@contextlib.contextmanager
+def apply_plan(model: nn.Module, plan: SkipPlan) -> Iterator[SkipState]:
+    """`with apply_plan(unet, plan):` every sampling run of `unet` (alone or inside a pipeline) follows the plan.
+
+    Yields the `SkipState`, whose `calls` count how often each block really ran.
+    """
+    from slimfusion.skip.plan import check_plan
+
+    check_plan(plan, model)
+    reuse = [plan.reused_at(s) for s in range(plan.steps)]
+    state = SkipState(plan.steps, lambda step, name: name not in reuse[step])
+    with hooked(model, plan.units, state):
+        yield state
+
+
+def gate_mix(gates: torch.Tensor, index: dict[str, int], state: SkipState) -> Callable[[str, Any], Any]:
+    """DiP-GO's backup connection: output_t = g x block(x_t) + (1 - g) x output_{t-1} for every tensor of a block's
+    output, with `gates[step, block]` in {0, 1} carrying straight-through gradients; step 0 always computes."""
+
+    def mix(name: str, out: Any) -> Any:
+        step = state.step
+        previous = state.cache.get(name)
+        if step == 0 or previous is None:
+            return out
+        g = gates[step, index[name]]
+        return tree_map(
+            lambda new, old: g * new + (1 - g) * old if isinstance(new, torch.Tensor) else new, out, previous
+        )
+
+    return mix

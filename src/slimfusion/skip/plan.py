@@ -1,0 +1,121 @@
+"""The skip plan: which blocks reuse their previous-step output at which sampling step, as a versioned JSON file.
+
+A plan belongs to one model (class + a hash of its config and weight shapes), one scheduler kind and one step count;
+using it with anything else is refused before any output exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from slimfusion.errors import ConfigError, CorruptFileError, NotAModelError
+
+PLAN_FORMAT = "slimfusion-skip-plan"
+PLAN_VERSION = 1
+PLAN_FILE = "skip_plan.json"
+
+
+class SkipPlan(BaseModel):
+    """A timestep-wise skip plan.
+
+    Args:
+        model_class (`str`): class name of the denoiser it was made for.
+        model_hash (`str`): `model_fingerprint` of that denoiser (config + weight shapes).
+        scheduler (`str`): scheduler class name the steps refer to (e.g. "DDIMScheduler").
+        steps (`int`): sampling steps; `reuse` has one entry per step.
+        units (`list[str]`): the blocks the plan may reuse (from the family table).
+        reuse (`list[list[str]]`): per step, the blocks that return their previous output instead of computing
+            (cascaded blocks included); step 0 reuses nothing.
+        macs_ratio (`float`): kept share of the full sampling run's MACs.
+        method (`str`): "dipgo", "deepcache" or "none".
+        settings (`dict`): the method's settings.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    format: str = PLAN_FORMAT
+    version: int = PLAN_VERSION
+    model_class: str
+    model_hash: str
+    scheduler: str
+    steps: int = Field(ge=1)
+    units: list[str]
+    reuse: list[list[str]]
+    macs_ratio: float = Field(ge=0, le=1)
+    method: str
+    settings: dict[str, Any] = {}
+
+    def reused_at(self, step: int) -> frozenset[str]:
+        return frozenset(self.reuse[step])
+
+    def check_consistent(self) -> None:
+        """Refuse a plan whose per-step lists do not match its own step count and units."""
+        if len(self.reuse) != self.steps:
+            raise CorruptFileError(f"skip plan lists {len(self.reuse)} steps but says steps={self.steps}")
+        unknown = {u for step in self.reuse for u in step} - set(self.units)
+        if unknown:
+            raise CorruptFileError(f"skip plan reuses unknown block(s): {', '.join(sorted(unknown))}")
+        if self.reuse and self.reuse[0]:
+            raise CorruptFileError("skip plan reuses blocks at step 0, where nothing has been computed yet")
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """sha256 (16 hex) of the model's class, config and every weight's name and shape: pruning changes it."""
+    config = {k: v for k, v in dict(getattr(model, "config", {})).items() if not k.startswith("_")}
+    shapes = [(name, list(t.shape)) for name, t in model.state_dict().items()]
+    text = json.dumps([type(model).__name__, config, shapes], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def save_plan(plan: SkipPlan, path: str | Path) -> Path:
+    """Write the plan as indented JSON (atomically: a temporary file renamed into place)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.partial")
+    tmp.write_text(plan.model_dump_json(indent=1))
+    tmp.replace(target)
+    return target
+
+
+def load_plan(path: str | Path) -> SkipPlan:
+    """Read and validate a plan file: missing, corrupt, foreign or newer-version files are refused in one line."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / PLAN_FILE
+    if not file.is_file():
+        raise NotAModelError(f"{file}: no such skip plan")
+    try:
+        raw = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(f"{file}: not a JSON skip plan ({exc.__class__.__name__})") from exc
+    if not isinstance(raw, dict) or raw.get("format") != PLAN_FORMAT:
+        raise CorruptFileError(f"{file}: not a slimfusion skip plan")
+    if not isinstance(raw.get("version"), int) or raw["version"] > PLAN_VERSION:
+        raise CorruptFileError(
+            f"{file}: skip plan version {raw.get('version')} is newer than this slimfusion reads ({PLAN_VERSION})"
+        )
+    try:
+        plan = SkipPlan.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CorruptFileError(f"{file}: invalid skip plan ({where}: {first['msg']})") from exc
+    plan.check_consistent()
+    return plan
+
+
+def check_plan(plan: SkipPlan, model: nn.Module, scheduler: str | None = None, steps: int | None = None) -> None:
+    """Refuse, in one line, a plan made for another model, scheduler or step count."""
+    if plan.model_class != type(model).__name__:
+        raise ConfigError(f"skip plan was made for a {plan.model_class}, not this {type(model).__name__}")
+    if plan.model_hash != model_fingerprint(model):
+        raise ConfigError("skip plan was made for another model (config or weight shapes differ); make a new plan")
+    if scheduler is not None and scheduler != plan.scheduler:
+        raise ConfigError(f"skip plan was made for {plan.scheduler}, not {scheduler}")
+    if steps is not None and steps != plan.steps:
+        raise ConfigError(f"skip plan was made for {plan.steps} sampling steps, not {steps}")

@@ -1,0 +1,228 @@
+"""Timestep-wise block skipping: plans applied through hooks, DiP-GO's post-processing, DeepCache's equivalence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_model, tiny_sd_pipeline
+
+from slimfusion.errors import ConfigError, CorruptFileError
+from slimfusion.sample import SampleConfig, sample
+from slimfusion.skip import SkipConfig, SkipPlan, apply_plan, load_plan, save_plan, skip_plan
+from slimfusion.skip.graph import cascade, consumers, skip_units, unit_macs
+from slimfusion.skip.plan import model_fingerprint
+
+STEPS = 6
+
+
+def _plan(model, reuse: list[list[str]], steps: int = STEPS, fine: bool = False) -> SkipPlan:
+    return SkipPlan(
+        model_class=type(model).__name__,
+        model_hash=model_fingerprint(model),
+        scheduler="DDIMScheduler",
+        steps=steps,
+        units=skip_units(model, fine),
+        reuse=reuse,
+        macs_ratio=1.0,
+        method="none",
+    )
+
+
+@pytest.fixture
+def unet():
+    return tiny_model("UNet2DModel")
+
+
+def test_plan_that_reuses_nothing_reproduces_samples_bit_for_bit(unet):
+    config = SampleConfig(num=3, steps=STEPS, batch_size=2)
+    plain = sample(unet, config, progress=False)
+    with apply_plan(unet, _plan(unet, [[] for _ in range(STEPS)])):
+        planned = sample(unet, config, progress=False)
+    assert torch.equal(plain, planned)
+
+
+def test_reused_block_is_not_called_and_returns_the_previous_steps_output(unet):
+    reuse = [[] for _ in range(STEPS)]
+    reuse[2] = ["up_blocks.0"]
+    outputs = []
+    handle = unet.up_blocks[0].register_forward_hook(lambda _m, _i, out: outputs.append(out))
+    with apply_plan(unet, _plan(unet, reuse)) as state:
+        sample(unet, SampleConfig(num=2, steps=STEPS), progress=False)
+    handle.remove()
+    assert state.calls["up_blocks.0"] == STEPS - 1
+    assert state.calls["up_blocks.1"] == STEPS
+    assert outputs[2] is outputs[1]  # step 2 got step 1's output object back
+    assert not torch.equal(outputs[3], outputs[2])
+
+
+def test_hooks_come_off_cleanly(unet):
+    config = SampleConfig(num=2, steps=STEPS)
+    before = sample(unet, config, progress=False)
+    reuse = [[]] + [["mid_block", "up_blocks.0"]] * (STEPS - 1)
+    with apply_plan(unet, _plan(unet, reuse)):
+        skipped = sample(unet, config, progress=False)
+    assert not torch.equal(before, skipped)
+    assert torch.equal(before, sample(unet, config, progress=False))
+    registries = [m._diffusers_hook for m in unet.modules() if hasattr(m, "_diffusers_hook")]
+    assert registries and all(not r.hooks for r in registries)
+
+
+def test_a_plan_cannot_be_applied_twice(unet):
+    plan = _plan(unet, [[] for _ in range(STEPS)])
+    with apply_plan(unet, plan), pytest.raises(ConfigError, match="already applied"):
+        with apply_plan(unet, plan):
+            pass
+
+
+def test_consumers_are_read_from_the_graph_and_cascade(unet):
+    graph = consumers(unet, skip_units(unet))
+    assert graph["mid_block"] == {"up_blocks.0"}
+    assert graph["up_blocks.1"] is None  # feeds the output convolution
+    assert "up_blocks.1" in graph["down_blocks.0"]  # skip connection
+    assert cascade({"up_blocks.0"}, graph) >= {"up_blocks.0", "mid_block"}
+    assert cascade({"up_blocks.0"}, graph) == {"up_blocks.0", "mid_block", "down_blocks.1"}
+    assert cascade({"up_blocks.1"}, graph) == set(graph)  # the last block reused: nothing else is read
+
+
+def test_unit_macs_add_up_to_nearly_the_whole_model(unet):
+    macs, total = unit_macs(unet, skip_units(unet))
+    assert 0.8 * total < sum(macs.values()) <= total
+
+
+@pytest.mark.parametrize("target", [0.5, 0.3])
+def test_dipgo_post_processing_meets_the_target(unet, target):
+    config = SkipConfig(steps=40, target=target, iterations=2, calib=2, batch_size=2)
+    plan = skip_plan(unet, config, progress=False)
+    assert abs(plan.macs_ratio - target) <= 0.0125
+    assert plan.reuse[0] == [] and any(plan.reuse[1:])
+    assert len(plan.settings["log"]) >= 1
+
+
+def test_dipgo_learns_to_reuse_towards_the_target(unet):
+    """The sparsity term moves the gates: after training the kept share (before bisection) has fallen."""
+    config = SkipConfig(steps=8, target=0.3, iterations=30, lr=0.5, calib=2, batch_size=2, checkpoint=False)
+    plan = skip_plan(unet, config, progress=False)
+    log = plan.settings["log"]
+    assert log[0]["kept"] == 1.0 and log[-1]["kept"] < 0.9
+
+
+def test_checkpointed_chain_gives_the_same_gradients(unet):
+    from slimfusion.sample import make_scheduler
+    from slimfusion.skip.dipgo import gated_chain, hard_gates
+    from slimfusion.skip.hooks import SkipState, gate_mix, hooked
+
+    names = skip_units(unet)
+    scheduler = make_scheduler(unet, "ddim", 4)
+    noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for use in (True, False):
+        keep = torch.full((4, len(names)), 0.7, requires_grad=True)
+        gates = hard_gates(keep)
+        state = SkipState(4, lambda s, n: True)
+        state.mix = gate_mix(gates, {n: i for i, n in enumerate(names)}, state)
+        with hooked(unet, names, state, count_steps=False):
+            out = gated_chain(unet, scheduler, noise, torch.arange(2), lambda m, x, t, i: m(x, t).sample, state, use)
+            out.square().mean().backward()  # recomputation needs the hooks in place
+        grads.append(keep.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_plans_for_other_models_steps_or_versions_are_refused(unet, tmp_path):
+    plan = _plan(unet, [[] for _ in range(STEPS)])
+    other = tiny_model("UNet2DModel", seed=1)
+    with apply_plan(other, plan):  # same architecture, other weights: the plan is about shapes
+        pass
+    from slimfusion.skip.plan import check_plan
+
+    pruned = tiny_model("UNet2DModel")
+    pruned.register_to_config(block_out_channels=[8, 8])
+    with pytest.raises(ConfigError, match="another model"):
+        check_plan(plan, pruned)
+    with pytest.raises(ConfigError, match="6 sampling steps, not 10"):
+        check_plan(plan, unet, "DDIMScheduler", 10)
+    with pytest.raises(ConfigError, match="DDIMScheduler, not DDPMScheduler"):
+        check_plan(plan, unet, "DDPMScheduler", 6)
+    with pytest.raises(ConfigError, match="UNet2DModel, not this"):
+        check_plan(plan, tiny_model("DiTTransformer2DModel"))
+    path = save_plan(plan, tmp_path / "plan.json")
+    assert load_plan(path) == plan
+    raw = json.loads(path.read_text())
+    for change, message in [
+        ({"version": 2}, "newer"),
+        ({"format": "other"}, "not a slimfusion skip plan"),
+        ({"reuse": raw["reuse"][:-1]}, "lists 5 steps"),
+        ({"reuse": [["up_blocks.0"]] + raw["reuse"][1:]}, "step 0"),
+        ({"reuse": [[]] + [["nowhere"]] * 5}, "unknown block"),
+        ({"steps": "six"}, "invalid skip plan"),
+    ]:
+        (tmp_path / "bad.json").write_text(json.dumps(raw | change))
+        with pytest.raises(CorruptFileError, match=message):
+            load_plan(tmp_path / "bad.json")
+    (tmp_path / "cut.json").write_text(path.read_text()[:40])
+    with pytest.raises(CorruptFileError, match="not a JSON"):
+        load_plan(tmp_path / "cut.json")
+
+
+def test_running_more_steps_than_the_plan_is_refused(unet):
+    with apply_plan(unet, _plan(unet, [[] for _ in range(STEPS)])):
+        with pytest.raises(ConfigError, match="more than the skip plan's 6 steps"):
+            sample(unet, SampleConfig(num=1, steps=STEPS + 2), progress=False)
+
+
+def test_dit_and_conditional_unet_take_plans_from_the_family_table():
+    dit = tiny_model("DiTTransformer2DModel")
+    assert skip_units(dit) == ["transformer_blocks.0", "transformer_blocks.1"]
+    labels = torch.tensor([1, 2])
+    plan = skip_plan(
+        dit,
+        SkipConfig(steps=20, target=0.6, iterations=1, calib=2, batch_size=2),
+        labels,
+        torch.tensor([9]),
+        2.0,
+        progress=False,
+    )
+    assert abs(plan.macs_ratio - 0.6) <= 0.0125
+    cond = tiny_model("UNet2DConditionModel")
+    assert "down_blocks.0" in skip_units(cond) and "up_blocks.1.attentions.0" in skip_units(cond, fine=True)
+    with pytest.raises(ConfigError, match="conditional"):
+        skip_plan(cond, SkipConfig(steps=4, iterations=1, calib=1, batch_size=1), progress=False)
+    with pytest.raises(ConfigError, match="needs a UNet"):
+        skip_plan(dit, SkipConfig(method="deepcache", steps=4))
+
+
+def test_deepcache_uniform_and_non_uniform_schedules():
+    from slimfusion.skip.deepcache import full_steps
+
+    assert full_steps(10, 3) == [0, 3, 6, 9]
+    picks = full_steps(50, 5, uniform=False, center=15)
+    assert len(picks) == 10 and picks[0] == 0 and picks == sorted(set(picks))
+    gaps = [b - a for a, b in zip(picks, picks[1:], strict=False)]
+    near = min(range(len(picks)), key=lambda i: abs(picks[i] - 15))
+    assert gaps[max(0, near - 1)] <= max(gaps)  # densest around the center
+
+
+@pytest.mark.parametrize(("interval", "branch"), [(3, 0), (2, 1), (4, 3)])
+def test_deepcache_plan_matches_the_reference_package(interval, branch):
+    """A slimfusion DeepCache plan gives the same images as DeepCache's own helper on a Stable Diffusion pipeline."""
+    deepcache = pytest.importorskip("DeepCache", reason="test dependency: pip install --no-deps DeepCache==0.1.1")
+    pipe = tiny_sd_pipeline()
+    steps = 7
+    kwargs = dict(num_inference_steps=steps, guidance_scale=3.0, output_type="latent", height=64, width=64)
+
+    def run():
+        return pipe(["the digit 7", "a handwritten one"], generator=torch.Generator().manual_seed(3), **kwargs)[0]
+
+    full = run()
+    helper = deepcache.DeepCacheSDHelper(pipe=pipe)
+    helper.set_params(cache_interval=interval, cache_branch_id=branch)
+    helper.enable()
+    reference = run()
+    helper.disable()
+    plan = skip_plan(pipe.unet, SkipConfig(method="deepcache", steps=steps, interval=interval, branch=branch))
+    with apply_plan(pipe.unet, plan):
+        ours = run()
+    assert not torch.allclose(reference, full)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    assert plan.macs_ratio < 1
