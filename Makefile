@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# test dependency only: the reference DeepCache, checked against slimfusion's DeepCache plans (its own pins
+	# would pull another torch, so without its dependencies; 0.1.1 runs on the diffusers installed above)
+	$(BIN)/python -m pip install --quiet --no-deps "DeepCache==0.1.1"
 	touch $(STAMP)
 
 install: $(STAMP)

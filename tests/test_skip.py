@@ -206,7 +206,8 @@ def test_deepcache_uniform_and_non_uniform_schedules():
 @pytest.mark.parametrize(("interval", "branch"), [(3, 0), (2, 1), (4, 3)])
 def test_deepcache_plan_matches_the_reference_package(interval, branch):
     """A slimfusion DeepCache plan gives the same images as DeepCache's own helper on a Stable Diffusion pipeline."""
-    deepcache = pytest.importorskip("DeepCache", reason="test dependency: pip install --no-deps DeepCache==0.1.1")
+    import DeepCache as deepcache  # test dependency, installed by `make install` (no silent skip)
+
     pipe = tiny_sd_pipeline()
     steps = 7
     kwargs = dict(num_inference_steps=steps, guidance_scale=3.0, output_type="latent", height=64, width=64)
@@ -226,3 +227,52 @@ def test_deepcache_plan_matches_the_reference_package(interval, branch):
     assert not torch.allclose(reference, full)
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
     assert plan.macs_ratio < 1
+
+
+def test_cli_skip_plan_then_sample_with_it_and_refusals(tmp_path):
+    import numpy as np
+    from test_cli import run_cli
+
+    import slimfusion
+
+    model = slimfusion.save(tiny_model("UNet2DModel"), tmp_path / "unet")
+    plan = tmp_path / "dc.json"
+    made = run_cli(
+        "skip-plan", str(model), "--method", "deepcache", "--steps", "6", "--interval", "3", "--out", str(plan)
+    )
+    assert made.returncode == 0, made.stderr
+    assert plan.exists() and plan.with_suffix(".png").exists() and "MACs kept" in made.stderr
+    common = ("--num", "2", "--steps", "6")
+    runs = {
+        name: run_cli("sample", str(model), *common, *extra, "--out", str(tmp_path / name))
+        for name, extra in (("full", ()), ("cached", ("--plan", str(plan))))
+    }
+    assert all(r.returncode == 0 for r in runs.values()), runs["cached"].stderr
+    full, cached = (np.load(tmp_path / n / "samples.npz")["images"] for n in ("full", "cached"))
+    assert not np.array_equal(full, cached)
+    for extra, message in [
+        (("--steps", "8", "--plan", str(plan)), "6 sampling steps, not 8"),
+        (("--steps", "6", "--plan", str(tmp_path / "missing.json")), "no such skip plan"),
+    ]:
+        refused = run_cli("sample", str(model), "--num", "1", *extra, "--out", str(tmp_path / "x"))
+        assert refused.returncode == 2 and refused.stderr.strip().startswith("error:"), refused.stderr
+        assert message in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "x").exists()
+    again = run_cli("skip-plan", str(model), "--method", "deepcache", "--steps", "6", "--out", str(plan))
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_plan_choice_of_sample_and_evaluate(unet, tmp_path):
+    from slimfusion.cli.skipping import plan_for
+    from slimfusion.models.meta import get_meta
+
+    path = save_plan(_plan(unet, [[] for _ in range(STEPS)]), tmp_path / "plan.json")
+    assert plan_for("m", unet, path, False, "ddim", STEPS).steps == STEPS
+    with pytest.raises(ConfigError, match="not DDPMScheduler"):
+        plan_for("m", unet, path, False, "ddpm", STEPS)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        plan_for("m", unet, path, True, "ddim", STEPS)
+    assert plan_for("m", unet, None, False, "ddim", STEPS) is None
+    get_meta(unet)["skip_plan"] = json.loads(path.read_text())  # a plan saved with the model is the default
+    assert plan_for("m", unet, None, False, "ddim", STEPS) is not None
+    assert plan_for("m", unet, None, True, "ddim", STEPS) is None

@@ -185,7 +185,7 @@ def train_pruner(
                 for row in gates[1:].detach()
             ]
             kept = kept_macs_ratio(hard_reuse, macs, total)
-            sparsity = (gates[1:] * weights).sum(1).mean()
+            sparsity = (gates[1:] * weights).sum()  # summed, so a gate's push does not shrink with the steps
             loss = consistency + (config.sparsity_weight * sparsity if kept > config.target else 0.0)
             optimizer.zero_grad()
             loss.backward()
