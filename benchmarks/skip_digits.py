@@ -2,16 +2,17 @@
 
 Regenerates benchmarks/results/skip_digits.md and benchmarks/results/skip_digits.png:
 
-    .venv/bin/python benchmarks/skip_digits.py --num 500 --iterations 100
+    .venv/bin/python benchmarks/skip_digits.py --num 500 --iterations 60 --batch 4 --lr 0.5
 
 DDIM, 50 steps. For each kept-MACs target: a DiP-GO plan (SSIM loss, `iterations` SGD steps on 16 calibration
-noises, seed 0); the DeepCache plan (interval 2-12 x every skip branch, uniform and the paper's non-uniform schedule)
-whose kept MACs lie within 2.5 points of the target with the best SSIM on 64 selection images (seeds apart from the
-evaluation's); plain DDIM with round(50 x target) steps. Quality: FD (digits features, not FID) of `num` samples vs
-all 1,797 digits, with the noise floor (two independent sample sets of the full model), and SSIM vs the full model's
-samples from the same noise. Speed: wall-clock of sampling one batch of 64, all rows of a target and the full model
-interleaved in one run (median of 5 rounds), as a ratio to the full model. Then the composition: the Diff-Pruning
-model of benchmarks/diffpruning_digits.py (ratio 0.25, 1,000 fine-tuning steps) with a DiP-GO plan of its own.
+noises, `batch` per step, seed 0); the DeepCache plan (interval 2-12 x every skip branch, uniform and the paper's
+non-uniform schedule) whose kept MACs lie within 2.5 points of the target with the best SSIM on 64 selection images
+(seeds apart from the evaluation's); plain DDIM with round(50 x target) steps. Quality: FD (digits features, not
+FID) of `num` samples vs all 1,797 digits, with the noise floor (two independent sample sets of the full model), and
+SSIM vs the full model's samples from the same noise. Speed: wall-clock of sampling one batch of 64, all rows of a
+target and the full model interleaved in one run (median of 5 rounds), as a ratio to the full model. Then the
+composition: the Diff-Pruning model of benchmarks/diffpruning_digits.py (ratio 0.25, 1,000 fine-tuning steps; built
+if missing) with a DiP-GO plan of its own.
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ def measure(model, args, real, full, floor) -> list[dict]:
         start = time.perf_counter()
         dipgo = skip_plan(
             model,
-            SkipConfig(steps=STEPS, target=target, iterations=args.iterations, calib=16, batch_size=8, lr=args.lr),
+            SkipConfig(
+                steps=STEPS, target=target, iterations=args.iterations, calib=16, batch_size=args.batch, lr=args.lr
+            ),
             progress=False,
         )
         dipgo_s = time.perf_counter() - start
@@ -136,7 +139,10 @@ def picture(rows: list[dict]) -> None:
 
 
 def write(rows: list[dict], composition: list[dict], args, floor: float, full_fd: float) -> None:
-    cmd = f".venv/bin/python benchmarks/skip_digits.py --num {args.num} --iterations {args.iterations} --lr {args.lr}"
+    cmd = (
+        f".venv/bin/python benchmarks/skip_digits.py --num {args.num} --iterations {args.iterations}"
+        f" --batch {args.batch} --lr {args.lr}"
+    )
     lines = [
         "# Timestep-wise block skipping on builtin:digits-ddpm (DDIM, 50 steps)",
         "",
@@ -160,16 +166,29 @@ def write(rows: list[dict], composition: list[dict], args, floor: float, full_fd
     RESULT.write_text("\n".join(lines) + "\n")
 
 
+def build_pruned(folder: Path) -> None:
+    """diffpruning_digits.py's best row: diff-pruning T=0.05 at ratio 0.25, 1,000 steps with distillation W=0.5."""
+    from slimfusion.data import load_images
+    from slimfusion.models.io import save
+    from slimfusion.prune import StructuralConfig, prune
+    from slimfusion.train import FinetuneConfig, finetune
+
+    images = load_images("digits", size=16, channels=1)
+    teacher, model = load("builtin:digits-ddpm"), load("builtin:digits-ddpm")
+    prune(model, StructuralConfig(method="diff-pruning", ratio=0.25, threshold=0.05, seed=0), data=images)
+    finetune(model, images, FinetuneConfig(steps=1000, distill=0.5, seed=0), teacher=teacher)
+    save(model, folder, overwrite=True)
+
+
 def compose(args, real, full) -> list[dict]:
     """Diff-Pruning's model (if built) alone and with a DiP-GO plan: speedups against the full original."""
     folder = Path(args.pruned)
     if not folder.exists():
-        print(f"no pruned model at {folder}: composition skipped", flush=True)
-        return []
+        build_pruned(folder)
     original, pruned = load("builtin:digits-ddpm"), load(folder)
     plan = skip_plan(
         pruned,
-        SkipConfig(steps=STEPS, target=0.5, iterations=args.iterations, calib=16, batch_size=8, lr=args.lr),
+        SkipConfig(steps=STEPS, target=0.5, iterations=args.iterations, calib=16, batch_size=args.batch, lr=args.lr),
         progress=False,
     )
     times: dict[str, list[float]] = {"full": [], "pruned": [], "pruned+dipgo": []}
@@ -200,8 +219,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num", type=int, default=500, help="evaluation samples per row")
     parser.add_argument("--iterations", type=int, default=100, help="DiP-GO SGD iterations")
+    parser.add_argument("--batch", type=int, default=4, help="DiP-GO calibration noises per iteration")
     parser.add_argument("--lr", type=float, default=SkipConfig().lr, help="DiP-GO learning rate")
-    parser.add_argument("--pruned", default="runs/bench/diff-0.05-s0", help="diffpruning_digits.py's model folder")
+    parser.add_argument(
+        "--pruned", default="runs/bench/diff-0.05-s0", help="diffpruning_digits.py's model folder (built if missing)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     model = load("builtin:digits-ddpm")

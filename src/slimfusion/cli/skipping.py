@@ -24,7 +24,7 @@ def skip_plan_command(
     steps: Annotated[int, typer.Option(help="DDIM sampling steps the plan is for")] = 50,
     target: Annotated[float, typer.Option(help="dipgo: kept share of the sampling MACs, in (0, 1]")] = 0.25,
     iterations: Annotated[int, typer.Option(help="dipgo: SGD iterations")] = 200,
-    lr: Annotated[float, typer.Option(help="dipgo: SGD learning rate")] = 0.05,
+    lr: Annotated[float, typer.Option(help="dipgo: SGD learning rate")] = 0.5,
     loss: Annotated[str, typer.Option(help="dipgo: consistency loss ssim | l1 | l2")] = "ssim",
     calib: Annotated[int, typer.Option(help="dipgo: calibration noises")] = 32,
     batch_size: Annotated[int, typer.Option(help="dipgo: noises per iteration")] = 8,

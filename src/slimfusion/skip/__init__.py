@@ -38,7 +38,7 @@ class SkipConfig(BaseModel):
         target (`float`, defaults to 0.25): DiP-GO's kept share of the sampling run's MACs, in (0, 1].
         tolerance (`float`, defaults to 0.0125): DiP-GO's post-processing stops within this of the target.
         iterations (`int`, defaults to 200): DiP-GO's SGD iterations (cosine schedule).
-        lr (`float`, defaults to 0.05): DiP-GO's SGD learning rate (momentum 0.9).
+        lr (`float`, defaults to 0.5): DiP-GO's SGD learning rate (momentum 0.9).
         loss (`str`, defaults to "ssim"): DiP-GO's consistency loss: "ssim" (the paper's best), "l1" or "l2".
         sparsity_weight (`float`, defaults to 1.0): weight of the MACs-weighted sparsity term.
         calib (`int`, defaults to 32): calibration noises (from the seed), DiP-GO.
@@ -59,7 +59,7 @@ class SkipConfig(BaseModel):
     target: float = Field(0.25, gt=0, le=1)
     tolerance: float = Field(0.0125, gt=0)
     iterations: int = Field(200, ge=1)
-    lr: float = Field(0.05, gt=0)
+    lr: float = Field(0.5, gt=0)
     loss: Literal["ssim", "l1", "l2"] = "ssim"
     sparsity_weight: float = Field(1.0, ge=0)
     calib: int = Field(32, ge=1)

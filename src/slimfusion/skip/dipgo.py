@@ -25,22 +25,34 @@ from slimfusion.skip.hooks import SkipState, gate_mix, hooked
 Predict = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, x, t, indices)
 
 
-class PrunerNet(nn.Module):
-    """T x N queries -> one encoder layer -> per (step, block) 2-way logits (keep, reuse); starts at "keep"."""
+LOGIT_BOUND = 6.0
 
-    def __init__(self, steps: int, blocks: int, dim: int = 64, heads: int = 4, keep_bias: float = 1.0):
+
+def features_scale(dim: int) -> float:
+    """sqrt(dim): the heads see unit-norm features, so their weights move the logits no faster than their biases."""
+    return math.sqrt(dim)
+
+
+class PrunerNet(nn.Module):
+    """T x N queries -> one encoder layer -> a 2-way (keep, reuse) head of its own per (step, block).
+
+    Heads of their own, as the reference's block-wise heads: a shared head's bias would collect the sparsity push of
+    every gate and flip them all at once. Heads start at zero weights and bias (keep 1, reuse 0): keep prob 0.73.
+    """
+
+    def __init__(self, steps: int, blocks: int, dim: int = 64, heads: int = 4):
         super().__init__()
         self.steps, self.blocks = steps, blocks
         self.queries = nn.Parameter(torch.randn(steps * blocks, dim) * 0.02)
         self.encoder = nn.TransformerEncoderLayer(dim, heads, dim * 2, dropout=0.0, batch_first=True)
-        self.head = nn.Linear(dim, 2)
-        with torch.no_grad():
-            self.head.weight.mul_(0.1)
-            self.head.bias.copy_(torch.tensor([keep_bias, 0.0]))
+        self.weight = nn.Parameter(torch.zeros(steps * blocks, dim, 2))
+        self.bias = nn.Parameter(torch.tensor([1.0, 0.0]).repeat(steps * blocks, 1))
 
     def forward(self) -> torch.Tensor:
         """Keep probabilities [T, N]."""
-        logits = self.head(self.encoder(self.queries.unsqueeze(0))[0])
+        features = self.encoder(self.queries.unsqueeze(0))[0] / features_scale(self.queries.shape[1])
+        logits = torch.einsum("gd,gdk->gk", features, self.weight) + self.bias
+        logits = LOGIT_BOUND * torch.tanh(logits / LOGIT_BOUND)  # never so saturated that a gate cannot come back
         return logits.softmax(-1)[:, 0].view(self.steps, self.blocks)
 
 
