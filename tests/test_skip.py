@@ -276,3 +276,20 @@ def test_plan_choice_of_sample_and_evaluate(unet, tmp_path):
     get_meta(unet)["skip_plan"] = json.loads(path.read_text())  # a plan saved with the model is the default
     assert plan_for("m", unet, None, False, "ddim", STEPS) is not None
     assert plan_for("m", unet, None, True, "ddim", STEPS) is None
+
+
+def test_evaluate_with_a_plan_counts_its_macs(unet, tmp_path):
+    import slimfusion
+    from slimfusion.evaluate import EvaluateConfig, evaluate
+
+    folder = slimfusion.save(unet, tmp_path / "unet")
+    reuse = [[]] + [["mid_block", "up_blocks.0"]] * (STEPS - 1)
+    plan = _plan(unet, reuse).model_copy(update={"macs_ratio": 0.8})
+    path = save_plan(plan, tmp_path / "plan.json")
+    config = EvaluateConfig(num=4, steps=STEPS, plan=str(path), metrics=["ssim", "cost"])
+    result = evaluate(str(folder), config, original=str(folder), progress=False)
+    assert result["metrics"]["ssim"] < 1.0  # the target ran with the plan, the original without
+    assert result["metrics"]["plan_macs_ratio"] == 0.8
+    assert result["metrics"]["macs_per_step"] == pytest.approx(0.8 * result["metrics"]["macs"])
+    with pytest.raises(ConfigError, match="6 sampling steps, not 7"):
+        evaluate(str(folder), EvaluateConfig(num=2, steps=7, plan=str(path)), progress=False)

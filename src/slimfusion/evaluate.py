@@ -37,6 +37,8 @@ class EvaluateConfig(BaseModel):
         class_labels (`list[int]`, optional): DiT pipelines are sampled with these.
         guidance (`float`, defaults to 2.0): classifier-free guidance scale for conditional pipelines.
         clip_model (`str`, optional): a local CLIP model folder (safetensors) for the CLIP score.
+        plan (`str`, optional): a skip plan file the target (not the original) is sampled with; cost then adds
+            `plan_macs_ratio` and `macs_per_step` (the plan's mean MACs of one step).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -50,6 +52,7 @@ class EvaluateConfig(BaseModel):
     class_labels: list[int] | None = Field(None, min_length=1)
     guidance: float = Field(DEFAULT_GUIDANCE, ge=0)
     clip_model: str | None = None
+    plan: str | None = None
 
     def sample_config(self):
         from slimfusion.sample import SampleConfig
@@ -73,25 +76,38 @@ class _Images(BaseModel):
     images_per_s: float | None = None
 
 
-def _resolve(spec: str, config: EvaluateConfig, progress: bool) -> _Images:
-    """A samples folder as is, or a model sampled with the config's seed."""
+def _resolve(spec: str, config: EvaluateConfig, progress: bool, plan: str | None = None) -> _Images:
+    """A samples folder as is, or a model sampled with the config's seed (and skip plan, if given)."""
+    import contextlib
+
     from slimfusion.pipelines import load_for_sampling
     from slimfusion.sample import is_pipeline_object, load_samples, sample
 
     if (Path(spec) / "samples.npz").exists():
+        if plan is not None:
+            raise ConfigError("--plan applies to a model, not to a samples folder")
         images, record = load_samples(spec)
         return _Images(images=images, record=record)
     target = load_for_sampling(spec)
-    sample_config = config.sample_config()
-    start = time.perf_counter()
-    images = sample(target, sample_config, progress=progress)
-    rate = len(images) / (time.perf_counter() - start)
-    record = sample_config.model_dump() | {"model": spec, "indices": list(range(config.num))}
+    model = target
     if is_pipeline_object(target):
         from slimfusion.pipelines import denoiser_name
 
-        return _Images(images=images, record=record, model=getattr(target, denoiser_name(target)), images_per_s=rate)
-    return _Images(images=images, record=record, model=target, images_per_s=rate)
+        model = getattr(target, denoiser_name(target))
+    applied = contextlib.nullcontext()
+    if plan is not None:
+        from slimfusion.skip import apply_plan, check_plan, load_plan
+
+        chosen = load_plan(plan)
+        check_plan(chosen, model, "DDIMScheduler", config.steps)
+        applied = apply_plan(model, chosen)
+    sample_config = config.sample_config()
+    start = time.perf_counter()
+    with applied:
+        images = sample(target, sample_config, progress=progress)
+    rate = len(images) / (time.perf_counter() - start)
+    record = sample_config.model_dump() | {"model": spec, "indices": list(range(config.num)), "plan": plan}
+    return _Images(images=images, record=record, model=model, images_per_s=rate)
 
 
 def _same_noise(a: dict, b: dict) -> None:
@@ -150,7 +166,7 @@ def evaluate(
     from slimfusion.metrics.stats import compute_stats
 
     config = config or EvaluateConfig()
-    subject = _resolve(target, config, progress)
+    subject = _resolve(target, config, progress, config.plan)
     wanted = list(config.metrics) if config.metrics else _default_metrics(subject, ref, original)
     _check_inputs(wanted, subject, ref, original)
     values: dict[str, float] = {}
@@ -196,6 +212,11 @@ def evaluate(
             "latency_ms": 1000 * measure_latency(subject.model, batch=1),
             "images_per_s": subject.images_per_s,
         }
+        if config.plan is not None:
+            from slimfusion.skip import load_plan
+
+            ratio = load_plan(config.plan).macs_ratio
+            values |= {"plan_macs_ratio": ratio, "macs_per_step": values["macs"] * ratio}
     return {
         "target": target,
         "metrics": values,
@@ -241,6 +262,8 @@ def print_result(result: dict[str, Any]) -> None:
         "macs": "MACs",
         "latency_ms": "latency b=1 (ms)",
         "images_per_s": "images/s",
+        "plan_macs_ratio": "skip plan: kept MACs share",
+        "macs_per_step": "MACs per step with the plan",
     }
     table = Table(title=f"{result['target']} ({result['num']} images)")
     table.add_column("metric")

@@ -202,6 +202,7 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="sampling seed (the original uses the same)")] = 0,
     batch_size: Annotated[int, typer.Option(help="images per forward when sampling")] = 250,
     inception_weights: Annotated[str | None, typer.Option(help="InceptionV3 weights (.safetensors) for FID")] = None,
+    plan: Annotated[Path | None, typer.Option(help="skip plan the target (not the original) is sampled with")] = None,
     as_json: Annotated[Path | None, typer.Option("--json", help="also write the result as JSON here")] = None,
 ) -> None:
     """Quality (FD / FID vs --ref, prompt / class accuracy, CLIP score), consistency (SSIM / PSNR vs --original from
@@ -223,6 +224,7 @@ def evaluate(
         inception_weights=inception_weights,
         guidance=guidance,
         clip_model=clip_model,
+        plan=str(plan) if plan is not None else None,
         **conditions_from_options(prompts, class_labels),
     )
     result = run_evaluate(target, config, ref=ref, original=original)
