@@ -141,7 +141,7 @@ def picture(rows: list[dict]) -> None:
 def write(rows: list[dict], composition: list[dict], args, floor: float, full_fd: float) -> None:
     cmd = (
         f".venv/bin/python benchmarks/skip_digits.py --num {args.num} --iterations {args.iterations}"
-        f" --batch {args.batch} --lr {args.lr}"
+        f" --batch {args.batch} --lr {args.lr}{'' if args.compose else ' --no-compose'}"
     )
     lines = [
         "# Timestep-wise block skipping on builtin:digits-ddpm (DDIM, 50 steps)",
@@ -221,6 +221,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=100, help="DiP-GO SGD iterations")
     parser.add_argument("--batch", type=int, default=4, help="DiP-GO calibration noises per iteration")
     parser.add_argument("--lr", type=float, default=SkipConfig().lr, help="DiP-GO learning rate")
+    parser.add_argument("--compose", action=argparse.BooleanOptionalAction, default=True, help="the composition rows")
     parser.add_argument(
         "--pruned", default="runs/bench/diff-0.05-s0", help="diffpruning_digits.py's model folder (built if missing)"
     )
@@ -233,7 +234,7 @@ def main() -> None:
     floor = frechet_distance(*feature_stats(digit_features(full)), *feature_stats(digit_features(second)))
     full_fd = frechet_distance(*feature_stats(digit_features(full)), *real)
     rows = measure(model, args, real, full, floor)
-    composition = compose(args, real, full)
+    composition = compose(args, real, full) if args.compose else []
     picture(rows)
     write(rows, composition, args, floor, full_fd)
 
