@@ -39,7 +39,7 @@ DEMO_METHODS = {
 
 
 T2I_MODEL = "builtin:digits-t2i"
-T2I_RATIO = 0.2  # 54% of the UNet's MACs (0.3 keeps 37% and needs far longer recovery: docs/recovery.md)
+T2I_RATIO = 0.2  # 54% of the UNet's MACs; 0.3 keeps 37% and needs ~4000 recovery steps (docs/recovery.md)
 T2I_PROMPTS = [f"a handwritten {w}" for w in WORDS] + [f"the digit {d}" for d in range(10)]
 DEMOS = (DEMO_MODEL, T2I_MODEL)
 
