@@ -92,7 +92,7 @@ def skip_plan(
         progress (`bool`, defaults to True): progress bar with loss and kept ratio.
     """
     from slimfusion.sample import make_scheduler
-    from slimfusion.skip.graph import consumers, kept_macs_ratio, skip_units, top_level, unit_macs
+    from slimfusion.skip.graph import cascade, consumers, kept_macs_ratio, skip_units, top_level, unit_macs
 
     fine = config.method == "deepcache"
     units = skip_units(model, fine=fine)
@@ -110,8 +110,6 @@ def skip_plan(
 
         names = top_level(units)
         graph = consumers(model, names)
-        from slimfusion.skip.graph import cascade
-
         weights = torch.tensor([sum(macs[u] for u in cascade({n}, graph)) / total for n in names])
         noise = _calibration_noise(model, config)
         predict = _predictor(model, conditions, null, guidance)
