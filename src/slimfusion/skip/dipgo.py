@@ -28,11 +28,6 @@ Predict = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.
 LOGIT_BOUND = 6.0
 
 
-def features_scale(dim: int) -> float:
-    """sqrt(dim): the heads see unit-norm features, so their weights move the logits no faster than their biases."""
-    return math.sqrt(dim)
-
-
 class PrunerNet(nn.Module):
     """T x N queries -> one encoder layer -> a 2-way (keep, reuse) head of its own per (step, block).
 
@@ -50,10 +45,16 @@ class PrunerNet(nn.Module):
 
     def forward(self) -> torch.Tensor:
         """Keep probabilities [T, N]."""
-        features = self.encoder(self.queries.unsqueeze(0))[0] / features_scale(self.queries.shape[1])
+        # / sqrt(dim): unit-norm features, so the head weights move the logits no faster than their biases
+        features = self.encoder(self.queries.unsqueeze(0))[0] / math.sqrt(self.queries.shape[1])
         logits = torch.einsum("gd,gdk->gk", features, self.weight) + self.bias
         logits = LOGIT_BOUND * torch.tanh(logits / LOGIT_BOUND)  # never so saturated that a gate cannot come back
         return logits.softmax(-1)[:, 0].view(self.steps, self.blocks)
+
+
+def with_cascades(reused: list[set[str]], graph: dict) -> list[list[str]]:
+    """Per step: the reused blocks plus those their reuse makes unnecessary, sorted (the plan's lists)."""
+    return [sorted(cascade(step, graph)) if step else [] for step in reused]
 
 
 def hard_gates(keep: torch.Tensor) -> torch.Tensor:
@@ -128,7 +129,7 @@ def plan_from_scores(
         chosen: list[set[str]] = [set() for _ in range(steps)]
         for _, s, b in gates:
             chosen[s].add(names[b])
-        return [sorted(cascade(c, graph)) if c else [] for c in chosen]
+        return with_cascades(chosen, graph)
 
     def ratio_of(gates) -> float:
         return kept_macs_ratio(reuse_of(gates), macs, total)
@@ -192,11 +193,8 @@ def train_pruner(
             state.mix = gate_mix(gates, index, state)
             final = gated_chain(model, scheduler, noise[pick], pick, predict, state, config.checkpoint)
             consistency = consistency_loss(config.loss, final, targets[pick])
-            hard_reuse = [[]] + [
-                sorted(cascade({n for n, g in zip(names, row.tolist(), strict=True) if g < 0.5}, graph))
-                for row in gates[1:].detach()
-            ]
-            kept = kept_macs_ratio(hard_reuse, macs, total)
+            reused = [{n for n, g in zip(names, row.tolist(), strict=True) if g < 0.5} for row in gates.detach()]
+            kept = kept_macs_ratio(with_cascades(reused, graph), macs, total)
             sparsity = (gates[1:] * weights).sum()  # summed, so a gate's push does not shrink with the steps
             loss = consistency + (config.sparsity_weight * sparsity if kept > config.target else 0.0)
             optimizer.zero_grad()

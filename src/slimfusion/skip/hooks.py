@@ -50,9 +50,6 @@ class SkipState:
         if self.step >= self.steps:
             raise ConfigError(f"the sampler ran more than the skip plan's {self.steps} steps")
 
-    def reset(self) -> None:
-        self.step, self.last_t, self.cache = -1, None, {}
-
 
 class _StepHook(ModelHook):
     def __init__(self, state: SkipState):
