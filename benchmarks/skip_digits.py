@@ -2,9 +2,14 @@
 
 Regenerates benchmarks/results/skip_digits.md and benchmarks/results/skip_digits.png:
 
-    .venv/bin/python benchmarks/skip_digits.py --num 500 --iterations 60 --batch 4 --lr 0.5
+    .venv/bin/python benchmarks/skip_digits.py --num 500 --no-checkpoint
 
-DDIM, 50 steps. For each kept-MACs target: a DiP-GO plan (SSIM loss, `iterations` SGD steps on 16 calibration
+or, with the DiP-GO plans trained on a GPU first (the rest runs on the CPU as before):
+
+    python benchmarks/skip_digits.py --train-plans runs/skip_plans --device cuda --no-checkpoint --no-compose
+    .venv/bin/python benchmarks/skip_digits.py --num 500 --no-checkpoint --plans runs/skip_plans
+
+DDIM, 50 steps. For each kept-MACs target: a DiP-GO plan (SSIM loss, `iterations` SGD steps on `calib` calibration
 noises, `batch` per step, seed 0); the DeepCache plan (interval 2-12 x every skip branch, uniform and the paper's
 non-uniform schedule) whose kept MACs lie within 2.5 points of the target with the best SSIM on 32 selection images
 (seeds apart from the evaluation's); plain DDIM with round(50 x target) steps. Quality: FD (digits features, not
@@ -31,13 +36,14 @@ from slimfusion.metrics.cost import count_macs
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
 from slimfusion.models.io import load
 from slimfusion.sample import SampleConfig, sample
-from slimfusion.skip import SkipConfig, apply_plan, skip_plan
+from slimfusion.skip import SkipConfig, SkipPlan, apply_plan, check_plan, load_plan, save_plan, skip_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "skip_digits.md"
 PICTURE = ROOT / "benchmarks" / "results" / "skip_digits.png"
 STEPS = 50
 TARGETS = (0.5, 0.35, 0.25, 0.2)
+COMPOSE_TARGET = 0.5
 EVAL_SEED, SELECT_SEED = 1000, 2000
 
 
@@ -87,19 +93,52 @@ def timings(model, rows: dict[str, tuple[object, int]], rounds: int = 5) -> dict
     return {name: statistics.median(v) for name, v in times.items()}
 
 
+def dipgo_plan(model, target: float, args, name: str) -> tuple[SkipPlan, float]:
+    """DiP-GO's plan for `target`: read from `--plans` when it holds one (made by `--train-plans`), else trained here.
+    Returns (plan, seconds it took to train, as recorded)."""
+    if args.plans and (Path(args.plans) / f"{name}.json").exists():
+        plan = load_plan(Path(args.plans) / f"{name}.json")
+        check_plan(plan, model, "DDIMScheduler", STEPS)
+        wanted = {"iterations": args.iterations, "target": target, "lr": args.lr, "batch_size": args.batch}
+        if any(plan.settings[k] != v for k, v in wanted | {"calib": args.calib}.items()):
+            raise SystemExit(f"{args.plans}/{name}.json was trained with other settings than this command's")
+        return plan, plan.settings["plan_s"]
+    config = SkipConfig(
+        steps=STEPS,
+        target=target,
+        iterations=args.iterations,
+        calib=args.calib,
+        batch_size=args.batch,
+        lr=args.lr,
+        checkpoint=args.checkpoint,
+    )
+    start = time.perf_counter()
+    plan = skip_plan(model.to(args.device), config, progress=args.progress)
+    model.to("cpu")
+    plan.settings |= {"plan_s": round(time.perf_counter() - start, 1), "device": str(args.device)}
+    return plan, plan.settings["plan_s"]
+
+
+def train_plans(args) -> None:
+    """Only the DiP-GO plans (the slow part), saved into `--train-plans` for a later `--plans` run."""
+    folder = Path(args.train_plans)
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(load("builtin:digits-ddpm"), t, f"dipgo-{t}") for t in TARGETS]
+    if args.compose:
+        jobs.append((load(args.pruned), COMPOSE_TARGET, f"pruned-dipgo-{COMPOSE_TARGET}"))
+    for model, target, name in jobs:
+        if args.only and name not in args.only:
+            continue
+        plan, seconds = dipgo_plan(model, target, args, name)
+        save_plan(plan, folder / f"{name}.json")
+        print(f"{name}: kept {plan.macs_ratio:.3f} in {seconds:.0f}s", flush=True)
+
+
 def measure(model, args, real, full, floor) -> list[dict]:
     select_ref = images_of(model, None, 32, SELECT_SEED)
     rows = []
     for target in TARGETS:
-        start = time.perf_counter()
-        dipgo = skip_plan(
-            model,
-            SkipConfig(
-                steps=STEPS, target=target, iterations=args.iterations, calib=16, batch_size=args.batch, lr=args.lr
-            ),
-            progress=False,
-        )
-        dipgo_s = time.perf_counter() - start
+        dipgo, dipgo_s = dipgo_plan(model, target, args, f"dipgo-{target}")
         deepcache, chosen = best_deepcache(model, target, select_ref)
         fewer = max(1, round(STEPS * target))
         entries = {"DiP-GO": (dipgo, STEPS), "DeepCache": (deepcache, STEPS), f"DDIM {fewer} steps": (None, fewer)}
@@ -114,7 +153,7 @@ def measure(model, args, real, full, floor) -> list[dict]:
                     "speedup": speed["full"] / speed[name],
                     "fd": frechet_distance(*feature_stats(digit_features(images)), *real),
                     "ssim": ssim(images, full),
-                    "detail": {"plan_s": round(dipgo_s, 1), "final": dipgo.settings["log"][-1]}
+                    "detail": {"plan_s": dipgo_s, "device": dipgo.settings["device"], "last": dipgo.settings["log"][-1]}
                     if name == "DiP-GO"
                     else (chosen if name == "DeepCache" else {}),
                 }
@@ -144,16 +183,19 @@ def picture(rows: list[dict]) -> None:
 
 
 def write(rows: list[dict], composition: list[dict], args, floor: float, full_fd: float) -> None:
-    cmd = (
-        f".venv/bin/python benchmarks/skip_digits.py --num {args.num} --iterations {args.iterations}"
-        f" --batch {args.batch} --lr {args.lr}{'' if args.compose else ' --no-compose'}"
-    )
+    settings = f"--iterations {args.iterations} --batch {args.batch} --calib {args.calib} --lr {args.lr}"
+    settings += "" if args.checkpoint else " --no-checkpoint"
+    script = ".venv/bin/python benchmarks/skip_digits.py"
+    cmd = f"{script} --num {args.num} {settings}{'' if args.compose else ' --no-compose'}"
+    if args.plans:
+        device = rows[0]["detail"]["device"]
+        cmd = f"{script} --train-plans {args.plans} --device {device} {settings}` then `{cmd} --plans {args.plans}"
     lines = [
         "# Timestep-wise block skipping on builtin:digits-ddpm (DDIM, 50 steps)",
         "",
         f"Command: `{cmd}`",
         "",
-        __doc__.split("\n\n", 2)[2].strip().replace("\n", " "),
+        next(p for p in __doc__.split("\n\n") if p.startswith("DDIM")).strip().replace("\n", " "),
         "",
         f"Full model: FD {full_fd:.3f}; noise floor (FD between two independent {args.num}-sample sets)"
         f" **{floor:.3f}**.",
@@ -191,11 +233,7 @@ def compose(args, real, full) -> list[dict]:
     if not folder.exists():
         build_pruned(folder)
     original, pruned = load("builtin:digits-ddpm"), load(folder)
-    plan = skip_plan(
-        pruned,
-        SkipConfig(steps=STEPS, target=0.5, iterations=args.iterations, calib=16, batch_size=args.batch, lr=args.lr),
-        progress=False,
-    )
+    plan, _ = dipgo_plan(pruned, COMPOSE_TARGET, args, f"pruned-dipgo-{COMPOSE_TARGET}")
     times: dict[str, list[float]] = {"full": [], "pruned": [], "pruned+dipgo": []}
     for _ in range(5):
         for name, model, p in (("full", original, None), ("pruned", pruned, None), ("pruned+dipgo", pruned, plan)):
@@ -209,7 +247,7 @@ def compose(args, real, full) -> list[dict]:
         rows.append(
             {
                 "target": "-",
-                "method": f"Diff-Pruning 0.25{' + DiP-GO 0.5' if p is not None else ''}",
+                "method": f"Diff-Pruning 0.25{f' + DiP-GO {COMPOSE_TARGET}' if p is not None else ''}",
                 "macs_ratio": (p.macs_ratio if p is not None else 1.0) * count_macs(pruned) / count_macs(original),
                 "speedup": speed["full"] / speed[name],
                 "fd": frechet_distance(*feature_stats(digit_features(images)), *real),
@@ -223,15 +261,27 @@ def compose(args, real, full) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num", type=int, default=500, help="evaluation samples per row")
-    parser.add_argument("--iterations", type=int, default=100, help="DiP-GO SGD iterations")
-    parser.add_argument("--batch", type=int, default=4, help="DiP-GO calibration noises per iteration")
-    parser.add_argument("--lr", type=float, default=SkipConfig().lr, help="DiP-GO learning rate")
+    defaults = SkipConfig()
+    parser.add_argument("--iterations", type=int, default=defaults.iterations, help="DiP-GO SGD iterations")
+    parser.add_argument("--batch", type=int, default=defaults.batch_size, help="DiP-GO noises per iteration")
+    parser.add_argument("--calib", type=int, default=defaults.calib, help="DiP-GO calibration noises")
+    parser.add_argument("--device", default="cpu", help="where DiP-GO trains (cuda: minutes instead of hours)")
+    parser.add_argument("--train-plans", help="only train the DiP-GO plans and save them into this folder")
+    parser.add_argument("--only", nargs="*", help="with --train-plans: only these plans (e.g. dipgo-0.25)")
+    parser.add_argument("--plans", help="read the DiP-GO plans from this folder (made by --train-plans)")
+    parser.add_argument(
+        "--checkpoint", action=argparse.BooleanOptionalAction, default=True, help="DiP-GO gradient checkpointing"
+    )
+    parser.add_argument("--progress", action="store_true", help="DiP-GO progress bars")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="DiP-GO learning rate")
     parser.add_argument("--compose", action=argparse.BooleanOptionalAction, default=True, help="the composition rows")
     parser.add_argument(
         "--pruned", default="runs/bench/diff-0.05-s0", help="diffpruning_digits.py's model folder (built if missing)"
     )
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.train_plans:
+        return train_plans(args)
     model = load("builtin:digits-ddpm")
     real = feature_stats(digit_features(load_digits_split("all")[0]))
     full = images_of(model, None, args.num, EVAL_SEED)

@@ -237,19 +237,29 @@ def test_cli_skip_plan_then_sample_with_it_and_refusals(tmp_path):
 
     model = slimfusion.save(tiny_model("UNet2DModel"), tmp_path / "unet")
     plan = tmp_path / "dc.json"
+    carrying = tmp_path / "with-plan"
     made = run_cli(
-        "skip-plan", str(model), "--method", "deepcache", "--steps", "6", "--interval", "3", "--out", str(plan)
-    )
+        "skip-plan", str(model), "--method", "deepcache", "--steps", "6", "--interval", "3", "--out", str(plan),
+        "--into", str(carrying),
+    )  # fmt: skip
     assert made.returncode == 0, made.stderr
     assert plan.exists() and plan.with_suffix(".png").exists() and "MACs kept" in made.stderr
     common = ("--num", "2", "--steps", "6")
     runs = {
-        name: run_cli("sample", str(model), *common, *extra, "--out", str(tmp_path / name))
-        for name, extra in (("full", ()), ("cached", ("--plan", str(plan))))
+        name: run_cli("sample", str(source), *common, *extra, "--out", str(tmp_path / name))
+        for name, source, extra in (
+            ("full", model, ()),
+            ("cached", model, ("--plan", str(plan))),
+            ("stored", carrying, ()),  # a plan saved with the model applies by default
+            ("stored-off", carrying, ("--no-plan",)),
+        )
     }
-    assert all(r.returncode == 0 for r in runs.values()), runs["cached"].stderr
-    full, cached = (np.load(tmp_path / n / "samples.npz")["images"] for n in ("full", "cached"))
-    assert not np.array_equal(full, cached)
+    assert all(r.returncode == 0 for r in runs.values()), [r.stderr for r in runs.values()]
+    images = {n: np.load(tmp_path / n / "samples.npz")["images"] for n in runs}
+    assert not np.array_equal(images["full"], images["cached"])
+    assert np.array_equal(images["stored"], images["cached"]) and np.array_equal(images["stored-off"], images["full"])
+    shown = run_cli("info", str(carrying))
+    assert "skip plan" in shown.stdout and "deepcache, 6 DDIM steps" in shown.stdout, shown.stdout
     for extra, message in [
         (("--steps", "8", "--plan", str(plan)), "6 sampling steps, not 8"),
         (("--steps", "6", "--plan", str(tmp_path / "missing.json")), "no such skip plan"),

@@ -52,6 +52,10 @@ def info(
     size = summary["file_bytes"]
     table.add_row("file size", f"{size / 2**20:.2f} MiB" if size else "not saved (built in memory)")
     table.add_row("history", " -> ".join(h["step"] for h in summary["history"]) or "none")
+    plan = summary["skip_plan"]
+    if plan:
+        steps = f"{plan['steps']} {plan['scheduler'].removesuffix('Scheduler')} steps"
+        table.add_row("skip plan", f"{plan['method']}, {steps}, {plan['macs_ratio']:.1%} of the MACs kept")
     Console().print(table)
 
 

@@ -19,12 +19,12 @@ SCHEDULER_CLASSES = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler"}
 @app.command("skip-plan")
 def skip_plan_command(
     model: ModelArg,
-    out: Annotated[Path, typer.Option(help="plan file to write (plan.png is drawn next to it)")],
+    out: Annotated[Path, typer.Option(help="plan file to write (its picture, a .png, is drawn next to it)")],
     method: Annotated[str, typer.Option(help="dipgo (learned) or deepcache (static schedule)")] = "dipgo",
     steps: Annotated[int, typer.Option(help="DDIM sampling steps the plan is for")] = 50,
     target: Annotated[float, typer.Option(help="dipgo: kept share of the sampling MACs, in (0, 1]")] = 0.25,
-    iterations: Annotated[int, typer.Option(help="dipgo: SGD iterations")] = 200,
-    lr: Annotated[float, typer.Option(help="dipgo: SGD learning rate")] = 0.5,
+    iterations: Annotated[int, typer.Option(help="dipgo: SGD iterations")] = 100,
+    lr: Annotated[float, typer.Option(help="dipgo: SGD learning rate")] = 0.02,
     loss: Annotated[str, typer.Option(help="dipgo: consistency loss ssim | l1 | l2")] = "ssim",
     calib: Annotated[int, typer.Option(help="dipgo: calibration noises")] = 32,
     batch_size: Annotated[int, typer.Option(help="dipgo: noises per iteration")] = 8,
@@ -36,15 +36,20 @@ def skip_plan_command(
     class_labels: Annotated[str | None, typer.Option(help="dipgo, DiT: calibration labels, e.g. 3,7")] = None,
     guidance: Annotated[float, typer.Option(help="dipgo: guidance scale during calibration")] = DEFAULT_GUIDANCE,
     seed: Annotated[int, typer.Option(help="seed of the calibration noise and the pruner")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+    into: Annotated[
+        Path | None,
+        typer.Option(help="also save a copy of MODEL carrying the plan here; sample / evaluate apply it by default"),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace --out (and --into) if they exist")] = False,
 ) -> None:
     """Make a timestep-wise skip plan (DiP-GO or DeepCache) for a denoiser or pipeline; use it with sample --plan."""
     from slimfusion.models.io import load
     from slimfusion.skip import SkipConfig, save_plan, skip_plan
     from slimfusion.skip.picture import plan_picture
 
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    for path in (out, into):
+        if path is not None and path.exists() and not overwrite:
+            raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
     config = make_config(
         SkipConfig,
         method=method,
@@ -67,6 +72,24 @@ def skip_plan_command(
     save_plan(plan, out)
     picture = plan_picture(plan, out.with_suffix(".png"))
     console.print(f"{plan.method}: {plan.macs_ratio:.1%} of the sampling MACs kept; saved {out} and {picture}")
+    if into is not None:
+        _save_with_plan(model, denoiser, plan, into)
+        console.print(f"saved {into}: a copy of {model} that samples with this plan (--no-plan switches it off)")
+
+
+def _save_with_plan(source: str, denoiser, plan, into: Path) -> None:
+    """Save the model (or the whole pipeline) with the plan in its denoiser's slimfusion.json."""
+    from slimfusion.models.io import save
+    from slimfusion.pipelines import is_pipeline, load_pipeline, save_pipeline
+    from slimfusion.skip import store_plan
+
+    store_plan(denoiser, plan)
+    if not is_pipeline(source):
+        save(denoiser, into, overwrite=True)
+        return
+    pipe = load_pipeline(source)
+    pipe.register_modules(**{"unet" if getattr(pipe, "unet", None) is not None else "transformer": denoiser})
+    save_pipeline(pipe, into, overwrite=True)
 
 
 def _calibration(source: str, prompts: Path | None, class_labels: str | None):

@@ -269,8 +269,10 @@ def family_of(model: nn.Module) -> Family:
 
 
 def example_inputs(model: nn.Module, batch: int = 1) -> dict[str, torch.Tensor]:
-    """Keyword inputs for one forward pass of `model` at batch size `batch` and the model's own sample size."""
-    return family_of(model).example_inputs(model, batch)
+    """Keyword inputs for one forward pass of `model` at batch size `batch` and the model's own sample size, on the
+    model's device."""
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in family_of(model).example_inputs(model, batch).items()}
 
 
 def distill_blocks(model: nn.Module) -> list[str]:

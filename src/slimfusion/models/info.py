@@ -34,4 +34,12 @@ def model_info(source: str, component: str | None = None) -> dict[str, Any]:
         "input_shapes": shapes,
         "file_bytes": folder_bytes(folder) if folder else None,
         "history": meta.get("history", []),
+        "skip_plan": _plan_summary(meta.get("skip_plan")),
     }
+
+
+def _plan_summary(plan: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What `info` says of a stored skip plan: method, scheduler, steps, kept MACs share."""
+    if not plan:
+        return None
+    return {k: plan[k] for k in ("method", "scheduler", "steps", "macs_ratio")}

@@ -14,7 +14,15 @@ from torch import nn
 
 from slimfusion.errors import ConfigError
 from slimfusion.skip.hooks import SkipState, apply_plan
-from slimfusion.skip.plan import PLAN_FILE, SkipPlan, check_plan, load_plan, model_fingerprint, save_plan
+from slimfusion.skip.plan import (
+    PLAN_FILE,
+    SkipPlan,
+    check_plan,
+    load_plan,
+    model_fingerprint,
+    save_plan,
+    store_plan,
+)
 
 __all__ = [
     "PLAN_FILE",
@@ -26,6 +34,7 @@ __all__ = [
     "load_plan",
     "save_plan",
     "skip_plan",
+    "store_plan",
 ]
 
 
@@ -37,8 +46,9 @@ class SkipConfig(BaseModel):
         steps (`int`, defaults to 50): DDIM sampling steps the plan is for.
         target (`float`, defaults to 0.25): DiP-GO's kept share of the sampling run's MACs, in (0, 1].
         tolerance (`float`, defaults to 0.0125): DiP-GO's post-processing stops within this of the target.
-        iterations (`int`, defaults to 200): DiP-GO's SGD iterations (cosine schedule).
-        lr (`float`, defaults to 0.5): DiP-GO's SGD learning rate (momentum 0.9).
+        iterations (`int`, defaults to 100): DiP-GO's SGD iterations (cosine schedule).
+        lr (`float`, defaults to 0.02): DiP-GO's SGD learning rate (momentum 0.9); higher rates flip many gates at
+            once and the plans lose quality (benchmarks/results/skip_digits.md).
         loss (`str`, defaults to "ssim"): DiP-GO's consistency loss: "ssim" (the paper's best), "l1" or "l2".
         sparsity_weight (`float`, defaults to 1.0): weight of the MACs-weighted sparsity term.
         calib (`int`, defaults to 32): calibration noises (from the seed), DiP-GO.
@@ -58,8 +68,8 @@ class SkipConfig(BaseModel):
     steps: int = Field(50, ge=2, le=1000)
     target: float = Field(0.25, gt=0, le=1)
     tolerance: float = Field(0.0125, gt=0)
-    iterations: int = Field(200, ge=1)
-    lr: float = Field(0.5, gt=0)
+    iterations: int = Field(100, ge=1)
+    lr: float = Field(0.02, gt=0)
     loss: Literal["ssim", "l1", "l2"] = "ssim"
     sparsity_weight: float = Field(1.0, ge=0)
     calib: int = Field(32, ge=1)
@@ -94,8 +104,7 @@ def skip_plan(
     from slimfusion.sample import make_scheduler
     from slimfusion.skip.graph import cascade, consumers, kept_macs_ratio, skip_units, top_level, unit_macs
 
-    fine = config.method == "deepcache"
-    units = skip_units(model, fine=fine)
+    units = skip_units(model, fine=config.method == "deepcache")
     macs, total = unit_macs(model, units)
     scheduler = make_scheduler(model, "ddim", config.steps)
     settings = config.model_dump(exclude={"version"})
@@ -108,10 +117,12 @@ def skip_plan(
     else:
         from slimfusion.skip.dipgo import plan_from_scores, train_pruner
 
+        device = next(model.parameters()).device  # DiP-GO trains where the model lives (a GPU makes it minutes)
         names = top_level(units)
         graph = consumers(model, names)
-        weights = torch.tensor([sum(macs[u] for u in cascade({n}, graph)) / total for n in names])
-        noise = _calibration_noise(model, config)
+        weights = torch.tensor([sum(macs[u] for u in cascade({n}, graph)) / total for n in names], device=device)
+        noise = _calibration_noise(model, config).to(device)
+        conditions, null = (None if t is None else t.to(device) for t in (conditions, null))
         predict = _predictor(model, conditions, null, guidance)
         keep, log = train_pruner(model, scheduler, noise, predict, names, weights, graph, macs, total, config, progress)
         reuse, _, threshold = plan_from_scores(keep, names, graph, macs, total, config.target, config.tolerance)
@@ -148,10 +159,10 @@ def _predictor(model: nn.Module, conditions: torch.Tensor | None, null: torch.Te
     if conditions is None:
         if type(model).__name__ != "UNet2DModel":
             raise ConfigError(f"{type(model).__name__} is conditional: give calibration prompts or class labels")
-        return lambda m, x, t, idx: denoise(m, x, t.expand(len(x)))
+        return lambda m, x, t, idx: denoise(m, x, t.to(x.device).expand(len(x)))
 
     def predict(m, x, t, idx):
-        cond = conditions[idx % len(conditions)]
+        t, cond = t.to(x.device), conditions[idx.to(conditions.device) % len(conditions)]
         if guidance == 1.0 or null is None:
             return denoise(m, x, t.expand(len(x)), cond)
         both = torch.cat([null.expand(len(x), *null.shape[1:]), cond])

@@ -165,7 +165,7 @@ def train_pruner(
 ) -> tuple[torch.Tensor, list[dict]]:
     """Optimise the pruner; returns the final keep probabilities [T, N] and a loss log every 10 iterations."""
     torch.manual_seed(config.seed)
-    net = PrunerNet(len(scheduler.timesteps), len(names))
+    net = PrunerNet(len(scheduler.timesteps), len(names)).to(noise.device)
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=0.9)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: 0.5 * (1 + math.cos(math.pi * it / config.iterations))

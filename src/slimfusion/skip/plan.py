@@ -119,3 +119,11 @@ def check_plan(plan: SkipPlan, model: nn.Module, scheduler: str | None = None, s
         raise ConfigError(f"skip plan was made for {plan.scheduler}, not {scheduler}")
     if steps is not None and steps != plan.steps:
         raise ConfigError(f"skip plan was made for {plan.steps} sampling steps, not {steps}")
+
+
+def store_plan(model: nn.Module, plan: SkipPlan) -> None:
+    """Attach `plan` to `model`'s metadata: `save` writes it into slimfusion.json and sample / evaluate apply it."""
+    from slimfusion.models.meta import get_meta
+
+    check_plan(plan, model)
+    get_meta(model)["skip_plan"] = plan.model_dump(mode="json")
