@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from slimfusion.data import load_digits_split
+from slimfusion.errors import ConfigError
 from slimfusion.metrics.consistency import ssim
 from slimfusion.metrics.cost import count_macs
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
@@ -65,8 +66,11 @@ def best_deepcache(model, target: float, reference: torch.Tensor) -> tuple[objec
     for interval in range(2, 13):
         for branch in range(3 * len(model.down_blocks)):
             for uniform in (True, False):
-                ratio = kept_macs_ratio(deepcache_reuse(model, STEPS, interval, branch, uniform), macs, total)
-                candidates.append((abs(ratio - target), interval, branch, uniform))
+                try:
+                    reuse = deepcache_reuse(model, STEPS, interval, branch, uniform)
+                except ConfigError:  # no non-uniform schedule with that many full steps
+                    continue
+                candidates.append((abs(kept_macs_ratio(reuse, macs, total) - target), interval, branch, uniform))
     near = [c for c in candidates if c[0] <= 0.025] or [min(candidates)]
     scored = []
     for _, interval, branch, uniform in near:
@@ -100,7 +104,8 @@ def dipgo_plan(model, target: float, args, name: str) -> tuple[SkipPlan, float]:
         plan = load_plan(Path(args.plans) / f"{name}.json")
         check_plan(plan, model, "DDIMScheduler", STEPS)
         wanted = {"iterations": args.iterations, "target": target, "lr": args.lr, "batch_size": args.batch}
-        if any(plan.settings[k] != v for k, v in wanted | {"calib": args.calib}.items()):
+        wanted["calib"] = args.calib
+        if any(plan.settings[k] != v for k, v in wanted.items()):
             raise SystemExit(f"{args.plans}/{name}.json was trained with other settings than this command's")
         return plan, plan.settings["plan_s"]
     config = SkipConfig(

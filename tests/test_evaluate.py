@@ -115,6 +115,22 @@ def test_report_writes_markdown_and_self_contained_html(sample_sets, tmp_path):
     assert (run / "quality_vs_macs.png").exists()
 
 
+def test_report_shows_the_skip_plan_of_a_row(sample_sets, tmp_path):
+    from slimfusion.models.io import load
+    from slimfusion.skip import SkipConfig, save_plan, skip_plan
+
+    run = tmp_path / "run"
+    plan = skip_plan(load("builtin:digits-ddpm"), SkipConfig(method="deepcache", steps=10, interval=2))
+    save_plan(plan, run / "plans" / "dc.json")  # no picture yet: the report draws it
+    metrics = {"macs": 50, "fd": 1.5, "plan_macs_ratio": plan.macs_ratio}
+    rows = [{"name": "cached", "samples": str(sample_sets / "b"), "plan": "plans/dc.json", "metrics": metrics}]
+    (run / "results.json").write_text(json.dumps({"title": "t", "rows": rows}))
+    md, page = write_report(run)
+    assert (run / "plans" / "dc.png").exists() and "![plan of cached](plans/dc.png)" in md.read_text()
+    assert f"{plan.macs_ratio:.1%}" in md.read_text()
+    assert page.read_text().count("data:image/png;base64,") == 3  # the grid, the plot and the plan
+
+
 def test_report_on_a_folder_without_results_is_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "slimfusion", "report", str(tmp_path)], capture_output=True, text=True

@@ -303,3 +303,34 @@ def test_evaluate_with_a_plan_counts_its_macs(unet, tmp_path):
     assert result["metrics"]["macs_per_step"] == pytest.approx(0.8 * result["metrics"]["macs"])
     with pytest.raises(ConfigError, match="6 sampling steps, not 7"):
         evaluate(str(folder), EvaluateConfig(num=2, steps=7, plan=str(path)), progress=False)
+
+
+def test_diffusers_caches_as_peers_measured_by_the_macs_meter():
+    """The meter says 1.0 for the plain model and what a plan says for a plan; FirstBlockCache lowers it; the
+    diffusers hooks come off cleanly (the same samples again)."""
+    from conftest import tiny_dit_pipeline
+
+    from slimfusion.skip.peers import MacsMeter, diffusers_cache
+
+    pipe = tiny_dit_pipeline()
+    model = pipe.transformer
+    config = SampleConfig(num=2, steps=6, seed=0, class_labels=[0, 1], guidance=2.0)
+    meter = MacsMeter(model)
+    with meter:
+        full = sample(pipe, config, progress=False)
+    assert meter.ratio() == pytest.approx(1.0) and meter.forwards == 6
+    reuse = [[]] + [["transformer_blocks.0"]] * 5
+    plan = _plan(model, reuse, steps=6)
+    meter = MacsMeter(model)
+    with apply_plan(model, plan), meter:
+        sample(pipe, config, progress=False)
+    assert meter.ratio() < 1.0
+    meter = MacsMeter(model)
+    with diffusers_cache(model, "first-block-cache", threshold=10.0), meter:  # everything after step 0 cached
+        cached = sample(pipe, config, progress=False)
+    assert meter.ratio() < 0.9 and not torch.equal(cached, full)
+    with diffusers_cache(model, "pyramid-attention-broadcast", skip_range=3, timestep_range=(-1, 1001)):
+        sample(pipe, config, progress=False)
+    assert torch.equal(sample(pipe, config, progress=False), full)
+    with pytest.raises(ConfigError, match="unknown diffusers cache"), diffusers_cache(model, "teacache"):
+        pass

@@ -1,8 +1,9 @@
 """`slimfusion report RUN_DIR`: a Markdown page and a self-contained HTML page of one compression run.
 
-A run folder holds `results.json`: {"title", "quality_metric", "rows": [{"name", "metrics", "samples", "original"}]},
-where `metrics` uses the keys of `slimfusion evaluate` (fd, fid, ssim, psnr, params, macs, latency_ms, images_per_s)
-and `samples` is a samples folder (relative to the run folder or absolute). `slimfusion demo` writes one.
+A run folder holds `results.json`: {"title", "quality_metric", "rows": [{"name", "metrics", "samples", "original",
+"plan"}]}, where `metrics` uses the keys of `slimfusion evaluate` (fd, fid, ssim, psnr, params, macs, latency_ms,
+images_per_s, plan_macs_ratio), `samples` is a samples folder and `plan` (optional) the skip plan the row sampled with
+(paths relative to the run folder or absolute); its steps x blocks picture is shown. `slimfusion demo` writes one.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ COLUMNS = [  # (metric key, header, format)
     ("accuracy", "prompt accuracy", lambda v: f"{v:.1%}"),
     ("ssim", "SSIM vs original", lambda v: f"{v:.3f}"),
     ("psnr", "PSNR vs original", lambda v: f"{v:.1f} dB"),
+    ("plan_macs_ratio", "skip plan: kept MACs", lambda v: f"{v:.1%}"),
 ]
 
 
@@ -68,6 +70,21 @@ def _samples_dir(run_dir: Path, row: dict) -> Path | None:
     path = Path(row["samples"])
     path = path if path.is_absolute() else run_dir / path
     return path if (path / "grid.png").exists() else None
+
+
+def _plan_picture(run_dir: Path, row: dict) -> Path | None:
+    """The picture of the row's skip plan (drawn next to the plan file when it is not there yet)."""
+    if not row.get("plan"):
+        return None
+    plan = Path(row["plan"])
+    plan = plan if plan.is_absolute() else run_dir / plan
+    picture = plan.with_suffix(".png")
+    if not picture.exists():
+        from slimfusion.skip import load_plan
+        from slimfusion.skip.picture import plan_picture
+
+        plan_picture(load_plan(plan), picture)
+    return picture
 
 
 def plot_quality_vs_macs(results: dict, out: Path) -> Path | None:
@@ -123,11 +140,16 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
         grid = _samples_dir(folder, r)
         if grid:
             md += [f"**{r['name']}**", "", f"![{r['name']}]({os.path.relpath(grid / 'grid.png', folder)})", ""]
+    plans = [(r["name"], p) for r in rows if (p := _plan_picture(folder, r))]
+    if plans:
+        md += ["## Skip plans (steps x blocks: computed or reused)", ""]
+        md += [f"**{name}**\n\n![plan of {name}]({os.path.relpath(p, folder)})\n" for name, p in plans]
     md_path = folder / "report.md"
     md_path.write_text("\n".join(md))
 
     html_path = folder / "report.html"
-    html_path.write_text(_html(title, metric_note, rows, columns, original, plot, folder, results.get("notes", [])))
+    page = _html(title, metric_note, rows, columns, original, plot, folder, results.get("notes", []), plans)
+    html_path.write_text(page)
     return md_path, html_path
 
 
@@ -136,7 +158,7 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _html(title, metric_note, rows, columns, original, plot, folder, notes) -> str:
+def _html(title, metric_note, rows, columns, original, plot, folder, notes, plans) -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(c[1])}</th>" for c in columns)
     body = "".join(
@@ -151,16 +173,20 @@ def _html(title, metric_note, rows, columns, original, plot, folder, notes) -> s
         if (g := _samples_dir(folder, r))
     )
     note_html = "".join(f"<p>{esc(n)}</p>" for n in notes)
+    plan_html = "".join(
+        f"<figure class='plan'>{_img(p, f'plan of {n}')}<figcaption>{esc(n)}</figcaption></figure>" for n, p in plans
+    )
+    plan_html = f"<h2>Skip plans (steps x blocks: computed or reused)</h2><div>{plan_html}</div>" if plans else ""
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
         "td:first-child,th:first-child{text-align:left}figure{display:inline-block;margin:8px;text-align:center}"
-        "figure img{image-rendering:pixelated;width:260px}.plot img{max-width:100%}"
+        "figure img{image-rendering:pixelated;width:260px}.plot img,.plan img{max-width:100%;width:auto}"
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{style}</style>"
         f"</head><body><h1>{esc(title)}</h1><p>{esc(metric_note)}</p><table><tr><th>model</th>{head}</tr>{body}"
         f"</table>{note_html}"
         + (f"<div class='plot'>{_img(plot, 'quality vs MACs')}</div>" if plot else "")
-        + f"<h2>Samples (same noise for every model)</h2><div>{grids}</div></body></html>"
+        + f"<h2>Samples (same noise for every model)</h2><div>{grids}</div>{plan_html}</body></html>"
     )

@@ -1,0 +1,158 @@
+"""Block skipping on builtin:digits-dit: DiP-GO vs diffusers' own caches (FirstBlockCache, PyramidAttentionBroadcast)
+and fewer DDIM steps, at equal kept MACs.
+
+Regenerates benchmarks/results/skip_dit.md:
+
+    .venv/bin/python benchmarks/skip_dit.py --num 500
+
+DDIM, 25 steps, classifier-free guidance 2, class labels 0-9 in turn. Kept MACs are **measured** for every row by
+counting the layers that really ran during sampling (`slimfusion.skip.peers.MacsMeter`), since the diffusers caches
+decide at run time. For each target: a DiP-GO plan (defaults of `SkipConfig`, calibrated on the ten labels with
+guidance 2); FirstBlockCache with the threshold (from a grid) whose kept MACs on 40 selection images (seeds apart from
+the evaluation's) come closest to DiP-GO's; plain DDIM with as many steps as fit in those MACs.
+PyramidAttentionBroadcast only skips attention (it cannot go below ~80% here), so it gets rows of its own at skip
+ranges 2 and 4. Quality: FD (digits features, not FID) of `num` samples vs all 1,797 digits, class accuracy by the
+digit classifier, SSIM vs the full model's samples from the same noise. Speed: wall-clock of sampling 100 images, the
+rows of a target and the full model interleaved in one run (median of 3 rounds), as a ratio to the full model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from slimfusion.data import load_digits_split
+from slimfusion.metrics.accuracy import digit_accuracy
+from slimfusion.metrics.consistency import ssim
+from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
+from slimfusion.pipelines import load_pipeline
+from slimfusion.sample import SampleConfig, sample
+from slimfusion.skip import SkipConfig, apply_plan, skip_plan
+from slimfusion.skip.peers import MacsMeter, diffusers_cache
+from slimfusion.train.conditional_data import NULL_CLASS
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULT = ROOT / "benchmarks" / "results" / "skip_dit.md"
+STEPS, GUIDANCE, LABELS = 25, 2.0, list(range(10))
+TARGETS = (0.6, 0.45)
+FBC_THRESHOLDS = (0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4)
+EVAL_SEED, SELECT_SEED = 1000, 2000
+
+
+def run(pipe, way: tuple, num: int, seed: int) -> tuple[torch.Tensor, float]:
+    """(images, measured kept MACs) of sampling `num` images with one way of skipping: (kind, setting, steps)."""
+    kind, setting, steps = way
+    config = SampleConfig(
+        num=num, steps=steps, seed=seed, class_labels=LABELS, guidance=GUIDANCE, batch_size=max(num, 1)
+    )
+    meter = MacsMeter(pipe.transformer)
+    if kind == "plan":
+        context = apply_plan(pipe.transformer, setting)
+    elif kind in ("first-block-cache", "pyramid-attention-broadcast"):
+        context = diffusers_cache(pipe.transformer, kind, **setting)
+    else:
+        context = nullcontext()
+    with context, meter:
+        images = sample(pipe, config, progress=False)
+    return images, meter.ratio() * steps / STEPS
+
+
+def speedups(pipe, ways: dict[str, tuple], rounds: int = 3) -> dict[str, float]:
+    """Full-model time / each way's time for 100 images, every way measured in alternation."""
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, way in ways.items():
+            start = time.perf_counter()
+            run(pipe, way, 100, EVAL_SEED)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times["full"]) / statistics.median(v) for name, v in times.items()}
+
+
+def closest_fbc(pipe, target: float) -> tuple[dict, float]:
+    """The FirstBlockCache threshold whose measured kept MACs on the selection images come closest to `target`."""
+    measured = [(abs(run(pipe, ("first-block-cache", {"threshold": t}, STEPS), 40, SELECT_SEED)[1] - target), t)
+                for t in FBC_THRESHOLDS]  # fmt: skip
+    return {"threshold": min(measured)[1]}, min(measured)[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num", type=int, default=500, help="evaluation samples per row")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    pipe = load_pipeline("builtin:digits-dit")
+    real = feature_stats(digit_features(load_digits_split("all")[0]))
+    full, _ = run(pipe, ("full", None, STEPS), args.num, EVAL_SEED)
+    second, _ = run(pipe, ("full", None, STEPS), args.num, EVAL_SEED + 1)
+    floor = frechet_distance(*feature_stats(digit_features(full)), *feature_stats(digit_features(second)))
+    asked = [LABELS[i % len(LABELS)] for i in range(args.num)]
+    conditions, null = torch.tensor(LABELS), torch.tensor([NULL_CLASS])
+    rows = []
+
+    def measure(target, ways: dict[str, tuple], details: dict[str, dict]) -> None:
+        speed = speedups(pipe, {"full": ("full", None, STEPS), **ways})
+        for name, way in ways.items():
+            images, kept = run(pipe, way, args.num, EVAL_SEED)
+            rows.append(
+                {
+                    "target": target,
+                    "method": name,
+                    "kept": kept,
+                    "speedup": speed[name],
+                    "fd": frechet_distance(*feature_stats(digit_features(images)), *real),
+                    "accuracy": digit_accuracy(images, asked),
+                    "ssim": float(ssim(images, full)),
+                    "detail": details.get(name, {}),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+
+    for target in TARGETS:
+        start = time.perf_counter()
+        plan = skip_plan(pipe.transformer, SkipConfig(steps=STEPS, target=target), conditions, null, GUIDANCE, False)
+        plan_s = time.perf_counter() - start
+        fbc, _ = closest_fbc(pipe, plan.macs_ratio)
+        fewer = max(1, round(STEPS * plan.macs_ratio))
+        ways = {
+            "DiP-GO": ("plan", plan, STEPS),
+            "FirstBlockCache": ("first-block-cache", fbc, STEPS),
+            f"DDIM {fewer} steps": ("full", None, fewer),
+        }
+        details = {"DiP-GO": {"plan_macs_ratio": plan.macs_ratio, "plan_s": round(plan_s)}, "FirstBlockCache": fbc}
+        measure(target, ways, details)
+    pab = {f"PAB skip range {k}": ("pyramid-attention-broadcast", {"skip_range": k}, STEPS) for k in (2, 4)}
+    measure("-", pab, {name: way[1] for name, way in pab.items()})
+    write(rows, args, floor, frechet_distance(*feature_stats(digit_features(full)), *real), asked, full)
+
+
+def write(rows: list[dict], args, floor: float, full_fd: float, asked: list[int], full: torch.Tensor) -> None:
+    lines = [
+        "# Block skipping on builtin:digits-dit: DiP-GO vs diffusers' caches (DDIM 25, guidance 2)",
+        "",
+        f"Command: `.venv/bin/python benchmarks/skip_dit.py --num {args.num}`",
+        "",
+        __doc__.split("\n\n", 2)[2].strip().replace("\n", " "),
+        "",
+        f"Full model: FD {full_fd:.3f}, class accuracy {digit_accuracy(full, asked):.1%}; noise floor (FD between two"
+        f" independent {args.num}-sample sets) **{floor:.3f}**.",
+        "",
+        "| target | method | kept MACs (measured) | speedup | FD | class accuracy | SSIM vs full | settings |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        detail = ", ".join(f"{k} {v}" for k, v in r["detail"].items())
+        lines.append(
+            f"| {r['target']} | {r['method']} | {r['kept']:.3f} | {r['speedup']:.2f}x | {r['fd']:.3f} |"
+            f" {r['accuracy']:.1%} | {r['ssim']:.3f} | {detail} |"
+        )
+    RESULT.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
