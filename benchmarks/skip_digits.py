@@ -121,6 +121,8 @@ def dipgo_plan(model, target: float, args, name: str) -> tuple[SkipPlan, float]:
     plan = skip_plan(model.to(args.device), config, progress=args.progress)
     model.to("cpu")
     plan.settings |= {"plan_s": round(time.perf_counter() - start, 1), "device": str(args.device)}
+    if args.plans:  # kept for the next run with the same --plans
+        save_plan(plan, Path(args.plans) / f"{name}.json")
     return plan, plan.settings["plan_s"]
 
 

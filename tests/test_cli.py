@@ -95,3 +95,16 @@ def test_demo_writes_table_models_and_report(tmp_path):
     assert (out / "report.html").exists() and (out / "report.md").exists()
     assert "FD (digits features)" in result.stdout and "(56%)" in result.stdout
     assert not list(tmp_path.glob(".demo*")), "the demo folder is moved into place complete"
+
+
+def test_text_to_image_demo_prunes_the_unet_and_scores_prompt_accuracy(tmp_path):
+    from slimfusion.demo import T2I_MODEL, run_demo
+    from slimfusion.pipelines import load_pipeline
+
+    results = run_demo(tmp_path / "t2i", num=4, steps=2, finetune_steps=2, progress=False, model=T2I_MODEL)
+    original, *pruned = results["rows"]
+    assert original["metrics"]["accuracy"] is not None and len(pruned) == 2
+    assert all(r["metrics"]["macs"] < 0.6 * original["metrics"]["macs"] for r in pruned)
+    pipe = load_pipeline(tmp_path / "t2i" / "models" / "diff-pruning")  # a pipeline folder that loads again
+    assert sum(p.numel() for p in pipe.unet.parameters()) == pruned[0]["metrics"]["params"]
+    assert "lr 0.001" in results["quality_metric"] and (tmp_path / "t2i" / "report.html").exists()

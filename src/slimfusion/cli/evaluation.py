@@ -139,14 +139,16 @@ def sample(
 def demo(
     out: Annotated[Path, typer.Option("--out", help="run folder (replaced if it exists)")] = Path("demo_out"),
     num: Annotated[int, typer.Option(help="images sampled per model")] = 256,
-    finetune_steps: Annotated[int, typer.Option(help="fine-tuning steps per pruned model")] = 300,
+    finetune_steps: Annotated[
+        int | None, typer.Option(help="fine-tuning steps per pruned model (default: 300 DDPM, 800 text-to-image)")
+    ] = None,
     model: Annotated[str, typer.Option(help="builtin:digits-ddpm or builtin:digits-t2i")] = "builtin:digits-ddpm",
 ) -> None:
     """Prune a built-in (diff-pruning, magnitude), fine-tune, evaluate, report: builtin:digits-ddpm to ~half its MACs,
     or builtin:digits-t2i's UNet with data-free distillation."""
     from slimfusion.demo import run_demo
 
-    if num < 2 or finetune_steps < 1:
+    if num < 2 or (finetune_steps is not None and finetune_steps < 1):
         raise SlimfusionError("--num must be >= 2 and --finetune-steps >= 1")
     result = run_demo(out, num=num, finetune_steps=finetune_steps, model=model)
     print_rows(result)
