@@ -137,7 +137,7 @@ def write(rows: list[dict], args, floor: float, full_fd: float, asked: list[int]
         "",
         f"Command: `.venv/bin/python benchmarks/skip_dit.py --num {args.num}`",
         "",
-        __doc__.split("\n\n", 2)[2].strip().replace("\n", " "),
+        next(p for p in __doc__.split("\n\n") if p.startswith("DDIM")).strip().replace("\n", " "),
         "",
         f"Full model: FD {full_fd:.3f}, class accuracy {digit_accuracy(full, asked):.1%}; noise floor (FD between two"
         f" independent {args.num}-sample sets) **{floor:.3f}**.",

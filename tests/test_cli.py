@@ -97,9 +97,11 @@ def test_demo_writes_table_models_and_report(tmp_path):
     assert not list(tmp_path.glob(".demo*")), "the demo folder is moved into place complete"
 
 
-def test_text_to_image_demo_prunes_the_unet_and_scores_prompt_accuracy(tmp_path):
+def test_text_to_image_demo_prunes_the_unet_and_scores_prompt_accuracy(tmp_path, monkeypatch):
     from slimfusion.demo import T2I_MODEL, run_demo
     from slimfusion.pipelines import load_pipeline
+
+    monkeypatch.setattr("slimfusion.demo.T2I_LATENTS", 16)  # the teacher's latents; 1024 in the real demo
 
     results = run_demo(tmp_path / "t2i", num=4, steps=2, finetune_steps=2, progress=False, model=T2I_MODEL)
     original, *pruned = results["rows"]

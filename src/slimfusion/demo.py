@@ -42,6 +42,7 @@ T2I_MODEL = "builtin:digits-t2i"
 T2I_RATIO = 0.2  # 54% of the UNet's MACs; 0.3 keeps 37% and needs ~4000 recovery steps (docs/recovery.md)
 T2I_LR = 1e-3  # data-free recovery at the default 2e-4 is too slow for a 10-minute demo (docs/recovery.md)
 T2I_SAMPLE_STEPS = 25  # DDIM-25, as the recovery chain in docs/recovery.md evaluates
+T2I_LATENTS = 1024  # teacher latents generated once for both students
 T2I_FINETUNE_STEPS = 800  # ~6.5 min for the whole demo on 2 CPU cores (300 steps recover about half the accuracy)
 T2I_PROMPTS = [f"a handwritten {w}" for w in WORDS] + [f"the digit {d}" for d in range(10)]
 DEMOS = (DEMO_MODEL, T2I_MODEL)
@@ -81,7 +82,7 @@ def _t2i_models(out: Path, finetune_steps: int, progress: bool) -> _Models:
     from slimfusion.train.conditional_data import distill_trainset
 
     original = load_pipeline(T2I_MODEL)
-    data = distill_trainset(original, T2I_PROMPTS, num=256, progress=progress)
+    data = distill_trainset(original, T2I_PROMPTS, num=T2I_LATENTS, progress=progress)
     conditions = encode_prompts(T2I_MODEL, T2I_PROMPTS)
     models = _Models()
     models.add("original", original, original.unet)
@@ -166,7 +167,7 @@ def run_demo(
         )
     ratio, label = (T2I_RATIO, "UNet of builtin:digits-t2i") if text else (DEMO_RATIO, "builtin:digits-ddpm")
     recovery = (
-        f"data-free distillation (W = 1, lr {T2I_LR:g}) on 256 latents the original generated from the prompts"
+        f"data-free distillation (W = 1, lr {T2I_LR:g}) on {T2I_LATENTS} latents the original made from the prompts"
         if text
         else "output distillation W = 0.5 on the digits (the original took 8000 steps)"
     )

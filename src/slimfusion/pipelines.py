@@ -23,6 +23,7 @@ from slimfusion.models.io import (
     atomic_folder,
     builtin_path,
     load_model_folder,
+    write_compact,
     write_meta,
 )
 from slimfusion.models.meta import get_meta
@@ -128,6 +129,8 @@ def save_pipeline(pipe, path: str | Path, overwrite: bool = False) -> Path:
         _keep_class_names(pipe, tmp)
         for name, component in pipe.components.items():
             if isinstance(component, nn.Module) and type(component).__name__ in FAMILIES:
+                if get_meta(component).get("storage") == "compact":
+                    write_compact(component, tmp / name)
                 write_meta(component, tmp / name)
     return target
 
@@ -138,6 +141,11 @@ def replace_component(source: str | Path, model: nn.Module, path: str | Path, ov
     The component is the one `model` was loaded from (`#name` in its source), else the pipeline's denoiser; every
     other file is copied unchanged, so partial or custom pipelines survive as they are.
     """
+    return replace_components(source, [model], path, overwrite)
+
+
+def replace_components(source: str | Path, models: list[nn.Module], path: str | Path, overwrite: bool = False) -> Path:
+    """`replace_component` for several changed components at once (e.g. a sparsified text encoder and UNet)."""
     from slimfusion.models.io import save
 
     folder = pipeline_folder(source)
@@ -146,15 +154,19 @@ def replace_component(source: str | Path, model: nn.Module, path: str | Path, ov
     target = Path(path).expanduser()
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    name = (get_meta(model).get("source") or "").rpartition("#")[2]
-    if name not in pipeline_index(folder):
-        name = denoiser_name_of(folder)
-    if not (folder / name).is_dir():
-        raise NotAModelError(f"{folder}: no {name} component to replace")
+    named = {}
+    for model in models:
+        name = (get_meta(model).get("source") or "").rpartition("#")[2]
+        if name not in pipeline_index(folder):
+            name = denoiser_name_of(folder)
+        if not (folder / name).is_dir():
+            raise NotAModelError(f"{folder}: no {name} component to replace")
+        named[name] = model
     with atomic_folder(target) as tmp:
         shutil.copytree(folder, tmp)
-        shutil.rmtree(tmp / name)
-        save(model, tmp / name)
+        for name, model in named.items():
+            shutil.rmtree(tmp / name)
+            save(model, tmp / name)
     return target
 
 

@@ -50,7 +50,14 @@ def info(
     table.add_row("MACs (all matmuls)", f"{summary['macs_all'] / 1e9:.3f} G")
     table.add_row("input", summary["input"])
     size = summary["file_bytes"]
-    table.add_row("file size", f"{size / 2**20:.2f} MiB" if size else "not saved (built in memory)")
+    stored = f" ({summary['storage']} storage)" if summary["storage"] != "dense" else ""
+    table.add_row("file size", f"{size / 2**20:.2f} MiB{stored}" if size else "not saved (built in memory)")
+    sparsity = summary["sparsity"]
+    if sparsity:
+        table.add_row(
+            "sparsity",
+            f"{sparsity['sparsity']:.1%} of the sparsified layers, {sparsity['sparsity_of_params']:.1%} of all weights",
+        )
     table.add_row("history", " -> ".join(h["step"] for h in summary["history"]) or "none")
     plan = summary["skip_plan"]
     if plan:

@@ -10,6 +10,7 @@ from slimfusion.models.families import example_inputs, family_name
 from slimfusion.models.io import load
 from slimfusion.models.meta import get_meta
 from slimfusion.models.zoo import PREFIX, builtin_folder
+from slimfusion.sparsify import sparsity_of
 
 
 def _saved_folder(source: str) -> Path | None:
@@ -35,6 +36,8 @@ def model_info(source: str, component: str | None = None) -> dict[str, Any]:
         "file_bytes": folder_bytes(folder) if folder else None,
         "history": meta.get("history", []),
         "skip_plan": _plan_summary(meta.get("skip_plan")),
+        "sparsity": sparsity_of(model),
+        "storage": meta.get("storage", "dense"),
     }
 
 

@@ -29,6 +29,7 @@ FORMAT_VERSION = 1
 META_FILE = "slimfusion.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _SIMPLE = (bool, int, float, str, type(None))
+STORAGES = ("dense", "compact")
 
 
 # ----------------------------------------------------------------------------------------------------------- load
@@ -194,7 +195,7 @@ def _strip_legacy_prefix(state: dict[str, torch.Tensor], model: nn.Module) -> di
 def _meta_fields(meta: dict[str, Any] | None) -> dict[str, Any]:
     if not meta:
         return {}
-    return {k: meta[k] for k in ("history", "scheduler", "skip_plan") if k in meta}
+    return {k: meta[k] for k in ("history", "scheduler", "skip_plan", "storage") if k in meta}
 
 
 def _weight_files(path: Path) -> list[Path]:
@@ -218,12 +219,17 @@ def _weight_files(path: Path) -> list[Path]:
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
     from safetensors.torch import load_file
+
+    from slimfusion.models.sparse_storage import decode
 
     state: dict[str, torch.Tensor] = {}
     for file in _weight_files(path):
         try:
-            state.update(load_file(str(file), device="cpu"))
+            with safe_open(str(file), framework="pt") as handle:
+                metadata = handle.metadata()
+            state.update(decode(load_file(str(file), device="cpu"), metadata))
         except Exception as exc:  # safetensors raises several types for truncated / corrupt files
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise CorruptFileError(f"{file}: corrupt or truncated safetensors file ({reason})") from exc
@@ -301,7 +307,11 @@ def _resize_explained_tensors(
 
 # ----------------------------------------------------------------------------------------------------------- save
 def save(
-    model: nn.Module, path: str | Path, overwrite: bool = False, extras: Callable[[Path], None] | None = None
+    model: nn.Module,
+    path: str | Path,
+    overwrite: bool = False,
+    extras: Callable[[Path], None] | None = None,
+    storage: str | None = None,
 ) -> Path:
     """Save `model` as a diffusers-style folder plus `slimfusion.json`, atomically.
 
@@ -311,6 +321,9 @@ def save(
         overwrite (`bool`, defaults to False): replace an existing folder (only once the new one is complete).
         extras (`Callable`, optional): writes more files (e.g. a training state) into the folder before it is
             moved into place, so they appear atomically with the weights.
+        storage (`str`, optional): "dense" (diffusers' own weights file, which plain diffusers loads) or "compact"
+            (sparse tensors as bitmask + non-zero values: the file shrinks with sparsity; slimfusion loads it).
+            Defaults to how the model was stored when loaded, else "dense".
 
     Returns:
         The folder path.
@@ -319,8 +332,14 @@ def save(
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
     family_name(model)  # refuse unsupported classes before anything is written
+    storage = storage or get_meta(model).get("storage") or "dense"
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     with atomic_folder(target) as tmp:
         model.save_pretrained(str(tmp))
+        get_meta(model)["storage"] = storage
+        if storage == "compact":
+            write_compact(model, tmp)
         write_meta(model, tmp)
         if extras is not None:
             extras(tmp)
@@ -340,6 +359,18 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         raise
 
 
+def write_compact(model: nn.Module, folder: Path) -> None:
+    """Replace the weights file(s) save_pretrained wrote by one compact file (see `sparse_storage`)."""
+    from safetensors.torch import save_file
+
+    from slimfusion.models.sparse_storage import SPARSE_FILE, encode
+
+    for file in list(folder.glob("*.safetensors")) + list(folder.glob("*.safetensors.index.json")):
+        file.unlink()
+    tensors, metadata = encode(model.state_dict())
+    save_file(tensors, str(folder / SPARSE_FILE), metadata=metadata)
+
+
 def write_meta(model: nn.Module, folder: Path) -> None:
     """Write `slimfusion.json` (class, shape overrides, history, scheduler, skip plan) for `model` into `folder`."""
     meta = get_meta(model)
@@ -351,6 +382,7 @@ def write_meta(model: nn.Module, folder: Path) -> None:
         "history": meta.get("history", []),
         "scheduler": meta.get("scheduler"),
         "skip_plan": meta.get("skip_plan"),
+        "storage": meta.get("storage", "dense"),
     }
     (folder / META_FILE).write_text(json.dumps(record, indent=2, default=_json_default))
 

@@ -114,6 +114,7 @@ def fit(
     if resume:
         first_step, running = _restore(Path(out), student, optimizer, ema, gen, config, rank, world)
     student, optimizer = accelerator.prepare(student, optimizer)
+    zeros = _sparsity_keeper(model)
     ema.to(accelerator.device)
     data = data.to(accelerator.device)
     start = time.perf_counter()
@@ -142,6 +143,7 @@ def fit(
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(student.parameters(), config.grad_clip)
             optimizer.step()
+            zeros.apply()
             ema.step(model.parameters())
             value = accelerator.reduce(loss.detach(), "mean").item()
             running = value if running is None else 0.98 * running + 0.02 * value
@@ -167,6 +169,25 @@ def fit(
     }
     record_step(model, step_name, config.model_dump() | {"teacher": _teacher_name(teacher)}, effect)
     return model
+
+
+class _SparsityKeeper:
+    """Re-zeroes the weights a `sparsify` step zeroed after every optimizer step, so a sparse model stays sparse
+    (its EMA then stays sparse too: it only ever averages zeros there)."""
+
+    def __init__(self, params: dict[str, nn.Parameter], masks: dict[str, torch.Tensor]):
+        self.pairs = [(params[name], mask.to(params[name].device, params[name].dtype)) for name, mask in masks.items()]
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        for param, mask in self.pairs:
+            param.mul_(mask)
+
+
+def _sparsity_keeper(model: nn.Module) -> _SparsityKeeper:
+    from slimfusion.sparsify import keep_masks
+
+    return _SparsityKeeper(dict(model.named_parameters()), keep_masks(model))
 
 
 def _teacher_name(teacher: nn.Module | None) -> str | None:

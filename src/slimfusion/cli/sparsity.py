@@ -1,0 +1,138 @@
+"""Verbs of unstructured / N:M sparsity: sparsify (and sweep)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from slimfusion.cli.app import app
+from slimfusion.cli.common import ModelArg, OutOpt, OverwriteOpt, make_config, refuse_existing
+from slimfusion.errors import ConfigError
+from slimfusion.progress import console
+
+SparsityOpt = Annotated[
+    str | None,
+    typer.Option(help="fraction zeroed, in [0, 1); or per component, e.g. text_encoder=0.475,unet=0.35"),
+]
+ComponentOpt = Annotated[str, typer.Option(help="text_encoder | unet | transformer | denoiser | all")]
+CalibPromptsOpt = Annotated[
+    Path | None, typer.Option(help="text-to-image: calibration prompts (Wanda, SparseGPT, OWL), one per line")
+]
+
+
+def parse_sparsity(text: str | None) -> dict:
+    """`--sparsity 0.5` -> {"sparsity": 0.5}; `--sparsity text_encoder=0.475,unet=0.35` -> {"sparsities": {...}}."""
+    if text is None:
+        return {}
+    try:
+        if "=" not in text:
+            return {"sparsity": float(text)}
+        pairs = [part.split("=") for part in text.split(",") if part.strip()]
+        return {"sparsities": {name.strip(): float(value) for name, value in pairs}}
+    except ValueError as exc:
+        raise ConfigError(f"--sparsity {text!r}: expected a number or component=number pairs") from exc
+
+
+@app.command("sparsify")
+def sparsify_command(
+    model: ModelArg,
+    out: OutOpt,
+    method: Annotated[str, typer.Option(help="magnitude | wanda | sparsegpt")] = "magnitude",
+    sparsity: SparsityOpt = None,
+    component: ComponentOpt = "denoiser",
+    scope: Annotated[str, typer.Option(help="layer (each matrix alike) | global (magnitude: one threshold)")] = "layer",
+    allocation: Annotated[str, typer.Option(help="uniform | owl (outlier-weighted layer sparsities)")] = "uniform",
+    layers: Annotated[str, typer.Option(help="linear | linear+conv")] = "linear+conv",
+    nm: Annotated[str | None, typer.Option(help="N:M semi-structured: N zeros in every M inputs, e.g. 2:4")] = None,
+    calib_prompts: CalibPromptsOpt = None,
+    calib_class_labels: Annotated[str | None, typer.Option(help="class-conditional: calibration labels")] = None,
+    calib_samples: Annotated[int, typer.Option(help="sampling runs the denoiser is calibrated over")] = 16,
+    calib_steps: Annotated[int, typer.Option(help="DDIM steps of those runs")] = 25,
+    storage: Annotated[str, typer.Option(help="dense (plain diffusers loads it) | compact (bitmask + values)")] = (
+        "dense"
+    ),
+    seed: Annotated[int, typer.Option(help="seed of the calibration runs")] = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Unstructured / N:M sparsity (magnitude, Wanda, SparseGPT; uniform or OWL layer sparsities).
+
+    MODEL may be a pipeline folder: the chosen components are sparsified and --out is a pipeline folder with them
+    replaced and the others copied unchanged. Prints the achieved sparsity per component.
+    """
+    from slimfusion.cli.common import conditions_from_options
+    from slimfusion.models.io import STORAGES
+    from slimfusion.sparsify import SparsityConfig
+
+    refuse_existing(out, overwrite)
+    if storage not in STORAGES:
+        raise ConfigError(f"--storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+    calibration = conditions_from_options(calib_prompts, calib_class_labels)
+    config = make_config(
+        SparsityConfig,
+        method=method,
+        component=component,
+        scope=scope,
+        allocation=allocation,
+        layers=layers,
+        nm=nm,
+        calib_prompts=calibration.get("prompts"),
+        calib_class_labels=calibration.get("class_labels"),
+        calib_samples=calib_samples,
+        calib_steps=calib_steps,
+        seed=seed,
+        **parse_sparsity(sparsity),
+    )
+    changed = sparsify_source(model, config, out, overwrite, storage)
+    print_sparsity(changed)
+    console.print(f"saved {out}")
+
+
+def sparsify_source(source: str, config, out: Path, overwrite: bool, storage: str, progress: bool = True) -> list:
+    """Load `source` as it is held (pipeline or model), sparsify it, save it back the same way; the changed models."""
+    from slimfusion.models.io import save
+    from slimfusion.models.meta import get_meta, history
+    from slimfusion.pipelines import is_pipeline, load_pipeline, replace_components
+    from slimfusion.sparsify import sparsify
+    from slimfusion.sparsify.config import COMPONENTS
+
+    if is_pipeline(source):
+        pipe = load_pipeline(source)
+        sparsify(pipe, config, progress=progress)
+        changed = [getattr(pipe, n) for n in COMPONENTS if _sparsified_now(getattr(pipe, n, None), history)]
+        for model in changed:
+            get_meta(model)["storage"] = storage
+        replace_components(source, changed, out, overwrite=overwrite)
+        return changed
+    from slimfusion.models.io import load
+
+    model = load(source)
+    sparsify(model, config, progress=progress)
+    save(model, out, overwrite=overwrite, storage=storage)
+    return [model]
+
+
+def _sparsified_now(model, history) -> bool:
+    return model is not None and bool(history(model)) and history(model)[-1]["step"] == "sparsify"
+
+
+def print_sparsity(models: list) -> None:
+    from rich.table import Table
+
+    from slimfusion.models.meta import history
+
+    table = Table(title="achieved sparsity")
+    for column in ("component", "target", "sparsified layers", "all parameters", "layers (min - max)"):
+        table.add_column(column, justify="right" if column != "component" else "left")
+    for model in models:
+        effect = history(model)[-1]["effect"]
+        per_layer = list(effect["layers"].values())
+        table.add_row(
+            effect["component"],
+            f"{effect['target']:.3f}",
+            f"{effect['sparsity']:.3f}",
+            f"{effect['sparsity_of_params']:.3f}",
+            f"{len(per_layer)} ({min(per_layer):.3f} - {max(per_layer):.3f})",
+        )
+    console.print(table)
