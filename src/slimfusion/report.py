@@ -3,7 +3,8 @@
 A run folder holds `results.json`: {"title", "quality_metric", "rows": [{"name", "metrics", "samples", "original",
 "plan"}]}, where `metrics` uses the keys of `slimfusion evaluate` (fd, fid, ssim, psnr, params, macs, latency_ms,
 images_per_s, plan_macs_ratio), `samples` is a samples folder and `plan` (optional) the skip plan the row sampled with
-(paths relative to the run folder or absolute); its steps x blocks picture is shown. `slimfusion demo` writes one.
+(paths relative to the run folder or absolute); its steps x blocks picture is shown; optional "figures" lists more
+plots (file names in the run folder) to show. `slimfusion demo` and `slimfusion sweep` write one.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ COLUMNS = [  # (metric key, header, format)
     ("ssim", "SSIM vs original", lambda v: f"{v:.3f}"),
     ("psnr", "PSNR vs original", lambda v: f"{v:.1f} dB"),
     ("plan_macs_ratio", "skip plan: kept MACs", lambda v: f"{v:.1%}"),
+    ("sparsity", "sparsity", lambda v: f"{v:.1%}"),
 ]
 
 
@@ -135,6 +137,8 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
         md += [note, ""]
     if plot:
         md += [f"![quality vs MACs]({PLOT_FILE})", ""]
+    figures = [folder / name for name in results.get("figures", []) if (folder / name).exists()]
+    md += [f"![{f.stem}]({f.name})\n" for f in figures]
     md += ["## Samples (same noise for every model)", ""]
     for r in rows:
         grid = _samples_dir(folder, r)
@@ -148,7 +152,8 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     md_path.write_text("\n".join(md))
 
     html_path = folder / "report.html"
-    page = _html(title, metric_note, rows, columns, original, plot, folder, results.get("notes", []), plans)
+    notes = results.get("notes", [])
+    page = _html(title, metric_note, rows, columns, original, plot, folder, notes, plans, figures)
     html_path.write_text(page)
     return md_path, html_path
 
@@ -158,7 +163,7 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _html(title, metric_note, rows, columns, original, plot, folder, notes, plans) -> str:
+def _html(title, metric_note, rows, columns, original, plot, folder, notes, plans, figures) -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(c[1])}</th>" for c in columns)
     body = "".join(
@@ -188,5 +193,6 @@ def _html(title, metric_note, rows, columns, original, plot, folder, notes, plan
         f"</head><body><h1>{esc(title)}</h1><p>{esc(metric_note)}</p><table><tr><th>model</th>{head}</tr>{body}"
         f"</table>{note_html}"
         + (f"<div class='plot'>{_img(plot, 'quality vs MACs')}</div>" if plot else "")
+        + "".join(f"<div class='plot'>{_img(f, f.stem)}</div>" for f in figures)
         + f"<h2>Samples (same noise for every model)</h2><div>{grids}</div>{plan_html}</body></html>"
     )

@@ -118,6 +118,7 @@ def _sparsified_now(model, history) -> bool:
 
 
 def print_sparsity(models: list) -> None:
+    from rich.console import Console
     from rich.table import Table
 
     from slimfusion.models.meta import history
@@ -135,4 +136,54 @@ def print_sparsity(models: list) -> None:
             f"{effect['sparsity_of_params']:.3f}",
             f"{len(per_layer)} ({min(per_layer):.3f} - {max(per_layer):.3f})",
         )
-    console.print(table)
+    Console().print(table)  # the result goes to stdout, progress and messages to stderr
+
+
+@app.command("sweep")
+def sweep_command(
+    model: ModelArg,
+    out: OutOpt,
+    prompts: Annotated[Path, typer.Option(help="fixed evaluation (and calibration) prompts, one per line")],
+    component: Annotated[str, typer.Option(help="comma list: text_encoder, unet, transformer")] = "unet",
+    methods: Annotated[str, typer.Option(help="comma list of magnitude, wanda, sparsegpt, wanda-owl, ...")] = (
+        "magnitude,wanda"
+    ),
+    sparsities: Annotated[str, typer.Option(help="start:stop:step (stop included) or a comma list")] = "0.1:0.8:0.1",
+    num: Annotated[int, typer.Option(help="samples per point")] = 100,
+    steps: Annotated[int, typer.Option(help="DDIM steps of the samples")] = 25,
+    guidance: Annotated[float, typer.Option(help="classifier-free guidance of the samples")] = 2.0,
+    ref: Annotated[str | None, typer.Option(help="reference data for FD, e.g. digits:all")] = None,
+    collapse_drop: Annotated[float, typer.Option(help="collapse: quality this far below dense")] = 0.1,
+    budget: Annotated[float, typer.Option(help="recommendation: allowed quality drop below dense")] = 0.02,
+    layers: Annotated[str, typer.Option(help="linear | linear+conv")] = "linear+conv",
+    seed: Annotated[int, typer.Option(help="seed of the samples")] = 0,
+) -> None:
+    """Sparsity sweep per component and method: quality at each point, collapse points, a checked recommendation.
+
+    Resumable: run the same command again and finished points are not recomputed. Shardable:
+    `accelerate launch -m slimfusion sweep ...` gives each process a share of the points. Writes sweep.md, plots,
+    summary.json and results.json (`slimfusion report DIR` makes the report with every point's sample grid).
+    """
+    from slimfusion.data.prompts import read_prompts
+    from slimfusion.sparsify.sweep import SweepConfig, parse_sparsities, sweep
+
+    config = make_config(
+        SweepConfig,
+        components=[c.strip() for c in component.split(",") if c.strip()],
+        methods=[m.strip() for m in methods.split(",") if m.strip()],
+        sparsities=parse_sparsities(sparsities),
+        prompts=read_prompts(prompts),
+        num=num,
+        steps=steps,
+        guidance=guidance,
+        ref=ref,
+        collapse_drop=collapse_drop,
+        budget=budget,
+        layers=layers,
+        seed=seed,
+    )
+    summary = sweep(model, config, out)
+    if summary:
+        for series, at in summary["collapse"].items():
+            console.print(f"{series}: collapses at {'-' if at is None else f'{at:.2f}'}")
+        console.print(f"wrote {out / 'sweep.md'}")

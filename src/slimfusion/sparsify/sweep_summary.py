@@ -1,0 +1,217 @@
+"""The summary of a finished sweep: table, quality-vs-sparsity plots, collapse points, a checked recommendation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from slimfusion.sparsify.sweep import SweepConfig, load_dense, measure, point_key, sample_point
+
+METRICS = (("accuracy", "prompt accuracy"), ("fd", "FD (digits features)"), ("ssim", "SSIM vs dense"))
+
+
+def quality_key(dense: dict) -> str:
+    """The metric collapse and budget are judged on: prompt accuracy where it was measured, else SSIM vs dense."""
+    return "accuracy" if dense["metrics"].get("accuracy") is not None else "ssim"
+
+
+def _quality(point: dict, key: str) -> float:
+    return point["metrics"][key]
+
+
+def collapse_points(points: list[dict], dense: dict, config: SweepConfig) -> dict[str, float | None]:
+    """ "component method" -> the first sparsity whose quality is more than `collapse_drop` below dense (or None)."""
+    key = quality_key(dense)
+    floor = _quality(dense, key) - config.collapse_drop
+    out = {}
+    for component in config.components:
+        for method in config.methods:
+            series = sorted(
+                (p for p in points if (p["component"], p["method"]) == (component, method)), key=lambda p: p["target"]
+            )
+            out[f"{component} {method}"] = next((p["target"] for p in series if _quality(p, key) < floor), None)
+    return out
+
+
+def best_within(points: list[dict], dense: dict, config: SweepConfig) -> dict[str, dict]:
+    """component -> its most sparse point (any method) whose quality stays within the budget."""
+    key = quality_key(dense)
+    floor = _quality(dense, key) - config.budget
+    best = {}
+    for component in config.components:
+        ok = [p for p in points if p["component"] == component and _quality(p, key) >= floor]
+        if ok:
+            best[component] = max(ok, key=lambda p: (p["target"], _quality(p, key)))
+    return best
+
+
+def summarise(source: str, config: SweepConfig, out: Path, progress: bool = True) -> dict:
+    """Read every point, check the recommended combination by sampling it, write sweep.md, plots, results.json."""
+    folder = out / "points"
+    dense = json.loads((folder / "dense.json").read_text())
+    points = [json.loads((folder / f"{point_key(*p)}.json").read_text()) for p in config.points()]
+    collapse = collapse_points(points, dense, config)
+    best = best_within(points, dense, config)
+    combined = _combined(source, config, out, best, progress) if len(best) > 1 else None
+    plots = [
+        plot_series(points, dense, config, key, label, out)
+        for key, label in METRICS
+        if dense["metrics"].get(key) is not None
+    ]
+    summary = {
+        "dense": dense,
+        "points": points,
+        "collapse": collapse,
+        "recommended": best,
+        "combined": combined,
+        "quality": quality_key(dense),
+        "plots": [p.name for p in plots],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    _write_results(out, config, dense, points, combined, plots)
+    (out / "sweep.md").write_text(markdown(summary, config, source))
+    return summary
+
+
+def _combined(source: str, config: SweepConfig, out: Path, best: dict, progress: bool) -> dict:
+    """Sample the recommended per-component sparsities together (once; cached in points/combined.json)."""
+    from slimfusion.models.meta import history
+    from slimfusion.pipelines import load_pipeline
+    from slimfusion.sparsify import sparsify
+
+    file = out / "points" / "combined.json"
+    wanted = {c: [p["method"], p["target"]] for c, p in best.items()}
+    if file.exists():
+        saved = json.loads(file.read_text())
+        if saved.get("wanted") == wanted:
+            return saved
+    pipe = load_pipeline(source)
+    zeros = params = 0
+    for component, (method, target) in wanted.items():
+        sparsify(pipe, config.sparsity_config(component, method, target), progress=False)
+        effect = history(getattr(pipe, component))[-1]["effect"]
+        zeros += effect["zeroed"]
+        params += sum(p.numel() for p in getattr(pipe, component).parameters())
+    images = sample_point(pipe, config, progress)
+    record = {
+        "wanted": wanted,
+        "sparsity_of_params": zeros / params,
+        "metrics": measure(images, load_dense(out), config),
+    }
+    file.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def plot_series(points: list[dict], dense: dict, config: SweepConfig, key: str, label: str, out: Path) -> Path:
+    """One panel per component: `key` against sparsity, a line per method, the dense model as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(config.components), figsize=(4.6 * len(config.components), 3.6), dpi=120, squeeze=False
+    )
+    for ax, component in zip(axes[0], config.components, strict=True):
+        for method in config.methods:
+            series = sorted(
+                (p for p in points if (p["component"], p["method"]) == (component, method)), key=lambda p: p["target"]
+            )
+            ax.plot([p["target"] for p in series], [p["metrics"][key] for p in series], marker="o", ms=3, label=method)
+        if dense["metrics"].get(key) is not None:
+            ax.axhline(dense["metrics"][key], ls="--", c="grey", lw=1, label="dense")
+        ax.set_title(component)
+        ax.set_xlabel("sparsity")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if key == "fd":
+            ax.set_yscale("log")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path = out / f"sweep_{key}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _write_results(out: Path, config: SweepConfig, dense: dict, points: list[dict], combined, plots) -> None:
+    """results.json in the form `slimfusion report` reads: a row per point, its sample grid, the plots."""
+
+    def row(name, point, samples, original=False):
+        metrics = {k: point["metrics"].get(k) for k, _ in METRICS} | {"sparsity": point.get("sparsity_of_params")}
+        return {"name": name, "metrics": metrics, "samples": samples, "original": original}
+
+    rows = [row("dense", dense, "points/dense", original=True)]
+    rows += [
+        row(
+            f"{p['component']} {p['method']} {p['target']:.2f}",
+            p,
+            f"points/{point_key(p['component'], p['method'], p['target'])}",
+        )
+        for p in points
+    ]
+    if combined:
+        name = " + ".join(f"{c} {m} {t:.2f}" for c, (m, t) in combined["wanted"].items())
+        rows.append(row(f"recommended: {name}", combined, None))
+    results = {
+        "title": "Sparsity sweep",
+        "quality_metric": f"{config.num} DDIM-{config.steps} samples per point (guidance {config.guidance:g}, "
+        f"{len(config.prompts)} fixed prompts, fixed seeds); SSIM vs the dense model from identical noise and prompts; "
+        "FD in digits-feature space (not FID); sparsity column: share of the component's parameters zeroed.",
+        "rows": rows,
+        "figures": [p.name for p in plots],
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+
+
+def _combined_ok(summary: dict, config: SweepConfig) -> bool:
+    key = summary["quality"]
+    return summary["combined"]["metrics"][key] >= _quality(summary["dense"], key) - config.budget
+
+
+def _fmt(value, kind: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1%}" if kind == "accuracy" else f"{value:.3f}"
+
+
+def markdown(summary: dict, config: SweepConfig, source: str) -> str:
+    dense, key = summary["dense"], summary["quality"]
+    lines = [
+        f"# Sparsity sweep of {source}",
+        "",
+        f"{config.num} samples per point, DDIM {config.steps}, guidance {config.guidance:g}, "
+        f"{len(config.prompts)} prompts; collapse: {key} more than {config.collapse_drop:g} below dense; "
+        f"budget: {config.budget:g}.",
+        "",
+        "| component | method | sparsity | of all params | prompt accuracy | FD | SSIM vs dense |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        f"| dense | - | 0 | 0 | {_fmt(dense['metrics']['accuracy'], 'accuracy')} | "
+        f"{_fmt(dense['metrics']['fd'], 'fd')} | 1 |",
+    ]
+    for p in summary["points"]:
+        m = p["metrics"]
+        lines.append(
+            f"| {p['component']} | {p['method']} | {p['target']:.2f} | {p['sparsity_of_params']:.3f} | "
+            f"{_fmt(m['accuracy'], 'accuracy')} | {_fmt(m['fd'], 'fd')} | {_fmt(m['ssim'], 'ssim')} |"
+        )
+    lines += ["", "## Collapse points", "", "| series | collapses at |", "|---|---:|"]
+    lines += [
+        f"| {s} | {'not within the sweep' if v is None else f'{v:.2f}'} |" for s, v in summary["collapse"].items()
+    ]
+    lines += ["", "## Recommendation", ""]
+    for component, p in summary["recommended"].items():
+        lines.append(f"- {component}: {p['method']} at {p['target']:.2f} ({key} {_fmt(p['metrics'][key], key)})")
+    if not summary["recommended"]:
+        lines.append("- no point stays within the budget")
+    combined = summary["combined"]
+    if combined:
+        m = combined["metrics"]
+        lines += [
+            "",
+            f"Together: {combined['sparsity_of_params']:.1%} of the components' parameters zeroed; "
+            f"prompt accuracy {_fmt(m['accuracy'], 'accuracy')}, FD {_fmt(m['fd'], 'fd')}, "
+            f"SSIM {_fmt(m['ssim'], 'ssim')} (measured, not assumed).",
+        ]
+    lines += [""] + [f"![{name}]({name})" for name in summary["plots"]]
+    return "\n".join(lines) + "\n"
