@@ -16,7 +16,10 @@ from slimfusion.cli.common import ModelArg, OutOpt, first_error, refuse_existing
 def prune_command(
     model: ModelArg,
     out: OutOpt,
-    method: Annotated[str, typer.Option(help="random | magnitude | taylor | diff-pruning | reinit")] = "diff-pruning",
+    method: Annotated[
+        str,
+        typer.Option(help="width: random | magnitude | taylor | diff-pruning | reinit; depth: depth | depth-learned"),
+    ] = "diff-pruning",
     ratio: Annotated[float, typer.Option(help="fraction of channels removed per layer group, in (0, 1)")] = 0.3,
     data: Annotated[
         str | None, typer.Option(help="calibration images: digits or a folder (taylor, diff-pruning)")
@@ -39,9 +42,14 @@ def prune_command(
     min_group_channels: Annotated[
         int, typer.Option(help="merge GroupNorm groups left with fewer channels than this (1: keep group counts)")
     ] = 2,
+    target_macs: Annotated[float | None, typer.Option(help="depth: keep this share of the MACs, in (0, 1)")] = None,
+    remove: Annotated[
+        str | None, typer.Option(help="depth: comma list of units, e.g. mid_block,down_blocks.1.1+up_blocks.1.0")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
 ) -> None:
-    """Structural pruning (Diff-Pruning and baselines); prints the widths and the params / MACs reduction.
+    """Structural pruning: width (Diff-Pruning and baselines) or depth (whole layers / blocks); prints what changed
+    and the params / MACs reduction.
 
     MODEL may be a pipeline folder: its unet / transformer is pruned and --out is a pipeline folder with the pruned
     component in place and the others copied unchanged.
@@ -54,11 +62,26 @@ def prune_command(
     from slimfusion.models.io import load
     from slimfusion.models.meta import history
     from slimfusion.pipelines import denoiser_name_of, is_pipeline
-    from slimfusion.prune import StructuralConfig, prune
+    from slimfusion.prune import DepthConfig, StructuralConfig, prune
 
     refuse_existing(out, overwrite)
+    depth = method in ("depth", "depth-learned")
+    if not depth and (target_macs is not None or remove is not None):
+        raise ConfigError("--target-macs and --remove are for --method depth / depth-learned")
     try:
-        config = StructuralConfig(
+        config = (
+            DepthConfig(
+                method="learned" if method == "depth-learned" else "greedy",
+                target_macs=target_macs,
+                remove=[n.strip() for n in remove.split(",") if n.strip()] if remove else None,
+                batch_size=min(batch_size, 32),
+                calib_batches=calib_batches,
+                calib_sample_steps=calib_sample_steps,
+                seed=seed,
+            )
+            if depth
+            else None
+        ) or StructuralConfig(
             method=method,
             ratio=ratio,
             threshold=threshold,
@@ -86,6 +109,10 @@ def prune_command(
             )
     if images is not None and conditions is not None:
         raise ConfigError("--data and --prompts / --class-labels exclude each other (conditions come with samples)")
+    if depth and config.remove is None and images is None and conditions is None:
+        raise ConfigError(
+            "--target-macs scores layers on calibration data: give --data (or --prompts / --class-labels)"
+        )
     prune(denoiser, config, data=images, conditions=conditions)
     save_like_source(model, denoiser, out, overwrite)
     meta_folder = out / denoiser_name_of(out) if is_pipeline(out) else out
@@ -116,8 +143,14 @@ MAX_WIDTH_ROWS = 40
 def _print_prune_effect(effect: dict, out: Path) -> None:
     from rich.table import Table
 
-    changed = effect["widths"]
-    widths = Table(title=f"pruned widths ({len(changed)} layers changed)")
+    if "removed" in effect:
+        changed = {name: ["present", "removed"] for name in effect["removed"]}
+        title = f"removed layers ({len(changed)}); diffusers config "
+        title += "says the new depth" if effect["diffusers_config"] else "cannot say it (slimfusion.json does)"
+    else:
+        changed = effect["widths"]
+        title = f"pruned widths ({len(changed)} layers changed)"
+    widths = Table(title=title)
     widths.add_column("layer")
     widths.add_column("before", justify="right")
     widths.add_column("after", justify="right")
@@ -138,4 +171,7 @@ def _print_prune_effect(effect: dict, out: Path) -> None:
     out_console.print(summary)
     if effect.get("timesteps_used") is not None:
         out_console.print(f"gradients accumulated over {effect['timesteps_used']} timesteps")
+    if effect.get("target_met") is False:
+        kept = effect["macs_after"] / effect["macs_before"]
+        out_console.print(f"note: whole layers reach {kept:.3f} of the MACs, not the target (no further layer fits)")
     out_console.print(f"saved {out} ({effect['wall_s']:.1f}s)")

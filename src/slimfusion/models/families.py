@@ -130,6 +130,92 @@ def _dit_skip_units(model: nn.Module, fine: bool = False) -> list[str]:
     return [f"transformer_blocks.{i}" for i in range(len(model.transformer_blocks))]
 
 
+@dataclass(frozen=True)
+class DepthUnit:
+    """One removable piece of a model's depth.
+
+    Args:
+        name (`str`): how users name it (`--remove`): "transformer_blocks.3", "mid_block", or a UNet layer pair
+            "down_blocks.1.1+up_blocks.1.0" (a down block's resnet (+ attention) layer and the up-block layer that
+            consumes its skip connection: removing one without the other would leave a skip tensor unconsumed).
+        layers (`tuple[str, ...]`): the module lists items removed, e.g. ("down_blocks.1.resnets.1",
+            "down_blocks.1.attentions.1", ...), or ("mid_block",).
+        bypass (`tuple[tuple[str, str, int], ...]`): per removed layer (first module, last module, channels of the
+            hidden state it passes on when bypassed): what an identity bypass hooks.
+        valid (`bool`): whether bypassing it keeps every shape (a layer that changes channel counts cannot go).
+        stage (`str`, optional): the down block whose layer count it lowers (a stage keeps at least one layer).
+        why (`str`): for an invalid unit, why it cannot go.
+    """
+
+    name: str
+    layers: tuple[str, ...]
+    bypass: tuple[tuple[str, str, int], ...]
+    valid: bool
+    stage: str | None = None
+    why: str = ""
+
+
+def _layer_modules(block: nn.Module, path: str, index: int) -> tuple[list[str], str]:
+    names = [f"{path}.resnets.{index}"]
+    attentions = getattr(block, "attentions", None)
+    if attentions is not None and len(attentions) > index:
+        names.append(f"{path}.attentions.{index}")
+    return names, names[-1]
+
+
+def _unet_depth_units(model: nn.Module) -> list[DepthUnit]:
+    """The mid block, and per stage each down layer paired with the up layer that consumes its skip tensor.
+
+    Up layer i of a stage's up block consumes the skip tensor of down layer L - 1 - i (diffusers pops them from the
+    end), so down layer j pairs with up layer L - 1 - j; removing both keeps every other pairing as it was.
+    """
+    units = []
+    if model.mid_block is not None:
+        channels = model.mid_block.resnets[0].in_channels
+        units.append(DepthUnit("mid_block", ("mid_block",), (("mid_block", "mid_block", channels),), True))
+    count = len(model.down_blocks)
+    for b, down in enumerate(model.down_blocks):
+        up, u = model.up_blocks[count - 1 - b], count - 1 - b
+        layers = len(down.resnets)
+        if len(up.resnets) != layers + 1:
+            continue
+        for j in range(layers):
+            k = layers - 1 - j
+            down_names, down_last = _layer_modules(down, f"down_blocks.{b}", j)
+            up_names, up_last = _layer_modules(up, f"up_blocks.{u}", k)
+            resnet_down, resnet_up = down.resnets[j], up.resnets[k]
+            hidden_up = resnet_up.in_channels - resnet_down.out_channels
+            valid = resnet_down.in_channels == resnet_down.out_channels and hidden_up == resnet_up.out_channels
+            units.append(
+                DepthUnit(
+                    f"down_blocks.{b}.{j}+up_blocks.{u}.{k}",
+                    tuple(down_names + up_names),
+                    ((down_names[0], down_last, resnet_down.in_channels), (up_names[0], up_last, hidden_up)),
+                    valid,
+                    stage=f"down_blocks.{b}",
+                    why="" if valid else "one of its layers changes the channel count, so nothing can take its place",
+                )
+            )
+    return units
+
+
+def _dit_depth_units(model: nn.Module) -> list[DepthUnit]:
+    """Every transformer block but the first: diffusers' DiT takes the output layer's timestep / class conditioning
+    from `transformer_blocks[0].norm1.emb`, so removing block 0 would change more than one block."""
+    width = getattr(model, "inner_dim", 0)
+    first = "its norm embeds the timestep and class for the output layer too"
+    return [
+        DepthUnit(
+            f"transformer_blocks.{i}",
+            (f"transformer_blocks.{i}",),
+            ((f"transformer_blocks.{i}",) * 2 + (width,),),
+            i > 0,
+            why="" if i > 0 else first,
+        )
+        for i in range(len(model.transformer_blocks))
+    ]
+
+
 @contextlib.contextmanager
 def no_label_dropout(model: nn.Module) -> Iterator[None]:
     """Switch off the label dropout that diffusers' label embeddings apply in training mode (DiT), for the run.
@@ -196,6 +282,7 @@ class Family:
         feature_blocks (`Callable`, optional): names of the blocks whose outputs feature distillation matches;
             None where fine-tuning is not supported yet (it needs the family's training conditioning).
         skip_units (`Callable`, optional): (model, fine) -> names of the blocks a timestep-wise skip plan may reuse.
+        depth_units (`Callable`, optional): model -> the `DepthUnit`s depth pruning may remove.
     """
 
     class_path: str
@@ -205,6 +292,7 @@ class Family:
     pruning: Pruning | None = None
     feature_blocks: Callable[[nn.Module], list[str]] | None = None
     skip_units: Callable[..., list[str]] | None = None
+    depth_units: Callable[[nn.Module], list[DepthUnit]] | None = None
 
     @property
     def denoiser(self) -> bool:
@@ -229,6 +317,7 @@ FAMILIES: dict[str, Family] = {
         pruning=Pruning(_unet2d_ignored, _equal_subgroups),
         feature_blocks=_unet_blocks,
         skip_units=_unet_skip_units,
+        depth_units=_unet_depth_units,
     ),
     "UNet2DConditionModel": Family(
         "diffusers:UNet2DConditionModel",
@@ -238,6 +327,7 @@ FAMILIES: dict[str, Family] = {
         pruning=Pruning(_unet2d_ignored, _equal_subgroups),
         feature_blocks=_unet_blocks,
         skip_units=_unet_skip_units,
+        depth_units=_unet_depth_units,
     ),
     "DiTTransformer2DModel": Family(
         "diffusers:DiTTransformer2DModel",
@@ -247,6 +337,7 @@ FAMILIES: dict[str, Family] = {
         pruning=Pruning(_dit_ignored, _equal_subgroups),
         feature_blocks=_dit_blocks,
         skip_units=_dit_skip_units,
+        depth_units=_dit_depth_units,
     ),
     # Older DiT checkpoints (facebook/DiT-XL-2-256) name the generic class; diffusers maps it to the DiT class.
     "Transformer2DModel": Family("diffusers:DiTTransformer2DModel", "diffusers", _dit_inputs, _dit_denoise),

@@ -170,6 +170,7 @@ def load_model_folder(path: Path) -> nn.Module:
     state = _read_weights(path)
     if FAMILIES[class_name].library == "transformers":
         state = _strip_legacy_prefix(state, model)
+    replay_removals(model, (meta or {}).get("removed_modules", []))
     overrides = (meta or {}).get("shape_overrides", {})
     _apply_overrides(model, overrides)
     _resize_explained_tensors(model, state, overrides, path)
@@ -195,7 +196,29 @@ def _strip_legacy_prefix(state: dict[str, torch.Tensor], model: nn.Module) -> di
 def _meta_fields(meta: dict[str, Any] | None) -> dict[str, Any]:
     if not meta:
         return {}
-    return {k: meta[k] for k in ("history", "scheduler", "skip_plan", "storage") if k in meta}
+    return {k: meta[k] for k in ("history", "scheduler", "skip_plan", "storage", "removed_modules") if k in meta}
+
+
+def replay_removals(model: nn.Module, steps: list[list[str]]) -> None:
+    """Delete the modules depth pruning removed where the config cannot say it: each step's list of module-list
+    items (indices as that step saw them, highest first) or whole blocks (set to None), in order."""
+    for removed in steps:
+        for path in sorted(removed, key=_removal_order):
+            parent, _, last = path.rpartition(".")
+            try:
+                holder = model.get_submodule(parent) if parent else model
+                if last.isdigit():
+                    del holder[int(last)]
+                else:
+                    setattr(holder, last, None)
+            except (AttributeError, IndexError, TypeError) as exc:
+                raise CorruptFileError(f"{META_FILE}: removed module {path!r} is not in the architecture") from exc
+
+
+def _removal_order(path: str) -> tuple[str, int]:
+    """Sort key that deletes the highest index of each module list first (lower indices stay valid)."""
+    parent, _, last = path.rpartition(".")
+    return (parent, -int(last)) if last.isdigit() else (path, 0)
 
 
 def _weight_files(path: Path) -> list[Path]:
@@ -255,6 +278,7 @@ def shape_overrides(model: nn.Module) -> dict[str, dict[str, Any]]:
     with torch.device("meta"):
         family = FAMILIES[family_name(model)]
         fresh = build(family, family.config_dict(model))
+        replay_removals(fresh, get_meta(model).get("removed_modules", []))
     fresh_modules = dict(fresh.named_modules())
     overrides: dict[str, dict[str, Any]] = {}
     for name, module in model.named_modules():
@@ -384,6 +408,8 @@ def write_meta(model: nn.Module, folder: Path) -> None:
         "skip_plan": meta.get("skip_plan"),
         "storage": meta.get("storage", "dense"),
     }
+    if meta.get("removed_modules"):
+        record["removed_modules"] = meta["removed_modules"]
     (folder / META_FILE).write_text(json.dumps(record, indent=2, default=_json_default))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Compat = Literal["torch-pruning", "paper"]
 
@@ -54,3 +54,45 @@ class StructuralConfig(BaseModel):
         if value not in METHODS:
             raise ValueError(f"unknown method {value!r}; choose one of {', '.join(METHODS)}")
         return value
+
+
+class DepthConfig(BaseModel):
+    """How to prune depth (whole layers / blocks; see docs/pruning.md).
+
+    Args:
+        method (`str`, defaults to "greedy"): "greedy" (remove the candidate whose bypass raises the calibration
+            loss least per MACs saved, repeatedly) or "learned" (gates trained on the distillation loss).
+        target_macs (`float`, optional): keep this share of the MACs, in (0, 1); met within `tolerance`.
+        remove (`list[str]`, optional): explicit units instead ("mid_block", "transformer_blocks.3",
+            "down_blocks.1.1+up_blocks.1.0"); no calibration then.
+        tolerance (`float`, defaults to 0.02): how far below the target the kept MACs may fall.
+        timesteps (`int`, defaults to 8): timesteps (evenly spread over training's) the calibration loss uses.
+        batch_size (`int`, defaults to 32): calibration samples per timestep.
+        calib_batches (`int`, defaults to 1): with self-sampled calibration, batches of samples to generate.
+        calib_sample_steps (`int`, defaults to 25): DDIM steps of self-sampled calibration images.
+        learn_steps (`int`, defaults to 100), learn_lr (`float`, 0.1), init_logit (`float`, 3.0),
+            macs_weight (`float`, 10.0): the learned variant's optimisation (Adam on the gate logits).
+        seed (`int`, defaults to 0): seeds calibration batches and noise.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    version: int = 1
+    method: Literal["greedy", "learned"] = "greedy"
+    target_macs: float | None = Field(None, gt=0, lt=1)
+    remove: list[str] | None = Field(None, min_length=1)
+    tolerance: float = Field(0.02, ge=0, lt=1)
+    timesteps: int = Field(8, ge=1)
+    batch_size: int = Field(32, ge=1)
+    calib_batches: int = Field(1, ge=1)
+    calib_sample_steps: int = Field(25, ge=1)
+    learn_steps: int = Field(100, ge=1)
+    learn_lr: float = Field(0.1, gt=0)
+    init_logit: float = 3.0
+    macs_weight: float = Field(10.0, ge=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_way(self) -> DepthConfig:
+        if (self.target_macs is None) == (self.remove is None):
+            raise ValueError("give --target-macs R or --remove NAMES (one of them)")
+        return self

@@ -20,7 +20,7 @@ from slimfusion.metrics.cost import count_macs, count_params
 from slimfusion.models.families import example_inputs, family_of
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.prune.calibration import accumulate_gradients
-from slimfusion.prune.config import StructuralConfig
+from slimfusion.prune.config import DepthConfig, StructuralConfig
 from slimfusion.prune.fixups import sync_attributes
 from slimfusion.prune.importance import METHODS
 
@@ -98,7 +98,7 @@ def _reinitialise(model: nn.Module) -> None:
 
 def prune(
     model: nn.Module,
-    config: StructuralConfig,
+    config: StructuralConfig | DepthConfig,
     data: torch.Tensor | None = None,
     progress: bool = True,
     conditions: torch.Tensor | None = None,
@@ -117,7 +117,13 @@ def prune(
 
     Returns:
         The same model object, pruned.
+
+    A `DepthConfig` instead removes whole layers / blocks (`slimfusion.prune.depth.prune_depth`).
     """
+    if isinstance(config, DepthConfig):
+        from slimfusion.prune.depth import prune_depth
+
+        return prune_depth(model, config, data=data, conditions=conditions, progress=progress)
     family = family_of(model)
     if family.pruning is None:
         raise ConfigError(f"structural pruning does not support {type(model).__name__}")
