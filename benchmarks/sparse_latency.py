@@ -98,7 +98,7 @@ def main() -> None:
         "",
         "Command: `.venv/bin/python benchmarks/sparse_latency.py`",
         "",
-        " ".join(__doc__.split("\n\n")[2].split()),
+        " ".join(__doc__.split("\n\n")[3].split()),
         "",
         "## Linear layer: dense matmul time / CSR matmul time",
         "",

@@ -170,3 +170,16 @@ def test_finetune_keeps_the_zeros():
     assert all(torch.equal(after[k], before[k]) for k in before)
     dense_layer = model.get_submodule(next(iter(history(model)[0]["effect"]["layers"])))
     assert dense_layer.weight.ne(0).any()
+
+
+def test_dit_pipelines_sparsify_their_transformer_with_class_label_calibration():
+    from conftest import tiny_dit_pipeline
+
+    pipe = tiny_dit_pipeline()
+    with pytest.raises(ConfigError, match="--calib-class-labels"):
+        sparsify(pipe, SparsityConfig(method="wanda", sparsity=0.5), progress=False)
+    config = SparsityConfig(method="wanda", sparsity=0.5, calib_class_labels=[1, 2], calib_samples=2, calib_steps=2)
+    sparsify(pipe, config, progress=False)
+    effect = history(pipe.transformer)[-1]["effect"]
+    assert effect["component"] == "transformer" and abs(effect["sparsity"] - 0.5) < 0.005
+    assert not effect["uncalibrated_layers"]

@@ -33,16 +33,20 @@ def collapse_points(points: list[dict], dense: dict, config: SweepConfig) -> dic
     return out
 
 
-def best_within(points: list[dict], dense: dict, config: SweepConfig) -> dict[str, dict]:
-    """component -> its most sparse point (any method) whose quality stays within the budget."""
+def within_budget(points: list[dict], dense: dict, config: SweepConfig) -> dict[str, list[dict]]:
+    """component -> its points (any method) whose quality stays within the budget, most sparse first."""
     key = quality_key(dense)
     floor = _quality(dense, key) - config.budget
-    best = {}
+    out = {}
     for component in config.components:
         ok = [p for p in points if p["component"] == component and _quality(p, key) >= floor]
-        if ok:
-            best[component] = max(ok, key=lambda p: (p["target"], _quality(p, key)))
-    return best
+        out[component] = sorted(ok, key=lambda p: (-p["target"], -_quality(p, key)))
+    return out
+
+
+def best_within(points: list[dict], dense: dict, config: SweepConfig) -> dict[str, dict]:
+    """component -> its most sparse point (any method) whose quality stays within the budget."""
+    return {c: ok[0] for c, ok in within_budget(points, dense, config).items() if ok}
 
 
 def summarise(source: str, config: SweepConfig, out: Path, progress: bool = True) -> dict:
@@ -52,7 +56,7 @@ def summarise(source: str, config: SweepConfig, out: Path, progress: bool = True
     points = [json.loads((folder / f"{point_key(*p)}.json").read_text()) for p in config.points()]
     collapse = collapse_points(points, dense, config)
     best = best_within(points, dense, config)
-    combined = _combined(source, config, out, best, progress) if len(best) > 1 else None
+    combined = _combination(source, config, out, within_budget(points, dense, config), dense, progress)
     plots = [
         plot_series(points, dense, config, key, label, out)
         for key, label in METRICS
@@ -73,18 +77,50 @@ def summarise(source: str, config: SweepConfig, out: Path, progress: bool = True
     return summary
 
 
-def _combined(source: str, config: SweepConfig, out: Path, best: dict, progress: bool) -> dict:
-    """Sample the recommended per-component sparsities together (once; cached in points/combined.json)."""
+MAX_CHECKS = 8  # combinations sampled at most while looking for one within the budget
+
+
+def _combination(source: str, config: SweepConfig, out: Path, ok: dict[str, list[dict]], dense: dict, progress):
+    """The most sparse combination of per-component points within budget that also stays within it together.
+
+    Per-component results do not add up, so combinations are sampled, most zeroed parameters first, until one
+    passes (at most MAX_CHECKS). Returns the passing one, or the last tried with `within_budget` False.
+    """
+    import itertools
+
+    if sum(1 for v in ok.values() if v) < 2:
+        return None
+    sizes = _component_sizes(source, list(ok))
+    combos = [dict(zip(ok, picks, strict=True)) for picks in itertools.product(*ok.values())]
+    zeroed = lambda combo: sum(p["sparsity_of_params"] * sizes[c] for c, p in combo.items())  # noqa: E731
+    combos.sort(key=zeroed, reverse=True)
+    key, record = quality_key(dense), None
+    for combo in combos[:MAX_CHECKS]:
+        record = _combined(source, config, out, combo, progress)
+        record["within_budget"] = record["metrics"][key] >= _quality(dense, key) - config.budget
+        if record["within_budget"]:
+            break
+    return record
+
+
+def _component_sizes(source: str, components: list[str]) -> dict[str, int]:
+    from slimfusion.pipelines import load_pipeline
+
+    pipe = load_pipeline(source)
+    return {c: sum(p.numel() for p in getattr(pipe, c).parameters()) for c in components}
+
+
+def _combined(source: str, config: SweepConfig, out: Path, combo: dict, progress: bool) -> dict:
+    """Sample one combination of per-component points together (cached under points/combined-*.json)."""
     from slimfusion.models.meta import history
     from slimfusion.pipelines import load_pipeline
     from slimfusion.sparsify import sparsify
 
-    file = out / "points" / "combined.json"
-    wanted = {c: [p["method"], p["target"]] for c, p in best.items()}
+    wanted = {c: [p["method"], p["target"]] for c, p in combo.items()}
+    name = "-".join(f"{c}_{m}_{t:.3f}" for c, (m, t) in wanted.items())
+    file = out / "points" / f"combined-{name}.json"
     if file.exists():
-        saved = json.loads(file.read_text())
-        if saved.get("wanted") == wanted:
-            return saved
+        return json.loads(file.read_text())
     pipe = load_pipeline(source)
     zeros = params = 0
     for component, (method, target) in wanted.items():
@@ -93,11 +129,8 @@ def _combined(source: str, config: SweepConfig, out: Path, best: dict, progress:
         zeros += effect["zeroed"]
         params += sum(p.numel() for p in getattr(pipe, component).parameters())
     images = sample_point(pipe, config, progress)
-    record = {
-        "wanted": wanted,
-        "sparsity_of_params": zeros / params,
-        "metrics": measure(images, load_dense(out), config),
-    }
+    metrics = measure(images, load_dense(out), config)
+    record = {"wanted": wanted, "sparsity_of_params": zeros / params, "metrics": metrics}
     file.write_text(json.dumps(record, indent=2))
     return record
 
@@ -162,11 +195,6 @@ def _write_results(out: Path, config: SweepConfig, dense: dict, points: list[dic
         "figures": [p.name for p in plots],
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
-
-
-def _combined_ok(summary: dict, config: SweepConfig) -> bool:
-    key = summary["quality"]
-    return summary["combined"]["metrics"][key] >= _quality(summary["dense"], key) - config.budget
 
 
 def _fmt(value, kind: str) -> str:

@@ -1,0 +1,182 @@
+"""Depth against width pruning on builtin:digits-ddpm, each recovered with the same budget.
+
+Regenerates benchmarks/results/depth_vs_width_digits.md (+ depth_vs_width_digits.png):
+
+    .venv/bin/python benchmarks/depth_vs_width_digits.py --steps 1000 --num 1000
+
+Rows: width (Diff-Pruning, T = 0.05, the ratio whose MACs come closest to the target); depth chosen greedily and by
+learned gates at 80% of the MACs (where the choice matters), and depth at its limit (every stage down to one layer
+and no mid block: whole layers cannot go further on this UNet); depth at its limit then width to ~50% and ~30%.
+Every row is then fine-tuned `--steps` steps (the original took 8,000) with output distillation W = 0.5 from the
+original, batch 64, lr 2e-4, seed 0. Columns: params, MACs, wall-clock speedup of a batch of 64 (original and pruned
+interleaved in one run, median of 3 rounds), FD (digits features, not FID) of `--num` DDIM-50 samples vs all 1,797
+digits with the noise floor, SSIM vs the original's samples from identical noise. Rows are cached under `--work`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from diffpruning_digits import quality, samples_of, speedup
+
+from slimfusion.data import load_images
+from slimfusion.metrics.cost import count_macs, count_params
+from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
+from slimfusion.models.io import load, save
+from slimfusion.prune import DepthConfig, StructuralConfig, prune
+from slimfusion.sample import SampleConfig, sample
+from slimfusion.train import FinetuneConfig, finetune
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULT = ROOT / "benchmarks" / "results" / "depth_vs_width_digits.md"
+DEPTH_LIMIT = 0.6  # below what whole layers can reach: greedy removes all it can
+ROWS = {  # label -> list of (kind, value): steps applied in order; "width@" values are overall MACs targets
+    "width ~50%": [("width@", 0.5)],
+    "width ~30%": [("width@", 0.3)],
+    "depth greedy ~80%": [("depth", {"method": "greedy", "target_macs": 0.8})],
+    "depth learned ~80%": [("depth", {"method": "learned", "target_macs": 0.8})],
+    "depth, its limit": [("depth", {"method": "greedy", "target_macs": DEPTH_LIMIT})],
+    "depth limit + width ~50%": [("depth", {"method": "greedy", "target_macs": DEPTH_LIMIT}), ("width@", 0.5)],
+    "depth limit + width ~30%": [("depth", {"method": "greedy", "target_macs": DEPTH_LIMIT}), ("width@", 0.3)],
+}
+
+
+def width_ratio(model, target_macs: int) -> float:
+    """The pruning ratio whose magnitude-pruned widths (diff-pruning gives the same widths) come closest to it."""
+    import copy
+
+    best, best_gap = 0.0, float("inf")
+    for ratio in [round(0.02 * i, 2) for i in range(1, 40)]:
+        trial = copy.deepcopy(model)
+        prune(trial, StructuralConfig(method="magnitude", ratio=ratio), progress=False)
+        gap = abs(count_macs(trial) - target_macs)
+        if gap < best_gap:
+            best, best_gap = ratio, gap
+    return best
+
+
+def build_row(label: str, base_macs: int, images: torch.Tensor):
+    model = load("builtin:digits-ddpm")
+    settings = []
+    for kind, value in ROWS[label]:
+        if kind == "depth":
+            prune(model, DepthConfig(**value), data=images, progress=False)
+            settings.append(f"depth {value['method']} -> {count_macs(model) / base_macs:.3f}")
+        else:
+            ratio = width_ratio(model, value * base_macs)
+            prune(model, StructuralConfig(method="diff-pruning", ratio=ratio), data=images, progress=False)
+            settings.append(f"diff-pruning ratio {ratio:g}")
+    return model, settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--num", type=int, default=1000)
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "depth_vs_width")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    args.work.mkdir(parents=True, exist_ok=True)
+    teacher = load("builtin:digits-ddpm")
+    images = load_images("digits:train", 16, 1)
+    reference = feature_stats(digit_features(load_images("digits:all", 16, 1)))
+    original = samples_of(teacher, args.num)
+    second = sample(teacher, SampleConfig(num=args.num, steps=50, seed=2000, batch_size=250))
+    base = {
+        "params": count_params(teacher),
+        "macs": count_macs(teacher),
+        "fd": frechet_distance(*feature_stats(digit_features(original)), *reference),
+        "floor": frechet_distance(*feature_stats(digit_features(original)), *feature_stats(digit_features(second))),
+    }
+    rows = []
+    for label in ROWS:
+        cache = args.work / f"{label.replace(' ', '_').replace('~', '').replace('%', '').replace(',', '')}.json"
+        if cache.exists():
+            rows.append(json.loads(cache.read_text()))
+            continue
+        start = time.perf_counter()
+        model, settings = build_row(label, base["macs"], images)
+        before = quality(samples_of(model, args.num), reference, original)
+        finetune(model, images, FinetuneConfig(steps=args.steps, distill=0.5), teacher=teacher)
+        save(model, cache.with_suffix(""), overwrite=True)
+        row = {
+            "label": label,
+            "settings": settings,
+            "params": count_params(model),
+            "macs": count_macs(model),
+            "speedup": speedup(teacher, model),
+            "before": before,
+            "after": quality(samples_of(model, args.num), reference, original),
+            "wall_s": round(time.perf_counter() - start, 1),
+        }
+        cache.write_text(json.dumps(row, indent=2))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    write(rows, base, args)
+
+
+def write(rows: list[dict], base: dict, args) -> None:
+    lines = [
+        "# Depth against width pruning on builtin:digits-ddpm",
+        "",
+        f"Command: `.venv/bin/python benchmarks/depth_vs_width_digits.py --steps {args.steps} --num {args.num}`",
+        "",
+        " ".join(__doc__.split("\n\n")[3].split()),
+        "",
+        f"Original: {base['params'] / 1e6:.3f} M params, {base['macs'] / 1e6:.1f} M MACs, FD {base['fd']:.3f};"
+        f" noise floor (two independent {args.num}-sample sets) {base['floor']:.3f}.",
+        "",
+        "| model | how | params | MACs | speedup (b=64) | speedup / MACs ratio | FD before -> after recovery |"
+        " FD / original | SSIM after |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        macs_ratio = base["macs"] / r["macs"]
+        lines.append(
+            f"| {r['label']} | {'; '.join(r['settings'])} | {r['params'] / 1e6:.3f} M |"
+            f" {r['macs'] / 1e6:.1f} M ({r['macs'] / base['macs']:.0%}) | {r['speedup']:.2f}x |"
+            f" {r['speedup'] / macs_ratio:.0%} | {r['before']['fd']:.2f} -> {r['after']['fd']:.3f} |"
+            f" {r['after']['fd'] / base['fd']:.2f} | {r['after']['ssim']:.3f} |"
+        )
+    plot(rows, base)
+    lines += ["", "![speedup and FD against MACs](depth_vs_width_digits.png)", ""]
+    RESULT.write_text("\n".join(lines))
+    print(RESULT.read_text())
+
+
+def plot(rows: list[dict], base: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
+    for r in rows:
+        share = r["macs"] / base["macs"]
+        left.scatter(share, r["speedup"], s=30)
+        left.annotate(r["label"], (share, r["speedup"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        right.scatter(share, r["after"]["fd"], s=30)
+        right.annotate(r["label"], (share, r["after"]["fd"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    shares = [i / 100 for i in range(20, 101)]
+    left.plot(shares, [1 / s for s in shares], ls="--", c="grey", lw=1, label="MACs ratio")
+    left.set_xlabel("kept MACs")
+    left.set_ylabel("wall-clock speedup (batch 64)")
+    left.legend(fontsize=8)
+    right.axhline(base["fd"], ls="--", c="grey", lw=1, label="original")
+    right.axhline(1.25 * base["fd"], ls=":", c="grey", lw=1, label="1.25 x original")
+    right.set_xlabel("kept MACs")
+    right.set_ylabel("FD after recovery (digits features)")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(RESULT.with_suffix(".png"))
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
