@@ -146,3 +146,21 @@ def dit_folder(tmp_path_factory):
     from slimfusion.pipelines import save_pipeline
 
     return save_pipeline(tiny_dit_pipeline(), tmp_path_factory.mktemp("pipes") / "dit")
+
+
+def tiny_clip_folder(folder, prompts: list[str]):
+    """A tiny CLIPModel + processor saved with safetensors (random weights): CLIP score's code path, offline."""
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+
+    from slimfusion.data.prompts import build_tokenizer
+
+    tokenizer = build_tokenizer(prompts, 8)
+    text = {"vocab_size": len(tokenizer), "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}
+    text |= {"num_attention_heads": 2, "max_position_embeddings": 8, "eos_token_id": tokenizer.eos_token_id}
+    vision = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    vision |= {"image_size": 32, "patch_size": 8}
+    torch.manual_seed(0)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(folder)
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder

@@ -220,20 +220,11 @@ def test_evaluate_refuses_other_prompts_for_ssim(sd_folder, tmp_path):
 
 
 def test_clip_score_from_a_local_safetensors_clip_model(tmp_path):
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+    from conftest import tiny_clip_folder
 
-    from slimfusion.data.prompts import build_tokenizer
     from slimfusion.metrics.clip import clip_score_or_reason
 
-    tokenizer = build_tokenizer(["a handwritten one", "the digit 7"], 8)
-    text = {"vocab_size": len(tokenizer), "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}
-    text |= {"num_attention_heads": 2, "max_position_embeddings": 8, "eos_token_id": tokenizer.eos_token_id}
-    vision = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
-    vision |= {"image_size": 32, "patch_size": 8}
-    torch.manual_seed(0)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(tmp_path / "clip")
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(tmp_path / "clip")
+    tiny_clip_folder(tmp_path / "clip", ["a handwritten one", "the digit 7"])
     images = torch.rand(4, 1, 16, 16) * 2 - 1
     record = {"prompts": ["a handwritten one", "the digit 7"], "indices": [0, 1, 2, 3]}
     score, reason = clip_score_or_reason(images, record, str(tmp_path / "clip"))

@@ -83,3 +83,44 @@ def test_a_resumed_sweep_recomputes_no_finished_point(sd_folder, tmp_path, monke
     other = config.model_copy(update={"num": 5})
     with pytest.raises(slimfusion.errors.ConfigError, match="other settings"):
         sweep_mod.sweep(str(sd_folder), other, tmp_path / "sw", progress=False)
+
+
+def test_sweep_scores_clip_with_local_weights_and_refuses_a_bad_folder(sd_folder, tmp_path):
+    from conftest import tiny_clip_folder
+
+    from slimfusion.sparsify.sweep import SweepConfig, sweep
+
+    prompts = ["a handwritten seven", "the digit 3"]
+    clip = tiny_clip_folder(tmp_path / "clip", prompts)
+    values = {"components": ["unet"], "methods": ["magnitude"], "sparsities": [0.5], "prompts": prompts}
+    config = SweepConfig(**values, num=2, steps=2, clip_model=str(clip))
+    summary = sweep(str(sd_folder), config, tmp_path / "sw", progress=False)
+    assert 0 <= summary["points"][0]["metrics"]["clip"] <= 100 and (tmp_path / "sw" / "sweep_clip.png").exists()
+    bad = SweepConfig(**values, num=2, steps=2, clip_model=str(tmp_path))
+    with pytest.raises(slimfusion.errors.ConfigError, match="not a folder with safetensors"):
+        sweep(str(sd_folder), bad, tmp_path / "sw2", progress=False)
+    assert not (tmp_path / "sw2").exists()
+
+
+def test_a_sweep_sharded_over_two_accelerate_processes_equals_one_process(sd_folder, tmp_path):
+    import subprocess
+    import sys
+
+    from test_sample import _free_port
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a handwritten seven\nthe digit 3\n")
+    outs = {}
+    for processes in (1, 2):
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
+        launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        launcher += ["--num_cpu_threads_per_process", "1", "--main_process_port", str(_free_port())]
+        launcher += ["--multi_gpu"] if processes > 1 else []
+        out = outs[processes] = tmp_path / f"sw{processes}"
+        args = ["sweep", str(sd_folder), "--prompts", str(prompts), "--component", "unet,text_encoder"]
+        args += ["--methods", "magnitude", "--sparsities", "0.3,0.6", "--num", "4", "--steps", "2", "--out", str(out)]
+        result = subprocess.run([*launcher, "-m", "slimfusion", *args], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+    one, two = (json.loads((outs[n] / "summary.json").read_text()) for n in (1, 2))
+    assert [p["metrics"] for p in one["points"]] == [p["metrics"] for p in two["points"]]
+    assert one["collapse"] == two["collapse"]

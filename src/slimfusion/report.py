@@ -31,6 +31,7 @@ COLUMNS = [  # (metric key, header, format)
     ("ssim", "SSIM vs original", lambda v: f"{v:.3f}"),
     ("psnr", "PSNR vs original", lambda v: f"{v:.1f} dB"),
     ("plan_macs_ratio", "skip plan: kept MACs", lambda v: f"{v:.1%}"),
+    ("clip", "CLIP score", lambda v: f"{v:.2f}"),
     ("sparsity", "sparsity", lambda v: f"{v:.1%}"),
 ]
 

@@ -41,6 +41,7 @@ class SweepConfig(BaseModel):
             also the calibration prompts of Wanda / SparseGPT / OWL.
         num (`int`, defaults to 100): samples per point; `steps` (25) DDIM steps, `guidance` (2.0), `seed` (0).
         ref (`str`, optional): reference data for FD (e.g. "digits:all"); None skips FD.
+        clip_model (`str`, optional): a local CLIPModel folder (safetensors) for CLIP score; None skips it.
         collapse_drop (`float`, defaults to 0.1): a series collapses at the first sparsity whose quality (prompt
             accuracy where it can be measured, else SSIM vs dense) falls more than this below the dense model's.
         budget (`float`, defaults to 0.02): the recommendation's allowed quality drop below the dense model.
@@ -59,6 +60,7 @@ class SweepConfig(BaseModel):
     guidance: float = Field(2.0, ge=0)
     seed: int = 0
     ref: str | None = None
+    clip_model: str | None = None
     collapse_drop: float = Field(0.1, gt=0, lt=1)
     budget: float = Field(0.02, ge=0, lt=1)
     layers: Literal["linear", "linear+conv"] = "linear+conv"
@@ -124,10 +126,15 @@ def sweep(source: str, config: SweepConfig, out: str | Path, progress: bool = Tr
 
     out = Path(out)
     state = PartialState(cpu=not torch.cuda.is_available())
-    _check_folder(out, config, source, state.is_main_process)
+    if config.clip_model is not None and not list(Path(config.clip_model).glob("*.safetensors")):
+        raise ConfigError(f"--clip-model {config.clip_model}: not a folder with safetensors CLIP weights")
+    if state.is_main_process:  # the others check once the main process has set the folder up
+        _check_folder(out, config, source, main=True)
     load_pipeline(source)  # refuse a bad source, a missing component or bad prompts before any point runs
     _check_components(source, config)
     state.wait_for_everyone()
+    if not state.is_main_process:
+        _check_folder(out, config, source, main=False)
     if state.is_main_process and not (out / "points" / "dense.json").exists():
         _run_point(source, config, out, None, progress)
     state.wait_for_everyone()
@@ -150,7 +157,11 @@ def _check_folder(out: Path, config: SweepConfig, source: str, main: bool) -> No
             saved = json.loads(file.read_text())
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{file}: not valid JSON; remove the folder to start again") from exc
-        if saved != record:
+        try:  # a folder from before a new setting existed holds that setting's default
+            same = saved.get("source") == source and SweepConfig(**saved["config"]).model_dump() == record["config"]
+        except (ValueError, KeyError, TypeError):
+            same = False
+        if not same:
             raise ConfigError(f"{out} holds a sweep with other settings ({file}); use another --out")
         return
     if out.exists() and any(out.iterdir()):
@@ -184,7 +195,13 @@ def measure(images: torch.Tensor, dense: torch.Tensor | None, config: SweepConfi
     from slimfusion.metrics.consistency import ssim
 
     record = {"prompts": config.prompts, "indices": list(range(len(images)))}
+    from slimfusion.metrics.clip import clip_score_or_reason
+
     metrics: dict = {"accuracy": None, "fd": None, "ssim": None}
+    if config.clip_model is not None:
+        metrics["clip"], reason = clip_score_or_reason(images, record, config.clip_model)
+        if reason:
+            raise ConfigError(reason)
     if accuracy_unavailable(images, record) is None:
         metrics["accuracy"] = digit_accuracy(images, asked_digits(record))
     if config.ref is not None:

@@ -7,7 +7,12 @@ from pathlib import Path
 
 from slimfusion.sparsify.sweep import SweepConfig, load_dense, measure, point_key, sample_point
 
-METRICS = (("accuracy", "prompt accuracy"), ("fd", "FD (digits features)"), ("ssim", "SSIM vs dense"))
+METRICS = (
+    ("accuracy", "prompt accuracy"),
+    ("fd", "FD (digits features)"),
+    ("ssim", "SSIM vs dense"),
+    ("clip", "CLIP score"),
+)
 
 
 def quality_key(dense: dict) -> str:
@@ -205,6 +210,8 @@ def _fmt(value, kind: str) -> str:
 
 def markdown(summary: dict, config: SweepConfig, source: str) -> str:
     dense, key = summary["dense"], summary["quality"]
+    clip = dense["metrics"].get("clip") is not None
+    head = "| component | method | sparsity | of all params | prompt accuracy | FD | SSIM vs dense |"
     lines = [
         f"# Sparsity sweep of {source}",
         "",
@@ -212,22 +219,21 @@ def markdown(summary: dict, config: SweepConfig, source: str) -> str:
         f"{len(config.prompts)} prompts; collapse: {key} more than {config.collapse_drop:g} below dense; "
         f"budget: {config.budget:g}.",
         "",
-        "| component | method | sparsity | of all params | prompt accuracy | FD | SSIM vs dense |",
-        "|---|---|---:|---:|---:|---:|---:|",
-        f"| dense | - | 0 | 0 | {_fmt(dense['metrics']['accuracy'], 'accuracy')} | "
-        f"{_fmt(dense['metrics']['fd'], 'fd')} | 1 |",
+        head + (" CLIP score |" if clip else ""),
+        "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if clip else ""),
     ]
-    for p in summary["points"]:
+    for p in [dense, *summary["points"]]:
         m = p["metrics"]
+        where = f"| {p['component']} | {p['method']} | {p['target']:.2f} |" if p["component"] else "| dense | - | 0 |"
         lines.append(
-            f"| {p['component']} | {p['method']} | {p['target']:.2f} | {p['sparsity_of_params']:.3f} | "
-            f"{_fmt(m['accuracy'], 'accuracy')} | {_fmt(m['fd'], 'fd')} | {_fmt(m['ssim'], 'ssim')} |"
+            f"{where} {p['sparsity_of_params']:.3f} | {_fmt(m['accuracy'], 'accuracy')} | {_fmt(m['fd'], 'fd')} |"
+            f" {_fmt(m['ssim'], 'ssim')} |" + (f" {_fmt(m.get('clip'), 'clip')} |" if clip else "")
         )
     lines += ["", "## Collapse points", "", "| series | collapses at |", "|---|---:|"]
     lines += [
         f"| {s} | {'not within the sweep' if v is None else f'{v:.2f}'} |" for s, v in summary["collapse"].items()
     ]
-    lines += ["", "## Recommendation", ""]
+    lines += ["", "## Recommendation", "", "Each component alone, its most sparse point within the budget:", ""]
     for component, p in summary["recommended"].items():
         lines.append(f"- {component}: {p['method']} at {p['target']:.2f} ({key} {_fmt(p['metrics'][key], key)})")
     if not summary["recommended"]:
@@ -235,11 +241,14 @@ def markdown(summary: dict, config: SweepConfig, source: str) -> str:
     combined = summary["combined"]
     if combined:
         m = combined["metrics"]
+        picks = ", ".join(f"{c} {meth} {t:.2f}" for c, (meth, t) in combined["wanted"].items())
+        verdict = "within" if combined["within_budget"] else "NOT within"
         lines += [
             "",
-            f"Together: {combined['sparsity_of_params']:.1%} of the components' parameters zeroed; "
-            f"prompt accuracy {_fmt(m['accuracy'], 'accuracy')}, FD {_fmt(m['fd'], 'fd')}, "
-            f"SSIM {_fmt(m['ssim'], 'ssim')} (measured, not assumed).",
+            f"Together, the most sparse combination that passed when sampled ({MAX_CHECKS} tried at most): {picks}:"
+            f" {combined['sparsity_of_params']:.1%} of the components' parameters zeroed; prompt accuracy"
+            f" {_fmt(m['accuracy'], 'accuracy')}, FD {_fmt(m['fd'], 'fd')}, SSIM {_fmt(m['ssim'], 'ssim')}"
+            f" (measured, not assumed): {verdict} the budget.",
         ]
     lines += [""] + [f"![{name}]({name})" for name in summary["plots"]]
     return "\n".join(lines) + "\n"
