@@ -43,7 +43,7 @@ T2I_RATIO = 0.2  # 54% of the UNet's MACs; 0.3 keeps 37% and needs ~4000 recover
 T2I_LR = 1e-3  # data-free recovery at the default 2e-4 is too slow for a 10-minute demo (docs/recovery.md)
 T2I_SAMPLE_STEPS = 25  # DDIM-25, as the recovery chain in docs/recovery.md evaluates
 T2I_LATENTS = 1024  # teacher latents generated once for both students
-T2I_FINETUNE_STEPS = 800  # ~6.5 min for the whole demo on 2 CPU cores (300 steps recover about half the accuracy)
+T2I_FINETUNE_STEPS = 800  # 7.6 min for the whole demo measured on 2 CPU cores: 66% prompt accuracy (docs/recovery.md)
 T2I_PROMPTS = [f"a handwritten {w}" for w in WORDS] + [f"the digit {d}" for d in range(10)]
 DEMOS = (DEMO_MODEL, T2I_MODEL)
 
