@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--num", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "depth_vs_width")
+    parser.add_argument("--cached-only", action="store_true", help="write the table from the finished rows only")
     args = parser.parse_args()
     torch.set_num_threads(2)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -97,6 +98,8 @@ def main() -> None:
         cache = args.work / f"{label.replace(' ', '_').replace('~', '').replace('%', '').replace(',', '')}.json"
         if cache.exists():
             rows.append(json.loads(cache.read_text()))
+            continue
+        if args.cached_only:
             continue
         start = time.perf_counter()
         model, settings = build_row(label, base["macs"], images)
@@ -144,6 +147,9 @@ def write(rows: list[dict], base: dict, args) -> None:
         )
     plot(rows, base)
     lines += ["", "![speedup and FD against MACs](depth_vs_width_digits.png)", ""]
+    missing = [label for label in ROWS if label not in {r["label"] for r in rows}]
+    if missing:
+        lines += [f"Not measured yet (the run was cut short): {', '.join(missing)}.", ""]
     RESULT.write_text("\n".join(lines))
     print(RESULT.read_text())
 
