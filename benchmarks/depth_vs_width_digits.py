@@ -36,11 +36,11 @@ RESULT = ROOT / "benchmarks" / "results" / "depth_vs_width_digits.md"
 DEPTH_LIMIT = 0.6  # below what whole layers can reach: greedy removes all it can
 ROWS = {  # label -> list of (kind, value): steps applied in order; "width@" values are overall MACs targets
     "width ~50%": [("width@", 0.5)],
-    "width ~30%": [("width@", 0.3)],
-    "depth greedy ~80%": [("depth", {"method": "greedy", "target_macs": 0.8})],
-    "depth learned ~80%": [("depth", {"method": "learned", "target_macs": 0.8})],
     "depth, its limit": [("depth", {"method": "greedy", "target_macs": DEPTH_LIMIT})],
     "depth limit + width ~50%": [("depth", {"method": "greedy", "target_macs": DEPTH_LIMIT}), ("width@", 0.5)],
+    "depth greedy ~80%": [("depth", {"method": "greedy", "target_macs": 0.8})],
+    "depth learned ~80%": [("depth", {"method": "learned", "target_macs": 0.8})],
+    "width ~30%": [("width@", 0.3)],
     "depth limit + width ~30%": [("depth", {"method": "greedy", "target_macs": DEPTH_LIMIT}), ("width@", 0.3)],
 }
 
