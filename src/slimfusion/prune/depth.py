@@ -28,6 +28,7 @@ from torch import nn
 from slimfusion.errors import ConfigError
 from slimfusion.metrics.cost import count_macs, count_params
 from slimfusion.models.families import DepthUnit, example_inputs, family_of
+from slimfusion.models.io import replay_removals
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.progress import progress_bar
 from slimfusion.prune.config import DepthConfig
@@ -89,7 +90,7 @@ def remove_units(model: nn.Module, names: list[str]) -> list[str]:
             raise ConfigError(f"{name} cannot be removed: {unit.why}")
         layers += unit.layers
     trial = copy.deepcopy(model)
-    _delete(trial, layers)
+    replay_removals(trial, [layers])
     _check_stages(trial, names)
     try:
         with torch.no_grad():
@@ -97,7 +98,7 @@ def remove_units(model: nn.Module, names: list[str]) -> list[str]:
     except RuntimeError as exc:
         reason = str(exc).splitlines()[0]
         raise ConfigError(f"removing {', '.join(names)} leaves shapes that do not fit ({reason})") from exc
-    _delete(model, layers)
+    replay_removals(model, [layers])
     _update_config(model)
     return layers
 
@@ -120,12 +121,6 @@ def _pair_unit(model: nn.Module, name: str) -> DepthUnit:
     layers += [f"down_blocks.{b}.attentions.{j}"] if getattr(down, "attentions", None) else []
     layers += [f"up_blocks.{u}.attentions.{k}"] if getattr(up, "attentions", None) else []
     return DepthUnit(name, tuple(layers), (), False, stage=f"down_blocks.{b}")
-
-
-def _delete(model: nn.Module, layers: list[str]) -> None:
-    from slimfusion.models.io import replay_removals
-
-    replay_removals(model, [layers])
 
 
 def _check_stages(model: nn.Module, names: list[str]) -> None:
