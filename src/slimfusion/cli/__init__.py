@@ -1,14 +1,23 @@
 """The `slimfusion` command: one thin sub-command per verb, grouped by module; parsing and printing only.
 
 `evaluation` (info, sample, stats, evaluate, report, demo), `compression` (prune), `training` (train, finetune,
-train-features, train-builtin), `skipping` (skip-plan), `sparsity` (sparsify, sweep). The work is in the Python API.
+train-features, train-builtin), `skipping` (skip-plan), `sparsity` (sparsify, sweep), `deploy` (lowrank, quantize),
+`recipes` (run). The work is in the Python API.
 """
 
 from __future__ import annotations
 
 import sys
 
-from slimfusion.cli import compression, evaluation, skipping, sparsity, training  # noqa: F401  (registers verbs)
+from slimfusion.cli import (  # noqa: F401  (importing registers the verbs)
+    compression,
+    deploy,
+    evaluation,
+    recipes,
+    skipping,
+    sparsity,
+    training,
+)
 from slimfusion.cli.app import app
 from slimfusion.cli.common import quiet_libraries
 from slimfusion.errors import SlimfusionError

@@ -62,7 +62,9 @@ def refuse_existing(out: Path, overwrite: bool) -> None:
 def first_error(exc) -> str:
     """One line from a pydantic ValidationError: the field and what is wrong with it."""
     err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "value"
+    field = ".".join(str(p) for p in err["loc"])
+    if not field:  # a check across fields: its message says it all
+        return err["msg"].removeprefix("Value error, ")
     return f"--{field.replace('_', '-')}: {err['msg']} (got {err.get('input')!r})"
 
 

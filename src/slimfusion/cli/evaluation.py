@@ -59,6 +59,15 @@ def info(
             f"{sparsity['sparsity']:.1%} of the sparsified layers, {sparsity['sparsity_of_params']:.1%} of all weights",
         )
     table.add_row("history", " -> ".join(h["step"] for h in summary["history"]) or "none")
+    for entry in summary["history"]:
+        if entry["step"] == "recipe":
+            steps = [f"{verb} {options}" for step in entry["config"]["steps"] for verb, options in step.items()]
+            table.add_row("recipe", f"from {entry['config']['model']}: " + "; ".join(steps))
+    quantized = [t for t in summary.get("transforms", []) if t["kind"] == "quantize"]
+    if quantized:
+        table.add_row(
+            "quantized", quantized[0]["scheme"] + (" + torch.compile at load" if quantized[0]["compile"] else "")
+        )
     plan = summary["skip_plan"]
     if plan:
         steps = f"{plan['steps']} {plan['scheduler'].removesuffix('Scheduler')} steps"

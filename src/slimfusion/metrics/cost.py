@@ -14,8 +14,9 @@ from slimfusion.models.families import example_inputs
 
 
 def count_params(model: nn.Module) -> int:
-    """Number of parameters (every element of every parameter tensor)."""
-    return sum(p.numel() for p in model.parameters())
+    """Number of parameters (every element of every parameter tensor, int8-quantized weights included)."""
+    quantized = sum(b.numel() for name, b in model.named_buffers() if name.endswith("qweight"))
+    return sum(p.numel() for p in model.parameters()) + quantized
 
 
 @torch.no_grad()
@@ -29,8 +30,10 @@ def count_macs(model: nn.Module, batch: int = 1) -> int:
 
     import torch_pruning as tp
 
+    from slimfusion.quantize import float_view
+
     with contextlib.redirect_stdout(io.StringIO()):  # it prints warnings to stdout, which `info --json` owns
-        macs, _ = tp.utils.count_ops_and_params(model, example_inputs(model, batch))
+        macs, _ = tp.utils.count_ops_and_params(float_view(model), example_inputs(model, batch))
     return int(macs)
 
 

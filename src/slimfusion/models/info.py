@@ -35,6 +35,7 @@ def model_info(source: str, component: str | None = None) -> dict[str, Any]:
         "input_shapes": shapes,
         "file_bytes": folder_bytes(folder) if folder else None,
         "history": meta.get("history", []),
+        "transforms": meta.get("transforms", []),
         "skip_plan": _plan_summary(meta.get("skip_plan")),
         "sparsity": sparsity_of(model),
         "storage": meta.get("storage", "dense"),

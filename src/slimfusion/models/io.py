@@ -23,6 +23,7 @@ from slimfusion import __version__
 from slimfusion.errors import CorruptFileError, FormatVersionError, ModelNotFoundError, NotAModelError
 from slimfusion.models.families import FAMILIES, Family, family_name
 from slimfusion.models.meta import get_meta, set_meta
+from slimfusion.models.transforms import finish_all, rebuild_all, transforms_of
 from slimfusion.models.zoo import BUILTINS, PREFIX, REFERENCE_SEED, builtin_folder
 
 FORMAT_VERSION = 1
@@ -30,6 +31,7 @@ META_FILE = "slimfusion.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _SIMPLE = (bool, int, float, str, type(None))
 STORAGES = ("dense", "compact")
+RECORDED = ("history", "scheduler", "skip_plan", "storage")
 
 
 # ----------------------------------------------------------------------------------------------------------- load
@@ -171,6 +173,7 @@ def load_model_folder(path: Path) -> nn.Module:
     if FAMILIES[class_name].library == "transformers":
         state = _strip_legacy_prefix(state, model)
     replay_removals(model, (meta or {}).get("removed_modules", []))
+    rebuild_all(model, (meta or {}).get("transforms", []))
     overrides = (meta or {}).get("shape_overrides", {})
     _apply_overrides(model, overrides)
     _resize_explained_tensors(model, state, overrides, path)
@@ -180,6 +183,7 @@ def load_model_folder(path: Path) -> nn.Module:
         detail = " ".join(str(exc).split())[:300]
         raise CorruptFileError(f"{path}: weights do not match config.json: {detail}") from exc
     model.eval()
+    finish_all(model, (meta or {}).get("transforms", []))
     set_meta(model, {"history": [], "scheduler": None, "source": str(path)} | _meta_fields(meta))
     return model
 
@@ -196,7 +200,7 @@ def _strip_legacy_prefix(state: dict[str, torch.Tensor], model: nn.Module) -> di
 def _meta_fields(meta: dict[str, Any] | None) -> dict[str, Any]:
     if not meta:
         return {}
-    return {k: meta[k] for k in ("history", "scheduler", "skip_plan", "storage", "removed_modules") if k in meta}
+    return {k: meta[k] for k in (*RECORDED, "removed_modules", "transforms") if k in meta}
 
 
 def replay_removals(model: nn.Module, steps: list[list[str]]) -> None:
@@ -279,6 +283,7 @@ def shape_overrides(model: nn.Module) -> dict[str, dict[str, Any]]:
         family = FAMILIES[family_name(model)]
         fresh = build(family, family.config_dict(model))
         replay_removals(fresh, get_meta(model).get("removed_modules", []))
+        rebuild_all(fresh, transforms_of(model))
     fresh_modules = dict(fresh.named_modules())
     overrides: dict[str, dict[str, Any]] = {}
     for name, module in model.named_modules():
@@ -408,8 +413,9 @@ def write_meta(model: nn.Module, folder: Path) -> None:
         "skip_plan": meta.get("skip_plan"),
         "storage": meta.get("storage", "dense"),
     }
-    if meta.get("removed_modules"):
-        record["removed_modules"] = meta["removed_modules"]
+    for key in ("removed_modules", "transforms"):
+        if meta.get(key):
+            record[key] = meta[key]
     (folder / META_FILE).write_text(json.dumps(record, indent=2, default=_json_default))
 
 

@@ -1,0 +1,81 @@
+"""`slimfusion run recipe.yaml`: validation before any work, resume at the unfinished step, history of every step."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import tiny_model
+from test_cli import run_cli
+
+import slimfusion
+from slimfusion.errors import ConfigError
+from slimfusion.recipe import load_recipe
+
+
+def _recipe(path, model, steps: str):
+    path.write_text(f"model: {model}\nsteps:\n{steps}")
+    return path
+
+
+@pytest.mark.parametrize(
+    "steps,message",
+    [
+        ("  - prun: {}\n", "step 1: unknown step 'prun'; allowed:"),
+        ("  - prune: {method: magnitude, ration: 0.2}\n", "step 1 (prune): unknown option 'ration'; allowed: method"),
+        ("  - lowrank: {rank_ratio: 0.5}\n  - prune: {ratio: 1.5}\n", "step 2 (prune): ratio: Input should be less"),
+        ("  - quantize: {scheme: int4}\n", "step 1 (quantize): scheme: Input should be 'bf16'"),
+        ("  - finetune: {steps: many}\n", "step 1 (finetune): steps: Input should be a valid integer"),
+        ("  - prune: {}\n    finetune: {}\n", "step 1: one verb per step"),
+    ],
+)
+def test_invalid_recipe_rejected_before_any_work(steps, message, tmp_path):
+    recipe = _recipe(tmp_path / "r.yaml", "builtin:digits-ddpm", steps)
+    with pytest.raises(ConfigError, match="recipe .*" + message.replace("(", r"\(").replace(")", r"\)")):
+        load_recipe(recipe)
+    result = run_cli("run", str(recipe), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_killed_in_step_3_resumes_at_step_3(tmp_path):
+    model = slimfusion.save(tiny_model("UNet2DModel"), tmp_path / "tiny")
+    first_two = "  - prune: {method: magnitude, ratio: 0.25}\n  - lowrank: {rank_ratio: 0.5}\n"
+    long_run = _recipe(tmp_path / "long.yaml", model, first_two + "  - finetune: {steps: 100000, batch_size: 4}\n")
+    out = tmp_path / "out"
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "slimfusion", "run", str(long_run), "--out", str(out)]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
+    for line in proc.stdout:
+        if line.startswith("step 3"):
+            break
+    time.sleep(3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = sorted(p.name for p in (out / "steps").glob("*.done.json"))
+    assert done == ["01-prune.done.json", "02-lowrank.done.json"]
+    stamps = [(out / "steps" / name).stat().st_mtime_ns for name in done]
+    short = _recipe(
+        tmp_path / "short.yaml",
+        model,
+        first_two + "  - finetune: {steps: 2, batch_size: 4}\n  - quantize: {scheme: bf16}\n",
+    )
+    result = run_cli("run", str(short), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    text = result.stdout + result.stderr
+    assert "step 1 (prune): done before, kept" in text and "step 2 (lowrank): done before, kept" in text
+    assert "step 3 (finetune): slimfusion finetune" in text
+    assert [(out / "steps" / name).stat().st_mtime_ns for name in done] == stamps
+    final = slimfusion.load(out / "model")
+    history = slimfusion.models.meta.history(final)
+    assert [h["step"] for h in history] == ["prune", "lowrank", "finetune", "quantize", "recipe"]
+    assert history[-1]["config"]["steps"][2] == {"finetune": {"steps": 2, "batch_size": 4}}
+    info = run_cli("info", str(out / "model"), "--json")
+    assert info.returncode == 0 and "recipe" in json.dumps(json.loads(info.stdout)["history"])
