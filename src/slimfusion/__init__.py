@@ -4,24 +4,31 @@ One verb and one config per technique: `slimfusion.prune(model, StructuralConfig
 `slimfusion.finetune(model, images, FinetuneConfig(...), teacher=...)`, `slimfusion.sample(model, SampleConfig(...))`,
 `slimfusion.evaluate(target, EvaluateConfig(...), ref=..., original=...)`,
 `slimfusion.skip_plan(model, SkipConfig(...))` + `with slimfusion.apply_plan(model, plan):`,
-`slimfusion.sparsify(model_or_pipeline, SparsityConfig(...))`; `load` / `save` read and
-write the pickle-free format.
+`slimfusion.sparsify(model_or_pipeline, SparsityConfig(...))`, `slimfusion.lowrank(model, LowRankConfig(...))`,
+`slimfusion.quantize(model, QuantizeConfig(...))`, `slimfusion.run_recipe(path, out)`; `load` / `save` read and
+write the pickle-free format. docs/api.md is the reference, with an example of each.
 """
 
 __version__ = "0.1.0"
 
 from slimfusion.evaluate import EvaluateConfig, evaluate  # noqa: E402
+from slimfusion.lowrank import LowRankConfig, lowrank  # noqa: E402
 from slimfusion.models.io import load, save  # noqa: E402
 from slimfusion.pipelines import load_pipeline, save_pipeline  # noqa: E402
-from slimfusion.prune import StructuralConfig, prune  # noqa: E402
+from slimfusion.prune import DepthConfig, StructuralConfig, prune  # noqa: E402
+from slimfusion.quantize import QuantizeConfig, quantize  # noqa: E402
+from slimfusion.recipe import load_recipe, run_recipe  # noqa: E402
 from slimfusion.sample import SampleConfig, sample  # noqa: E402
 from slimfusion.skip import SkipConfig, apply_plan, load_plan, save_plan, skip_plan  # noqa: E402
 from slimfusion.sparsify import SparsityConfig, sparsify  # noqa: E402
 from slimfusion.train import FinetuneConfig, finetune  # noqa: E402
 
 __all__ = [
+    "DepthConfig",
     "EvaluateConfig",
     "FinetuneConfig",
+    "LowRankConfig",
+    "QuantizeConfig",
     "SampleConfig",
     "SkipConfig",
     "SparsityConfig",
@@ -33,7 +40,11 @@ __all__ = [
     "load",
     "load_pipeline",
     "load_plan",
+    "load_recipe",
+    "lowrank",
     "prune",
+    "quantize",
+    "run_recipe",
     "sample",
     "save",
     "save_pipeline",

@@ -79,8 +79,15 @@ def _check_fields(verb: str, options: dict[str, Any]) -> None:
     cls = getattr(importlib.import_module(module), name)
     blank = cls.model_construct()
     for key, value in options.items():
-        if key in cls.model_fields and value is not None:
+        if key not in cls.model_fields or value is None:
+            continue
+        try:
             cls.__pydantic_validator__.validate_assignment(blank, key, value)
+        except ValidationError:
+            if not isinstance(value, str):
+                raise
+            # a comma list on the command line (--metrics fd,ssim) is a list field in the config
+            cls.__pydantic_validator__.validate_assignment(blank, key, [v.strip() for v in value.split(",")])
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -107,7 +114,9 @@ def load_recipe(path: str | Path) -> Recipe:
         if verb not in allowed:
             raise ConfigError(f"recipe step {number}: unknown step {verb!r}; allowed: {', '.join(allowed)}")
         spec = options_model(verb, commands[verb])
-        options = {k.replace("-", "_"): v for k, v in (options or {}).items()}
+        options = {  # YAML lists are the verbs' comma lists
+            k.replace("-", "_"): ",".join(map(str, v)) if isinstance(v, list) else v for k, v in (options or {}).items()
+        }
         try:
             spec.model_validate(options)
             _check_fields(verb, options)
@@ -135,13 +144,16 @@ def _flags(options: dict[str, Any]) -> list[str]:
     return out
 
 
-def _step_command(verb: str, options: dict, source: str, folder: Path, first: str, launcher: str) -> list[str]:
-    """The verb's command line for one step: input, output paths the runner owns, then the recipe's options."""
+def _step_command(verb: str, options: dict, source: str, folder: Path, context: dict, launcher: str) -> list[str]:
+    """The verb's command line for one step: input, output paths the runner owns, then the recipe's options
+    (evaluate compares with the recipe's model and samples with the latest skip plan unless told otherwise)."""
     options = dict(options)
     if verb == "skip-plan":
         args = [source, "--out", str(folder / "plan.json"), "--into", str(folder / "model")]
     elif verb == "evaluate":
-        options.setdefault("original", first)
+        options.setdefault("original", context["model"])
+        if context.get("plan"):
+            options.setdefault("plan", context["plan"])
         args = [source, "--json", str(folder / "result.json")]
     elif verb == "report":
         args = [str(folder.parent.parent)]
@@ -160,7 +172,7 @@ def run_recipe(recipe_path: str | Path, out: str | Path, launcher: str = "none",
     steps_dir = out / "steps"
     steps_dir.mkdir(parents=True, exist_ok=True)
     (out / "recipe.yaml").write_text(Path(recipe_path).read_text())
-    source, stale = recipe.model, False
+    source, stale, context = recipe.model, False, {"model": recipe.model}
     for number, step in enumerate(recipe.steps, 1):
         ((verb, options),) = step.items()
         folder = steps_dir / f"{number:02d}-{verb}"
@@ -173,7 +185,7 @@ def run_recipe(recipe_path: str | Path, out: str | Path, launcher: str = "none",
             done.unlink(missing_ok=True)
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
-            command = _step_command(verb, options, source, folder, recipe.model, launcher)
+            command = _step_command(verb, options, source, folder, context, launcher)
             echo(f"step {number} ({verb}): " + " ".join(command[2:]))
             if subprocess.run(command).returncode != 0:
                 raise SlimfusionError(f"recipe step {number} ({verb}) failed; fix it and rerun to resume there")
@@ -182,6 +194,8 @@ def run_recipe(recipe_path: str | Path, out: str | Path, launcher: str = "none",
             done.write_text(json.dumps(record))
         if verb in MODEL_STEPS:
             source = str(folder / "model")
+        if verb == "skip-plan":
+            context["plan"] = str(folder / "plan.json")
     if source == recipe.model:
         raise ConfigError("the recipe has no step that makes a model")
     return _finish(out, Path(source), recipe)
