@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from slimfusion.errors import ConfigError
+from slimfusion.models.transforms import replace_module
 
 
 class LowRankConfig(BaseModel):
@@ -124,15 +125,6 @@ def candidates(model: nn.Module, config: LowRankConfig) -> dict[str, nn.Module]:
     return out
 
 
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, last = name.rpartition(".")
-    holder = model.get_submodule(parent) if parent else model
-    if last.isdigit():
-        holder[int(last)] = new
-    else:
-        setattr(holder, last, new)
-
-
 def lowrank(model: nn.Module, config: LowRankConfig) -> nn.Module:
     """Factorise `model`'s layers in place where it pays; records a "lowrank" step (ranks, params, MACs)."""
     from slimfusion.metrics.cost import count_macs, count_params
@@ -148,7 +140,7 @@ def lowrank(model: nn.Module, config: LowRankConfig) -> nn.Module:
     for name, layer in candidates(model, config).items():
         rank = choose_rank(layer, config)
         if pays(layer, rank):
-            _replace(model, name, factorize(layer, rank))
+            replace_module(model, name, factorize(layer, rank))
             ranks[name] = rank
     if not ranks:
         raise ConfigError("no layer gets cheaper at that rank; lower --rank-ratio / --energy")
@@ -167,4 +159,4 @@ def rebuild(model: nn.Module, entry: dict) -> None:
         layer = modules.get(name)
         if not isinstance(layer, (nn.Linear, nn.Conv2d)):
             raise ConfigError(f"low-rank layer {name!r} is not a Linear / Conv2d of this architecture")
-        _replace(model, name, empty_pair(layer, int(rank)))
+        replace_module(model, name, empty_pair(layer, int(rank)))

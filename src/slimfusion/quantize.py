@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from slimfusion.errors import ConfigError
+from slimfusion.models.transforms import replace_module
 
 HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -98,19 +99,12 @@ def _int8_layers(model: nn.Module, layers: str, skip: list[str]) -> dict[str, nn
     }
 
 
-def _swap(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, last = name.rpartition(".")
-    holder = model.get_submodule(parent) if parent else model
-    if last.isdigit():
-        holder[int(last)] = new
-    else:
-        setattr(holder, last, new)
-
-
 def _to_int8(model: nn.Module, layers: str, skip: list[str]) -> list[str]:
     names = []
     for name, layer in _int8_layers(model, layers, skip).items():
-        _swap(model, name, Int8WeightConv2d(layer) if isinstance(layer, nn.Conv2d) else Int8WeightLinear(layer))
+        replace_module(
+            model, name, Int8WeightConv2d(layer) if isinstance(layer, nn.Conv2d) else Int8WeightLinear(layer)
+        )
         names.append(name)
     return names
 
@@ -174,7 +168,7 @@ def float_view(model: nn.Module) -> nn.Module:
         return model
     view = copy.deepcopy(model)
     for name in names:
-        _swap(view, name, _as_float(view.get_submodule(name)))
+        replace_module(view, name, _as_float(view.get_submodule(name)))
     return view
 
 
@@ -215,7 +209,9 @@ def rebuild(model: nn.Module, entry: dict) -> None:
             layer = modules[name]
             if not isinstance(layer, (nn.Linear, nn.Conv2d)):
                 raise ValueError(f"int8 layer {name!r} is not a Linear / Conv2d of this architecture")
-            _swap(model, name, Int8WeightConv2d(layer) if isinstance(layer, nn.Conv2d) else Int8WeightLinear(layer))
+            replace_module(
+                model, name, Int8WeightConv2d(layer) if isinstance(layer, nn.Conv2d) else Int8WeightLinear(layer)
+            )
 
 
 def finish(model: nn.Module, entry: dict) -> None:

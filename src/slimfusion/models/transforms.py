@@ -18,6 +18,16 @@ from slimfusion.models.meta import get_meta
 KINDS = {"lowrank": "slimfusion.lowrank", "quantize": "slimfusion.quantize"}  # kind -> module with rebuild / finish
 
 
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put `new` where the submodule `name` is (an attribute, or an item of a ModuleList / Sequential)."""
+    parent, _, last = name.rpartition(".")
+    holder = model.get_submodule(parent) if parent else model
+    if last.isdigit():
+        holder[int(last)] = new
+    else:
+        setattr(holder, last, new)
+
+
 def transforms_of(model: nn.Module) -> list[dict[str, Any]]:
     return get_meta(model).get("transforms", [])
 
