@@ -79,3 +79,16 @@ def test_killed_in_step_3_resumes_at_step_3(tmp_path):
     assert history[-1]["config"]["steps"][2] == {"finetune": {"steps": 2, "batch_size": 4}}
     info = run_cli("info", str(out / "model"), "--json")
     assert info.returncode == 0 and "recipe" in json.dumps(json.loads(info.stdout)["history"])
+
+
+def test_accelerate_launcher_wraps_only_training_and_sampling_steps(tmp_path):
+    from slimfusion.recipe import _step_command
+
+    context = {"model": "builtin:digits-ddpm"}
+    tune = _step_command("finetune", {"steps": 5}, "m", tmp_path / "01-finetune", context, "accelerate")
+    assert tune[1:4] == ["-m", "accelerate.commands.launch", "-m"] and tune[4:6] == ["slimfusion", "finetune"]
+    assert tune[-2:] == ["--steps", "5"]
+    prune = _step_command("prune", {"ratio": 0.3}, "m", tmp_path / "02-prune", context, "accelerate")
+    assert prune[1:4] == ["-m", "slimfusion", "prune"]
+    evaluate = _step_command("evaluate", {}, "m", tmp_path / "03-evaluate", context | {"plan": "p.json"}, "none")
+    assert evaluate[-4:] == ["--original", "builtin:digits-ddpm", "--plan", "p.json"]
