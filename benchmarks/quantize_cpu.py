@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from slimfusion.data import load_images
 from slimfusion.metrics.cost import interleaved_latency
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
 from slimfusion.models.families import example_inputs
@@ -80,7 +81,7 @@ def main() -> None:
         "| model | batch | scheme | speedup | rel. error | weights file | FD |",
         "|---|---:|---|---:|---:|---:|---:|",
     ]
-    reference_stats = feature_stats(digit_features(__import__("slimfusion").data.load_images("digits:all", 16, 1)))
+    reference_stats = feature_stats(digit_features(load_images("digits:all", 16, 1)))
     fds: dict[str, float] = {}
     for source, batch in CASES:
         models = variants(source)
