@@ -12,7 +12,9 @@ PAGE = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 
 def test_every_public_name_has_an_entry():
     headings = " ".join(line for line in PAGE.read_text().splitlines() if line.startswith("### "))
-    missing = [n for n in slimfusion.__all__ if n != "__version__" and f"`{n}" not in headings and f" {n}" not in headings]
+    missing = [
+        n for n in slimfusion.__all__ if n != "__version__" and f"`{n}" not in headings and f" {n}" not in headings
+    ]
     assert not missing, f"docs/api.md has no entry for {missing}"
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 import slimfusion
 from slimfusion.errors import ConfigError
-from slimfusion.lowrank import LowRankConfig, factorize, lowrank
+from slimfusion.lowrank import LowRank, LowRankConfig, factorize, lowrank
 from slimfusion.metrics.cost import count_macs, count_params
 from slimfusion.models.families import example_inputs
 from slimfusion.models.meta import history
@@ -56,7 +56,7 @@ def test_energy_rule_and_only_where_it_pays():
     ranks = history(model)[-1]["config"]
     assert ranks["energy"] == 0.5
     for module in model.modules():  # every factorised pair is cheaper than the layer it replaced
-        if isinstance(module, slimfusion.lowrank.LowRank):
+        if isinstance(module, LowRank):
             first, second = module[0].weight, module[1].weight
             assert first.numel() + second.numel() < second.shape[0] * first[0].numel()
     with pytest.raises(ConfigError, match="already"):
