@@ -35,6 +35,10 @@ CONFIG_CLASSES = {  # verb -> (module, class) whose field checks (ranges, choice
 }
 MODEL_STEPS = ("prune", "finetune", "sparsify", "lowrank", "quantize", "skip-plan")  # each writes the next model
 LAUNCHED = ("finetune", "evaluate", "sweep")  # train or sample: multi-process under `accelerate launch`
+QUALITY_NOTE = (
+    "Each row is the model after the recipe step named, evaluated by `slimfusion evaluate` (FD: digits-feature"
+    " Frechet distance, an offline stand-in for FID; SSIM / PSNR against the recipe's model from identical noise)."
+)
 RUNNER_OWNED = {"model", "target", "out", "into", "overwrite", "resume", "as_json", "run_dir"}
 
 
@@ -205,8 +209,9 @@ def _add_result_row(out: Path, name: str, folder: Path) -> None:
     result = json.loads((folder / "result.json").read_text())
     file = out / "results.json"
     results = json.loads(file.read_text()) if file.exists() else {"title": "recipe", "rows": []}
+    results.setdefault("quality_metric", QUALITY_NOTE)
     results["rows"] = [r for r in results["rows"] if r["name"] != name]
-    results["rows"].append({"name": name, "metrics": result["metrics"]})
+    results["rows"].append({"name": name, "metrics": result["metrics"], "original": name == "start"})
     file.write_text(json.dumps(results, indent=2))
 
 

@@ -42,7 +42,7 @@ def print_rows(results: dict) -> None:
     rows = results["rows"]
     original = next((r for r in rows if r.get("original")), None)
     columns = [c for c in COLUMNS if any(r["metrics"].get(c[0]) is not None for r in rows)]
-    table = Table(title=results["title"])
+    table = Table(title=results.get("title", "run"))
     table.add_column("model")
     for _, header, _ in columns:
         table.add_column(header, justify="right")
@@ -50,7 +50,8 @@ def print_rows(results: dict) -> None:
         table.add_row(r["name"], *(cell(r, key, fmt, original) for key, _, fmt in columns))
     wide = Console()
     Console(width=None if wide.is_terminal else 160).print(table)
-    console.print(results["quality_metric"], highlight=False, soft_wrap=True)
+    if results.get("quality_metric"):
+        console.print(results["quality_metric"], highlight=False, soft_wrap=True)
 
 
 def refuse_existing(out: Path, overwrite: bool) -> None:
