@@ -58,11 +58,11 @@ def pruned_model(work: Path, seed: int, images):
     return load(folder)
 
 
-def baseline(work: Path, num: int, teacher, reference_stats) -> dict:
+def baseline(work: Path, num: int, teacher, reference_stats, first) -> dict:
+    """The original's FD and the noise floor (`first`: its samples from the evaluation noise), cached."""
     file = work / f"original-n{num}.json"
     if file.exists():
         return json.loads(file.read_text())
-    first = samples_of(teacher, num)
     second = sample(teacher, SampleConfig(num=num, steps=50, seed=SAMPLE_SEED + 1, batch_size=250))
     base = {
         "fd": frechet_distance(*feature_stats(digit_features(first)), *reference_stats),
@@ -74,6 +74,8 @@ def baseline(work: Path, num: int, teacher, reference_stats) -> dict:
 
 def write_table(rows: list[dict], base: dict, args, done: bool) -> None:
     cmd = f".venv/bin/python benchmarks/recovery_digits.py --num {args.num} --seeds " + " ".join(map(str, args.seeds))
+    if args.settings:
+        cmd += " --settings " + " ".join(f'"{name}"' for name in args.settings)
     goal = 1.25 * base["fd"]
     lines = [
         "# Recovery settings on builtin:digits-ddpm pruned to ~56% MACs (diff-pruning, ratio 0.25)",
@@ -130,8 +132,8 @@ def main() -> None:
     teacher = load("builtin:digits-ddpm")
     images = load_images("digits:train", 16, 1)
     reference_stats = feature_stats(digit_features(load_images("digits:all", 16, 1)))
-    base = baseline(work, args.num, teacher, reference_stats)
     original = samples_of(teacher, args.num)
+    base = baseline(work, args.num, teacher, reference_stats, original)
     wanted = args.settings if args.settings is not None else list(settings)
     if args.extra:
         wanted = [*wanted, list(settings)[-1]]

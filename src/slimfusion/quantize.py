@@ -58,6 +58,9 @@ class Int8WeightLinear(nn.Module):
     def __init__(self, layer: nn.Linear):
         super().__init__()
         self.in_features, self.out_features = layer.in_features, layer.out_features
+        self._store(layer)
+
+    def _store(self, layer: nn.Module) -> None:
         q, scale = _per_channel_int8(layer.weight)
         self.register_buffer("qweight", q)
         self.register_buffer("scale", scale)
@@ -78,10 +81,7 @@ class Int8WeightConv2d(Int8WeightLinear):
         nn.Module.__init__(self)
         for key in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups"):
             setattr(self, key, getattr(layer, key))
-        q, scale = _per_channel_int8(layer.weight)
-        self.register_buffer("qweight", q)
-        self.register_buffer("scale", scale)
-        self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().float().clone())
+        self._store(layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)
@@ -97,16 +97,6 @@ def _int8_layers(model: nn.Module, layers: str, skip: list[str]) -> dict[str, nn
         and not any(name.startswith(p) for p in skip)
         and not (isinstance(m, nn.Conv2d) and m.padding_mode != "zeros")
     }
-
-
-def _to_int8(model: nn.Module, layers: str, skip: list[str]) -> list[str]:
-    names = []
-    for name, layer in _int8_layers(model, layers, skip).items():
-        replace_module(
-            model, name, Int8WeightConv2d(layer) if isinstance(layer, nn.Conv2d) else Int8WeightLinear(layer)
-        )
-        names.append(name)
-    return names
 
 
 def _cast(value, dtype: torch.dtype):
@@ -150,7 +140,7 @@ def quantize(model: nn.Module, config: QuantizeConfig) -> nn.Module:
     bytes_before = _weight_bytes(model)
     entry = {"kind": "quantize", "scheme": config.scheme, "compile": config.compile}
     if config.scheme == "int8-weight":
-        entry["layers"] = _to_int8(model, config.layers, config.skip)
+        entry["layers"] = list(_int8_layers(model, config.layers, config.skip))
     add_transform(model, entry)
     rebuild(model, entry)
     finish(model, entry)
@@ -203,7 +193,7 @@ def rebuild(model: nn.Module, entry: dict) -> None:
     """The saved model's layers and dtype on a fresh build (weights come from the file)."""
     if entry["scheme"] in HALF:
         nn.Module.to(model, HALF[entry["scheme"]])  # diffusers' own .to() warns about keep-in-fp32 lists
-    if entry["scheme"] == "int8-weight" and not any(isinstance(m, Int8WeightLinear) for m in model.modules()):
+    if entry["scheme"] == "int8-weight":
         modules = dict(model.named_modules())
         for name in entry["layers"]:
             layer = modules[name]
