@@ -182,8 +182,9 @@ def main() -> None:
         action="store_true",
         help="re-time the cached rows' saved models (run on a quiet machine) and rewrite the table",
     )
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 lets two benchmarks share 2 cores)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     cache = work / "rows.json"

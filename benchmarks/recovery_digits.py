@@ -41,6 +41,7 @@ SETTINGS = {  # name -> changes from OLD
     "lr 1e-4": {"lr": 1e-4},
     "lr 5e-4": {"lr": 5e-4},
     "W 1.0 (output KD only)": {"distill": 1.0},
+    "W 1.0, lr 5e-4": {"distill": 1.0, "lr": 5e-4},
     "W 0.0 (no KD)": {"distill": 0.0},
     "feature KD 1.0": {"feature_distill": 1.0},
     "EMA off": {"ema_decay": 0.0},  # the max decay never binds in 1,200 steps (warm-up: 1 - (1 + step)^-0.75)
@@ -119,8 +120,9 @@ def main() -> None:
     parser.add_argument("--settings", nargs="*", default=None, help="run only these settings (names as in the table)")
     parser.add_argument("--extra", default=None, help='one more setting as JSON, e.g. \'{"lr": 5e-4, "distill": 1}\'')
     parser.add_argument("--work", default="runs/recovery_digits")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 lets two benchmarks share 2 cores)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     settings = dict(SETTINGS)
     if args.extra:
         extra = json.loads(args.extra)
