@@ -7,9 +7,11 @@ Regenerates benchmarks/results/depth_vs_width_conditional.md:
     .venv/bin/python benchmarks/depth_vs_width_conditional.py --steps 900 --num 500
 
 Every row is made by the CLI verbs themselves (`slimfusion prune` on the pipeline, `slimfusion finetune` with the
-finetune defaults, i.e. output distillation from the pipeline the model was pruned from): width = Diff-Pruning with
-the ratio whose MACs come closest to the target; depth = greedy and learned (`--method depth` / `depth-learned
---target-macs`). Calibration on the model's own samples of the ten labels / the 30 prompts. Recovery: `--steps`
+finetune defaults, i.e. output distillation from the pipeline the model was pruned from), at ~50% of the MACs:
+width = Diff-Pruning with the ratio whose MACs come closest; depth = `--method depth` (greedy) / `depth-learned`
+`--target-macs 0.5`. The text-to-image UNet has one layer per down stage, so whole layers stop at its mid block
+(~94% of the MACs); its third row is the mid block removed, then width to ~50% overall (BK-SDM also drops the mid
+block). Calibration on the model's own samples of the ten labels / the 30 prompts. Recovery: `--steps`
 steps (the built-ins trained for 6,000), DiT on the digits with labels, the text-to-image UNet data-free on latents
 its teacher generates from the 30 prompts (BK-SDM distils from the teacher too). Quality: FD (digits features, not FID)
 of `--num` DDIM-25 samples at guidance 2 vs all 1,797 digits with the noise floor, asked-digit accuracy by the digit
@@ -43,9 +45,11 @@ from slimfusion.sample import SampleConfig, sample
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "depth_vs_width_conditional.md"
 TARGET = 0.5
-WIDTH_RATIOS = (0.2, 0.25, 0.3, 0.35, 0.4)  # tried by a magnitude prune (same widths as diff-pruning) for MACs
-FAMILIES = ("digits-dit", "digits-t2i")
-ROWS = ("width (Diff-Pruning)", "depth greedy", "depth learned")
+WIDTH_RATIOS = tuple(round(0.05 * i, 2) for i in range(2, 16))  # tried by a magnitude prune (same widths)
+ROWS = {  # family -> row -> its prune steps in order ("width": Diff-Pruning to TARGET overall)
+    "digits-dit": {"width (Diff-Pruning)": ["width"], "depth greedy": ["depth"], "depth learned": ["depth-learned"]},
+    "digits-t2i": {"width (Diff-Pruning)": ["width"], "depth greedy": ["depth"], "depth + width": ["depth", "width"]},
+}
 EVAL_SEED = 1000
 
 
@@ -70,14 +74,17 @@ def recovery(name: str, work: Path) -> list[str]:
     return ["--distill-prompts", str(conditions_file(work))] if name == "digits-t2i" else ["--data", "digits"]
 
 
-def width_ratio(name: str, work: Path, base_macs: int) -> float:
+def width_ratio(source: str, work: Path, base_macs: int) -> float:
     """The ratio whose pruned MACs come closest to TARGET (a magnitude prune per ratio: cheap, same widths)."""
     gaps = {}
     for ratio in WIDTH_RATIOS:
-        trial = work / f"{name}-trial-{ratio}"
+        trial = work / "trials" / f"{Path(source).name}-{ratio}"
         if not trial.exists():
-            verb("prune", f"builtin:{name}", "--method", "magnitude", "--ratio", str(ratio), "--out", str(trial))
-        gaps[ratio] = abs(count_macs(denoiser(load_pipeline(trial))) / base_macs - TARGET)
+            verb("prune", source, "--method", "magnitude", "--ratio", str(ratio), "--out", str(trial))
+        share = count_macs(denoiser(load_pipeline(trial))) / base_macs
+        gaps[ratio] = abs(share - TARGET)
+        if share < TARGET:
+            break
     return min(gaps, key=gaps.get)
 
 
@@ -85,10 +92,19 @@ def denoiser(pipe) -> torch.nn.Module:
     return getattr(pipe, denoiser_name(pipe))
 
 
-def prune_args(name: str, row: str, work: Path, base_macs: int) -> list[str]:
-    if row.startswith("width"):
-        return ["--method", "diff-pruning", "--ratio", str(width_ratio(name, work, base_macs))]
-    return ["--method", "depth" if row == "depth greedy" else "depth-learned", "--target-macs", str(TARGET)]
+def prune_chain(name: str, row: str, work: Path, base_macs: int) -> tuple[Path, list[str]]:
+    """Run the row's prune steps (each on the last one's output); the final folder and what each step was."""
+    source, hows = f"builtin:{name}", []
+    for i, step in enumerate(ROWS[name][row]):
+        if step == "width":
+            how = ["--method", "diff-pruning", "--ratio", str(width_ratio(source, work, base_macs))]
+        else:
+            how = ["--method", step, "--target-macs", str(TARGET)]
+        out = work / f"{_slug(row)}-{i}"
+        verb("prune", source, *how, *calibration(name, work), "--out", str(out), "--overwrite")
+        source = str(out)
+        hows.append(" ".join(how))
+    return Path(source), hows
 
 
 def sample_config(name: str, num: int) -> SampleConfig:
@@ -131,21 +147,20 @@ def family(name: str, args, real) -> dict:
         **quality(name, original_pipe, args.num, real, original),
     }
     rows = []
-    for row in ROWS:
-        pruned, recovered, cache = work / _slug(row), work / _slug(row, "-ft"), work / _slug(row, ".json")
+    for row in ROWS[name]:
+        recovered, cache = work / _slug(row, "-ft"), work / _slug(row, ".json")
         if cache.exists():
             rows.append(json.loads(cache.read_text()))
             continue
         start = time.perf_counter()
-        how = prune_args(name, row, work, base_macs)
-        verb("prune", f"builtin:{name}", *how, *calibration(name, work), "--out", str(pruned), "--overwrite")
+        pruned, how = prune_chain(name, row, work, base_macs)
         before = quality(name, load_pipeline(pruned), args.num, real, original)
         verb("finetune", str(pruned), "--steps", str(args.steps), *recovery(name, work), "--out", str(recovered),
              "--overwrite")  # fmt: skip
         pipe = load_pipeline(recovered)
         result = {
             "row": row,
-            "how": " ".join(how),
+            "how": "; then ".join(how),
             "params": count_params(denoiser(pipe)),
             "macs": count_macs(denoiser(pipe)),
             "before": before,
@@ -163,7 +178,7 @@ def family(name: str, args, real) -> dict:
 
 
 def _slug(row: str, suffix: str = "") -> str:
-    return row.split()[0] + ("-" + row.split()[1] if row.startswith("depth") else "") + suffix
+    return row.split(" (")[0].replace(" + ", "-").replace(" ", "-") + suffix
 
 
 def write(results: dict[str, dict], args) -> None:
@@ -172,7 +187,7 @@ def write(results: dict[str, dict], args) -> None:
         "",
         f"Command: `.venv/bin/python benchmarks/depth_vs_width_conditional.py --steps {args.steps} --num {args.num}`",
         "",
-        " ".join(__doc__.split("\n\n")[2].split()),
+        " ".join(__doc__.split("\n\n")[3].split()),
         "",
     ]
     for name, result in results.items():
@@ -202,7 +217,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=900, help="recovery steps (15% of the built-ins' 6,000)")
     parser.add_argument("--num", type=int, default=500)
-    parser.add_argument("--families", nargs="*", default=list(FAMILIES))
+    parser.add_argument("--families", nargs="*", default=list(ROWS))
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "depth_vs_width_conditional")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the speed column wants 2, alone)")
     args = parser.parse_args()

@@ -74,14 +74,19 @@ def baseline(work: Path, num: int, teacher, reference_stats, first) -> dict:
 
 
 def write_table(rows: list[dict], base: dict, args, done: bool) -> None:
-    cmd = f".venv/bin/python benchmarks/recovery_digits.py --num {args.num} --seeds " + " ".join(map(str, args.seeds))
-    if args.settings:
-        cmd += " --settings " + " ".join(f'"{name}"' for name in args.settings)
+    by_seed: dict[int, list[str]] = {}
+    for r in rows:  # one command per seed regenerates that seed's rows (the cache under --work joins them)
+        by_seed.setdefault(r["seed"], []).append(r["setting"])
+    cmd = "`; `".join(
+        f".venv/bin/python benchmarks/recovery_digits.py --num {args.num} --seeds {seed} --settings "
+        + " ".join(f'"{name}"' for name in names)
+        for seed, names in sorted(by_seed.items())
+    )
     goal = 1.25 * base["fd"]
     lines = [
         "# Recovery settings on builtin:digits-ddpm pruned to ~56% MACs (diff-pruning, ratio 0.25)",
         "",
-        f"Command: `{cmd}`" + ("" if done else "  (PARTIAL: run still in progress or interrupted)"),
+        f"Commands: `{cmd}`" + ("" if done else "  (PARTIAL: run still in progress or interrupted)"),
         "",
         f"Every row: the same pruned model per seed, {STEPS} fine-tuning steps (15% of the original 8,000), batch 64;"
         " the setting changes one lever from the old default (output distillation W = 0.5, lr 2e-4, 50 warm-up steps,"

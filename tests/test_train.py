@@ -63,6 +63,14 @@ def test_finetune_records_history_and_lowers_loss():
     assert [h["step"] for h in history(model)] == ["prune", "finetune"]
 
 
+def test_finetune_distils_from_a_given_teacher_by_default():
+    images = load_images("digits", 8, 1)[:32]
+    config = FinetuneConfig(steps=2, batch_size=8)
+    taught = finetune(_pruned(), images, config, teacher=tiny_model("UNet2DModel"), progress=False)
+    alone = finetune(_pruned(), images, config, progress=False)
+    assert history(taught)[-1]["config"]["distill"] == 1.0 and history(alone)[-1]["config"]["distill"] == 0.0
+
+
 def test_resume_after_simulated_kill_is_exact(tmp_path):
     images = load_images("digits", 8, 1)[:128]
     config = FinetuneConfig(steps=7, batch_size=8, distill=0.5, feature_distill=0.1)

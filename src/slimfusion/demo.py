@@ -68,7 +68,7 @@ def _ddpm_models(out: Path, finetune_steps: int, progress: bool) -> _Models:
     for name, fields in DEMO_METHODS.items():
         student = load(DEMO_MODEL)
         prune(student, StructuralConfig(ratio=DEMO_RATIO, **fields), data=train, progress=progress)
-        finetune(student, train, FinetuneConfig(steps=finetune_steps, distill=0.5), teacher=original, progress=progress)
+        finetune(student, train, FinetuneConfig(steps=finetune_steps), teacher=original, progress=progress)
         save(student, out / "models" / name, overwrite=True)
         models.add(f"{name} + finetune", student, student)
     return models
@@ -90,7 +90,7 @@ def _t2i_models(out: Path, finetune_steps: int, progress: bool) -> _Models:
         pipe = load_pipeline(T2I_MODEL)
         calibration = conditions if fields["method"] == "diff-pruning" else None
         prune(pipe.unet, StructuralConfig(ratio=T2I_RATIO, **fields), conditions=calibration, progress=progress)
-        config = FinetuneConfig(steps=finetune_steps, distill=1.0, lr=T2I_LR)
+        config = FinetuneConfig(steps=finetune_steps, lr=T2I_LR)
         finetune(pipe.unet, data, config, teacher=original.unet, progress=progress)
         save_pipeline(pipe, out / "models" / name, overwrite=True)
         models.add(f"{name} + finetune", pipe, pipe.unet)

@@ -67,7 +67,7 @@ def finetune(
         str | None, typer.Option(help="original model or pipeline to distil from (default: the one pruned from)")
     ] = None,
     distill: Annotated[
-        float | None, typer.Option(help="output distillation weight W in [0, 1] (default 0; data-free: 1)")
+        float | None, typer.Option(help="output distillation weight W in [0, 1] (default: 1 with a teacher, else 0)")
     ] = None,
     feature_distill: Annotated[float, typer.Option(help="weight of block-output distillation")] = 0.0,
     distill_prompts: Annotated[
@@ -106,7 +106,7 @@ def finetune(
     data_free = bool(conditions)
     values = dict(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, ema_decay=ema_decay)
     values |= dict(grad_clip=grad_clip, mixed_precision=mixed_precision, seed=seed, feature_distill=feature_distill)
-    config = make_config(FinetuneConfig, distill=(1.0 if data_free else 0.0) if distill is None else distill, **values)
+    config = make_config(FinetuneConfig, distill=distill, **values)
     conditional = is_pipeline(model) and any(c in pipeline_index(pipeline_folder(model)) for c in CONDITIONAL)
     if not conditional and (config.distill or feature_distill) and teacher is None:
         raise SlimfusionError("--distill / --feature-distill need --teacher (the original model)")

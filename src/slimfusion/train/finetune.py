@@ -19,8 +19,10 @@ class FinetuneConfig(TrainConfig):
             original training; the built-in digits model was trained for 8000).
         lr (`float`, defaults to 2e-4): AdamW learning rate after warm-up.
         warmup_steps (`int`, defaults to 50): linear warm-up length.
-        distill (`float`, defaults to 0.0): output distillation weight W in
-            W x |eps_teacher - eps_student|^2 + (1 - W) x |eps - eps_student|^2; needs a teacher.
+        distill (`float`, optional): output distillation weight W in
+            W x |eps_teacher - eps_student|^2 + (1 - W) x |eps - eps_student|^2; needs a teacher. Default: 1.0 when
+            a teacher is given (output distillation alone recovered best: benchmarks/results/recovery_digits.md),
+            else 0.
         feature_distill (`float`, defaults to 0.0): weight of the block-output (feature) distillation term, added to
             the loss above; needs a teacher.
         (other fields as in `TrainConfig`)
@@ -29,7 +31,7 @@ class FinetuneConfig(TrainConfig):
     steps: int = Field(1000, ge=1)
     lr: float = Field(2e-4, gt=0)
     warmup_steps: int = Field(50, ge=0)
-    distill: float = Field(0.0, ge=0, le=1)
+    distill: float | None = Field(None, ge=0, le=1)
     feature_distill: float = Field(0.0, ge=0)
 
 

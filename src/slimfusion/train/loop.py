@@ -91,6 +91,8 @@ def fit(
     expected = tuple(next(iter(example_inputs(model, 1).values())).shape[1:])
     if tuple(data.inputs.shape[1:]) != expected:
         raise ConfigError(f"training inputs have shape {tuple(data.inputs.shape[1:])}; the model takes {expected}")
+    if getattr(config, "distill", 0.0) is None:  # FinetuneConfig's default: distil whenever there is a teacher
+        config = config.model_copy(update={"distill": 1.0 if teacher is not None else 0.0})
     distill = getattr(config, "distill", 0.0)
     feature_weight = getattr(config, "feature_distill", 0.0)
     if (distill or feature_weight) and teacher is None:
