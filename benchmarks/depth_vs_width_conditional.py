@@ -112,8 +112,12 @@ def sample_config(name: str, num: int) -> SampleConfig:
     return SampleConfig(num=num, steps=25, seed=EVAL_SEED, guidance=2.0, batch_size=250, **given)
 
 
-def quality(name: str, pipe, num: int, real, original: torch.Tensor) -> dict:
-    images = sample(pipe, sample_config(name, num), progress=False)
+def samples(name: str, pipe, num: int) -> torch.Tensor:
+    return sample(pipe, sample_config(name, num), progress=False)
+
+
+def quality(name: str, images: torch.Tensor, real, original: torch.Tensor) -> dict:
+    num = len(images)
     return {
         "fd": frechet_distance(*feature_stats(digit_features(images)), *real),
         "accuracy": digit_accuracy(images, asked(name, num)),
@@ -126,7 +130,7 @@ def speedups(name: str, pipes: dict[str, object], rounds: int = 3) -> dict[str, 
     for _ in range(rounds):
         for label, pipe in pipes.items():
             start = time.perf_counter()
-            sample(pipe, sample_config(name, 100), progress=False)
+            samples(name, pipe, 100)
             times[label].append(time.perf_counter() - start)
     return {label: statistics.median(times["original"]) / statistics.median(v) for label, v in times.items()}
 
@@ -136,7 +140,7 @@ def family(name: str, args, real) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     original_pipe = load_pipeline(f"builtin:{name}")
     base_macs = count_macs(denoiser(original_pipe))
-    original = sample(original_pipe, sample_config(name, args.num), progress=False)
+    original = samples(name, original_pipe, args.num)
     second = sample(
         original_pipe, sample_config(name, args.num).model_copy(update={"seed": EVAL_SEED + 1}), progress=False
     )
@@ -144,7 +148,7 @@ def family(name: str, args, real) -> dict:
         "params": count_params(denoiser(original_pipe)),
         "macs": base_macs,
         "floor": frechet_distance(*feature_stats(digit_features(original)), *feature_stats(digit_features(second))),
-        **quality(name, original_pipe, args.num, real, original),
+        **quality(name, original, real, original),
     }
     rows = []
     for row in ROWS[name]:
@@ -154,7 +158,7 @@ def family(name: str, args, real) -> dict:
             continue
         start = time.perf_counter()
         pruned, how = prune_chain(name, row, work, base_macs)
-        before = quality(name, load_pipeline(pruned), args.num, real, original)
+        before = quality(name, samples(name, load_pipeline(pruned), args.num), real, original)
         verb("finetune", str(pruned), "--steps", str(args.steps), *recovery(name, work), "--out", str(recovered),
              "--overwrite")  # fmt: skip
         pipe = load_pipeline(recovered)
@@ -164,7 +168,7 @@ def family(name: str, args, real) -> dict:
             "params": count_params(denoiser(pipe)),
             "macs": count_macs(denoiser(pipe)),
             "before": before,
-            "after": quality(name, pipe, args.num, real, original),
+            "after": quality(name, samples(name, pipe, args.num), real, original),
             "wall_s": round(time.perf_counter() - start, 1),
         }
         cache.write_text(json.dumps(result, indent=2))

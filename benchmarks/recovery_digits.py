@@ -139,27 +139,27 @@ def main() -> None:
     teacher = load("builtin:digits-ddpm")
     images = load_images("digits:train", 16, 1)
     reference_stats = feature_stats(digit_features(load_images("digits:all", 16, 1)))
-    original = samples_of(teacher, args.num)
-    base = baseline(work, args.num, teacher, reference_stats, original)
     wanted = args.settings if args.settings is not None else list(settings)
     if args.extra:
         wanted = [*wanted, list(settings)[-1]]
-    for seed in args.seeds:
-        for name in wanted:
-            if any(r["setting"] == name and r["seed"] == seed and r["num"] == args.num for r in rows):
-                continue
-            fields = OLD | settings[name]
-            model = pruned_model(work, seed, images)
-            start = time.perf_counter()
-            finetune(model, images, FinetuneConfig(steps=STEPS, seed=seed, **fields), teacher=teacher)
-            row = {"setting": name, "seed": seed, "num": args.num, "fields": fields}
-            row["finetune_s"] = time.perf_counter() - start
-            save(model, work / f"{name.replace(' ', '_').replace('/', '')}-s{seed}", overwrite=True)
-            row |= quality(samples_of(model, args.num), reference_stats, original)
-            rows.append(row)
-            cache.write_text(json.dumps(rows, indent=2))
-            write_table([r for r in rows if r["num"] == args.num], base, args, done=False)
-            print(json.dumps(row), flush=True)
+    done = {(r["setting"], r["seed"]) for r in rows if r["num"] == args.num}
+    todo = [(seed, name) for seed in args.seeds for name in wanted if (name, seed) not in done]
+    base_file = work / f"original-n{args.num}.json"
+    original = samples_of(teacher, args.num) if todo or not base_file.exists() else None  # only to compare against
+    base = baseline(work, args.num, teacher, reference_stats, original)
+    for seed, name in todo:
+        fields = OLD | settings[name]
+        model = pruned_model(work, seed, images)
+        start = time.perf_counter()
+        finetune(model, images, FinetuneConfig(steps=STEPS, seed=seed, **fields), teacher=teacher)
+        row = {"setting": name, "seed": seed, "num": args.num, "fields": fields}
+        row["finetune_s"] = time.perf_counter() - start
+        save(model, work / f"{name.replace(' ', '_').replace('/', '')}-s{seed}", overwrite=True)
+        row |= quality(samples_of(model, args.num), reference_stats, original)
+        rows.append(row)
+        cache.write_text(json.dumps(rows, indent=2))
+        write_table([r for r in rows if r["num"] == args.num], base, args, done=False)
+        print(json.dumps(row), flush=True)
     write_table([r for r in rows if r["num"] == args.num], base, args, done=True)
 
 
