@@ -8,7 +8,8 @@ builtin:digits-ddpm is pruned once per seed (diff-pruning, T = 0.05, ratio 0.25:
 and every setting fine-tunes a copy of that same pruned model with 1,200 steps (15% of the original 8,000) at batch 64.
 The settings vary one lever at a time from the old default (output distillation W = 0.5, lr 2e-4, 50 warm-up steps,
 EMA max decay 0.999): the learning rate, the distillation weight, BK-SDM's feature distillation at block outputs,
-the EMA (on / off: its max decay never binds within 1,200 steps), the warm-up, and the best ones together.
+the EMA (on / off: its max decay never binds within 1,200 steps), the warm-up, a cosine decay of the learning rate
+to 0, and the best ones together.
 Quality as in diffpruning_digits.py: FD (digits features) of
 `--num` DDIM-50 samples against all 1,797 digits, the noise floor from two sample sets of the original, SSIM against
 the original's samples from the same noise. Finished rows are cached under `--work`; `--settings` runs a subset.
@@ -46,6 +47,9 @@ SETTINGS = {  # name -> changes from OLD
     "feature KD 1.0": {"feature_distill": 1.0},
     "EMA off": {"ema_decay": 0.0},  # the max decay never binds in 1,200 steps (warm-up: 1 - (1 + step)^-0.75)
     "warm-up 200": {"warmup_steps": 200},
+    "W 1.0, cosine lr": {"distill": 1.0, "lr_decay": "cosine"},
+    "W 1.0, lr 5e-4, cosine lr": {"distill": 1.0, "lr": 5e-4, "lr_decay": "cosine"},
+    "W 1.0, EMA off": {"distill": 1.0, "ema_decay": 0.0},
 }
 
 

@@ -18,7 +18,7 @@ from slimfusion.errors import ConfigError, NotAModelError
 from slimfusion.models.meta import history
 from slimfusion.train import FinetuneConfig, finetune
 from slimfusion.train.distill import Student, feature_loss, output_loss
-from slimfusion.train.loop import fit
+from slimfusion.train.loop import fit, learning_rate
 
 
 def test_output_distillation_loss_on_a_known_case():
@@ -97,6 +97,20 @@ def test_resume_refuses_other_settings_and_missing_state(tmp_path):
         fit(_pruned(), images, config, "finetune", out=tmp_path, resume=True, progress=False)
 
 
+def test_cosine_decay_warms_up_then_falls_to_zero_and_fixes_the_step_budget(tmp_path):
+    config = FinetuneConfig(steps=110, lr=1e-3, warmup_steps=10, lr_decay="cosine")
+    rates = [learning_rate(config, step) for step in range(1, 111)]
+    assert rates[9] == pytest.approx(1e-3) and rates[59] == pytest.approx(5e-4) and rates[-1] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:], strict=False))
+    assert learning_rate(FinetuneConfig(steps=110, lr=1e-3, warmup_steps=10), 110) == pytest.approx(1e-3)
+    images = load_images("digits", 8, 1)[:64]
+    short = FinetuneConfig(steps=4, batch_size=8, lr_decay="cosine")
+    fit(_pruned(), images, short, "finetune", out=tmp_path / "run", checkpoint_every=2, stop_at=3, progress=False)
+    longer = FinetuneConfig(steps=8, batch_size=8, lr_decay="cosine")
+    with pytest.raises(ConfigError, match="--steps"):  # the decay is scheduled over the original budget
+        fit(_pruned(), images, longer, "finetune", out=tmp_path / "run", resume=True, progress=False)
+
+
 def test_distillation_without_teacher_and_untrainable_family_are_rejected():
     images = load_images("digits", 8, 1)[:16]
     with pytest.raises(ConfigError, match="teacher"):
@@ -161,4 +175,10 @@ def test_cli_finetune_errors_are_one_line(tmp_path):
         text=True,
     )
     assert result.returncode == 2 and "does not exist" in result.stderr
+    result = subprocess.run(
+        _cli("finetune", "builtin:digits-ddpm", "--out", str(tmp_path / "x"), "--lr-decay", "linear"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--lr-decay" in result.stderr
     assert not (tmp_path / "x").exists()

@@ -81,6 +81,7 @@ def finetune(
     batch_size: Annotated[int, typer.Option(help="images per step (per process)")] = 64,
     lr: Annotated[float, typer.Option(help="AdamW learning rate after warm-up")] = 2e-4,
     warmup_steps: Annotated[int, typer.Option(help="linear warm-up steps")] = 50,
+    lr_decay: Annotated[str, typer.Option(help="after warm-up: constant | cosine (to 0 at the last step)")] = "constant",
     ema_decay: Annotated[float, typer.Option(help="EMA decay (the EMA weights are saved)")] = 0.999,
     grad_clip: Annotated[float, typer.Option(help="max gradient norm")] = 1.0,
     mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")] = "no",
@@ -106,6 +107,7 @@ def finetune(
     data_free = bool(conditions)
     values = dict(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, ema_decay=ema_decay)
     values |= dict(grad_clip=grad_clip, mixed_precision=mixed_precision, seed=seed, feature_distill=feature_distill)
+    values["lr_decay"] = lr_decay
     config = make_config(FinetuneConfig, distill=distill, **values)
     conditional = is_pipeline(model) and any(c in pipeline_index(pipeline_folder(model)) for c in CONDITIONAL)
     if not conditional and (config.distill or feature_distill) and teacher is None:

@@ -18,6 +18,8 @@ class TrainConfig(BaseModel):
         batch_size (`int`, defaults to 64): images per step.
         lr (`float`, defaults to 5e-4): AdamW peak learning rate (after linear warm-up).
         warmup_steps (`int`, defaults to 200): linear warm-up length.
+        lr_decay (`str`, defaults to "constant"): after warm-up, "constant" keeps `lr`; "cosine" decays it to 0
+            at the last step.
         weight_decay (`float`, defaults to 0.0): AdamW weight decay.
         grad_clip (`float`, defaults to 1.0): max global gradient norm.
         ema_decay (`float`, defaults to 0.999): max decay of the EMA weights, which are what gets returned.
@@ -32,6 +34,7 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(5e-4, gt=0)
     warmup_steps: int = Field(200, ge=0)
+    lr_decay: Literal["constant", "cosine"] = "constant"
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     ema_decay: float = Field(0.999, ge=0, lt=1)

@@ -8,6 +8,7 @@ draws its own batches (batch_size is per process) and DDP averages the gradients
 from __future__ import annotations
 
 import copy
+import math
 import time
 from pathlib import Path
 
@@ -49,8 +50,16 @@ def process_generator(seed: int, rank: int) -> torch.Generator:
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
-    """Linear warm-up to `lr` over `warmup_steps`, then constant (step counts from 1)."""
-    return config.lr * min(1.0, step / max(1, config.warmup_steps))
+    """Linear warm-up to `lr` over `warmup_steps`, then constant or cosine-decayed to 0 (step counts from 1).
+
+    A pure function of the step, so a resumed run gets the same rates without saving a scheduler's state.
+    """
+    if step <= config.warmup_steps:
+        return config.lr * step / max(1, config.warmup_steps)
+    if config.lr_decay == "constant":
+        return config.lr
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def fit(
