@@ -81,7 +81,7 @@ def finetune(
     batch_size: Annotated[int, typer.Option(help="images per step (per process)")] = 64,
     lr: Annotated[float, typer.Option(help="AdamW learning rate after warm-up")] = 2e-4,
     warmup_steps: Annotated[int, typer.Option(help="linear warm-up steps")] = 50,
-    lr_decay: Annotated[str, typer.Option(help="after warm-up: constant | cosine (to 0 at the last step)")] = "constant",
+    lr_decay: Annotated[str, typer.Option(help="after warm-up: constant | cosine (to 0 at the end)")] = "constant",
     ema_decay: Annotated[float, typer.Option(help="EMA decay (the EMA weights are saved)")] = 0.999,
     grad_clip: Annotated[float, typer.Option(help="max gradient norm")] = 1.0,
     mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")] = "no",
