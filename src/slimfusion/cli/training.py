@@ -105,9 +105,9 @@ def finetune(
 
     conditions = conditions_from_options(distill_prompts, distill_class_labels)
     data_free = bool(conditions)
-    values = dict(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, ema_decay=ema_decay)
-    values |= dict(grad_clip=grad_clip, mixed_precision=mixed_precision, seed=seed, feature_distill=feature_distill)
-    values["lr_decay"] = lr_decay
+    values = dict(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, lr_decay=lr_decay)
+    values |= dict(ema_decay=ema_decay, grad_clip=grad_clip, mixed_precision=mixed_precision, seed=seed)
+    values["feature_distill"] = feature_distill
     config = make_config(FinetuneConfig, distill=distill, **values)
     conditional = is_pipeline(model) and any(c in pipeline_index(pipeline_folder(model)) for c in CONDITIONAL)
     if not conditional and (config.distill or feature_distill) and teacher is None:

@@ -238,7 +238,9 @@ def _checkpoint(accelerator, out, model, student, optimizer, ema, gen, config, s
 def _restore(out, student, optimizer, ema, gen, config, rank, world) -> tuple[int, float | None]:
     """Load the checkpoint in `out` into the (not yet prepared) student, optimizer, EMA and generator."""
     record, trainable, tensors = train_state.read_state(out)
-    train_state.check_same_run(record["config"], config.model_dump(), world, record["processes"])
+    # A setting added after the checkpoint was written is absent from it; its default is what that run did.
+    saved = {name: field.default for name, field in type(config).model_fields.items()} | record["config"]
+    train_state.check_same_run(saved, config.model_dump(), world, record["processes"])
     if record["step"] >= config.steps:
         raise ConfigError(f"--resume: the checkpoint is at step {record['step']}; raise --steps to continue")
     try:

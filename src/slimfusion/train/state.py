@@ -84,16 +84,11 @@ def ema_state(record: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[
     return record["ema"] | {"shadow_params": [tensors[f"ema.{i}"] for i in range(count)]}
 
 
-# Settings added after checkpoints already existed: what an older checkpoint without them did.
-ADDED_LATER = {"lr_decay": "constant"}
-
-
 def check_same_run(saved: dict[str, Any], current: dict[str, Any], processes: int, saved_processes: int) -> None:
     """A resumed run must use the settings it was started with.
 
     Only `steps` may grow, and only under a constant learning rate: a cosine decay is scheduled over `steps`.
     """
-    saved = ADDED_LATER | saved
     may_grow = {"steps"} if current.get("lr_decay", "constant") == "constant" else set()
     for key in sorted(set(saved) | set(current)):
         if key not in may_grow and saved.get(key) != current.get(key):
