@@ -46,14 +46,15 @@ def artifacts(tmp_path_factory) -> dict[str, list[str]]:
     prompts = root / "prompts.txt"
     prompts.write_text("a handwritten seven\nthe digit 3\n")
     fast = ["--num", "6", "--steps", "10", "--batch-size", "4"]
+    t2i = ["builtin:digits-t2i", "--num", "4", "--steps", "4", "--prompts", str(prompts)]
     return {
         "ddpm-ddim": ["builtin:digits-ddpm", *fast],
         "ddpm-ddpm": ["builtin:digits-ddpm", *fast, "--scheduler", "ddpm"],
         "ddpm-pruned": [str(root / "pruned"), *fast],
         "ddpm-deepcache-plan": [str(root / "planned"), *fast],
         "ddpm-bf16": [str(root / "bf16"), *fast],
-        "t2i-ddim": ["builtin:digits-t2i", "--num", "4", "--steps", "4", "--prompts", str(prompts)],
-        "t2i-ddpm": ["builtin:digits-t2i", "--num", "4", "--steps", "4", "--prompts", str(prompts), "--scheduler", "ddpm"],
+        "t2i-ddim": t2i,
+        "t2i-ddpm": [*t2i, "--scheduler", "ddpm"],
         "dit-ddim": ["builtin:digits-dit", "--num", "4", "--steps", "4", "--class-labels", "3,7"],
     }  # fmt: skip
 
