@@ -11,7 +11,10 @@ from collections.abc import Sequence
 
 import torch
 
+from slimfusion.diffusion import use_scheduler
 from slimfusion.errors import ConfigError
+
+STOCHASTIC = ("ddpm", "dpm++2m-sde", "lcm")  # solvers that draw fresh noise at every step
 
 
 def conditions_of(config, indices: Sequence[int]) -> list:
@@ -42,21 +45,15 @@ def check_conditions(pipe, config) -> None:
         bad = [c for c in config.class_labels if not 0 <= c < classes]
         if bad:
             raise ConfigError(f"--class-labels {bad[0]} is out of range: the model has classes 0..{classes - 1}")
-        if config.scheduler == "ddpm":
-            raise ConfigError("DiTPipeline draws DDPM step noise from torch's global generator; use --scheduler ddim")
+        if config.scheduler in STOCHASTIC:
+            raise ConfigError(
+                f"DiTPipeline draws {config.scheduler} step noise from torch's global generator (not seeded per "
+                "image); use a deterministic --scheduler such as ddim, dpm++2m or unipc"
+            )
         if config.negative_prompt is not None:
             raise ConfigError("--negative-prompt is for text-to-image pipelines")
     if kind == "text" and config.class_labels is not None:
         raise ConfigError("--class-labels is for class-conditional (DiT) pipelines; give --prompts")
-
-
-def set_scheduler(pipe, kind: str) -> None:
-    """Replace the pipeline's scheduler by a DDIM (eta 0) or DDPM one with the same training schedule."""
-    from diffusers import DDIMScheduler, DDPMScheduler
-
-    cls = DDIMScheduler if kind == "ddim" else DDPMScheduler
-    if type(pipe.scheduler) is not cls:
-        pipe.scheduler = cls.from_config(pipe.scheduler.config)
 
 
 @torch.no_grad()
@@ -77,7 +74,7 @@ def sample_pipeline(
     from slimfusion.train.vae import encode
 
     check_conditions(pipe, config)
-    set_scheduler(pipe, config.scheduler)
+    use_scheduler(pipe, config.scheduler, config.spacing, config.karras)
     pipe.set_progress_bar_config(disable=True)
     kind = pipeline_kind(pipe)
     indices = list(range(config.num)) if indices is None else list(indices)

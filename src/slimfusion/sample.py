@@ -1,7 +1,7 @@
-"""Seeded, batched sampling from a denoiser with diffusers' DDIM / DDPM schedulers.
+"""Seeded, batched sampling from a denoiser with any diffusers solver (`slimfusion.diffusion.SOLVERS`).
 
-Image i always starts from (and, for DDPM, draws its step noise from) its own generator seeded by (seed, i), so a
-result does not depend on the batch size or on how the indices are split across processes.
+Image i always starts from (and, for stochastic solvers, draws its step noise from) its own generator seeded by
+(seed, i), so a result does not depend on the batch size or on how the indices are split across processes.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from slimfusion.diffusion import SOLVERS, generators, image_generator, make_scheduler, predictor, run_chain, start_noise
 from slimfusion.errors import ConfigError
 from slimfusion.models.families import family_name
 from slimfusion.models.meta import get_meta
 from slimfusion.progress import progress_bar
 
-SCHEDULERS = ("ddim", "ddpm")
+__all__ = ["SampleConfig", "image_generator", "make_scheduler", "sample", "sample_to_folder", "save_samples"]
 # Classifier-free guidance of conditional pipelines: 2 gives the digits built-ins >= 99.5% prompt / class accuracy
 # with the best FD of the scales measured (benchmarks/results/conditional_builtins.md); SD's 7.5 over-saturates them.
 DEFAULT_GUIDANCE = 2.0
@@ -35,7 +35,10 @@ class SampleConfig(BaseModel):
     Args:
         num (`int`, defaults to 64): number of images.
         steps (`int`, defaults to 50): denoising steps.
-        scheduler (`str`, defaults to "ddim"): "ddim" (deterministic, eta 0) or "ddpm" (ancestral).
+        scheduler (`str`, defaults to "ddim"): a solver of `slimfusion.diffusion.SOLVERS`: "ddim" (deterministic,
+            eta 0), "ddpm" (ancestral), "dpm++2m", "dpm++3m", "dpm++2m-sde", "unipc", "deis", "euler", "heun", "lcm".
+        spacing (`str`, optional): timestep spacing "leading" / "trailing" / "linspace" (default: the solver's own).
+        karras (`bool`, defaults to False): Karras sigmas, for the solvers that have them.
         seed (`int`, defaults to 0): base seed; image i uses the seed pair (seed, i).
         batch_size (`int`, defaults to 64): images per forward.
         prompts (`list[str]`, optional): text-to-image pipelines: image i gets prompt i mod len(prompts).
@@ -48,7 +51,9 @@ class SampleConfig(BaseModel):
     version: int = 1
     num: int = Field(64, ge=1)
     steps: int = Field(50, ge=1, le=1000)
-    scheduler: Literal["ddim", "ddpm"] = "ddim"
+    scheduler: str = "ddim"
+    spacing: Literal["leading", "trailing", "linspace"] | None = None
+    karras: bool = False
     seed: int = Field(0, ge=0)
     batch_size: int = Field(64, ge=1)
     prompts: list[str] | None = Field(None, min_length=1)
@@ -56,31 +61,16 @@ class SampleConfig(BaseModel):
     guidance: float = Field(DEFAULT_GUIDANCE, ge=0)
     negative_prompt: str | None = None
 
+    @field_validator("scheduler")
+    @classmethod
+    def _known_solver(cls, value: str) -> str:
+        if value not in SOLVERS:
+            raise ValueError(f"unknown scheduler {value!r}; choose one of {', '.join(SOLVERS)}")
+        return value
+
     @property
     def conditional(self) -> bool:
         return self.prompts is not None or self.class_labels is not None
-
-
-def image_generator(seed: int, index: int) -> torch.Generator:
-    """The generator of image `index` under base `seed` (distinct streams for every pair)."""
-    state = np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
-
-
-def make_scheduler(model: nn.Module, kind: str, steps: int):
-    """A diffusers scheduler of `kind` built from the model's training schedule, set to `steps` steps."""
-    from diffusers import DDIMScheduler, DDPMScheduler
-
-    from slimfusion.train.diffusion import default_scheduler_config
-
-    config = get_meta(model).get("scheduler") or default_scheduler_config()
-    if kind not in SCHEDULERS:
-        raise ConfigError(f"unknown scheduler {kind!r}; choose one of {', '.join(SCHEDULERS)}")
-    scheduler = (DDIMScheduler if kind == "ddim" else DDPMScheduler).from_config(config)
-    if steps > scheduler.config.num_train_timesteps:
-        raise ConfigError(f"--steps {steps} exceeds the model's {scheduler.config.num_train_timesteps} train timesteps")
-    scheduler.set_timesteps(steps)
-    return scheduler
 
 
 def is_pipeline_object(obj) -> bool:
@@ -116,13 +106,12 @@ def sample(model, config: SampleConfig, indices: Sequence[int] | None = None, pr
     side = model.config.sample_size
     side = side[0] if isinstance(side, (tuple, list)) else side
     shape = (1, model.config.in_channels, side, side)
-    scheduler = make_scheduler(model, config.scheduler, config.steps)  # stateless between images: build once
+    scheduler = make_scheduler(model, config.scheduler, config.steps, config.spacing, config.karras)
+    predict = predictor(model)
 
     def denoise(chunk: list[int], gens: list[torch.Generator]) -> torch.Tensor:
-        x = torch.cat([torch.randn(shape, generator=g) for g in gens])
-        for t in scheduler.timesteps:
-            x = scheduler.step(model(x, t).sample, t, x, generator=gens).prev_sample
-        return x.clamp(-1, 1)
+        x = start_noise(shape[1:], gens)
+        return run_chain(scheduler, x, predict, gens).clamp(-1, 1)
 
     out = in_batches(indices, config, denoise, progress)
     return out if len(out) else torch.empty(0, *shape[1:])
@@ -137,7 +126,7 @@ def in_batches(indices: list[int], config: SampleConfig, make, progress: bool) -
         start = time.perf_counter()
         for first in range(0, len(indices), config.batch_size):
             chunk = indices[first : first + config.batch_size]
-            out.append(make(chunk, [image_generator(config.seed, i) for i in chunk]))
+            out.append(make(chunk, generators(config.seed, chunk)))
             done = first + len(chunk)
             bar.update(task, completed=done, status=f"{done / (time.perf_counter() - start):.1f} img/s")
     return torch.cat(out) if out else torch.empty(0)

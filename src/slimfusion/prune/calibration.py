@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from diffusers import DDPMScheduler
 from torch import nn
 
-from slimfusion.models.meta import get_meta
+from slimfusion.diffusion import calibration_set, denoising_loss, noise_scheduler
 from slimfusion.progress import progress_bar
 
 
@@ -32,12 +30,7 @@ def accumulate_gradients(
     Returns:
         {"timesteps_used": int, "losses": list of per-timestep losses, "calib_images": int}
     """
-    from slimfusion.models.families import family_of
-    from slimfusion.train.diffusion import default_scheduler_config
-
-    denoise = family_of(model).denoise
-
-    scheduler = DDPMScheduler.from_config(get_meta(model).get("scheduler") or default_scheduler_config())
+    scheduler = noise_scheduler(model)
     gen = torch.Generator().manual_seed(seed)
     count = min(len(images), batches * batch_size)
     order = torch.randperm(len(images), generator=gen)[:count]
@@ -57,8 +50,7 @@ def accumulate_gradients(
             for chunk, cond in zip(chunks, cond_chunks, strict=True):
                 noise = torch.randn(chunk.shape, generator=gen)
                 steps = torch.full((len(chunk),), t, dtype=torch.long)
-                pred = denoise(model, scheduler.add_noise(chunk, noise, steps), steps, cond)
-                loss = F.mse_loss(pred, noise) / len(chunks)
+                loss = denoising_loss(model, scheduler, chunk, noise, steps, cond) / len(chunks)
                 loss.backward()
                 loss_t += loss.item()
             losses.append(loss_t)
@@ -67,3 +59,12 @@ def accumulate_gradients(
             if threshold > 0 and loss_t < threshold * max_loss:
                 break
     return {"timesteps_used": len(losses), "losses": losses, "calib_images": count}
+
+
+def calibration_inputs(model: nn.Module, config, data, conditions, progress: bool):
+    """(inputs, conditions) for gradient / loss calibration of a pruning config (its counts, steps and seed)."""
+    count = config.batch_size * config.calib_batches
+    batch = min(16, config.batch_size)
+    needed_by = f"method {config.method}"
+    steps = config.calib_sample_steps
+    return calibration_set(model, data, conditions, count, steps, config.seed, batch, progress, needed_by)

@@ -9,12 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from slimfusion.data.prompts import read_prompts  # noqa: F401  (re-exported: the CLI's prompt files)
+from slimfusion.diffusion import repeat_to, self_samples  # noqa: F401  (re-exported for existing callers)
 from slimfusion.errors import ConfigError, NotAModelError
-from slimfusion.models.families import example_inputs, family_of
-from slimfusion.progress import progress_bar
 
 
 def parse_class_labels(text: str, num_classes: int | None) -> torch.Tensor:
@@ -46,40 +44,3 @@ def encode_prompts(pipeline: str | Path, prompts: list[str]) -> torch.Tensor:
     tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
     encoder = load(folder, component="text_encoder")
     return encode_states(encoder, token_ids(tokenizer, prompts))
-
-
-@torch.no_grad()
-def self_samples(
-    model: nn.Module,
-    conditions: torch.Tensor,
-    steps: int = 25,
-    seed: int = 0,
-    batch_size: int = 16,
-    progress: bool = True,
-) -> torch.Tensor:
-    """x0 samples [N, C, H, W] of `model`, one per condition (DDIM, eta 0, seeded per image)."""
-    from slimfusion.sample import image_generator, make_scheduler
-
-    family = family_of(model)
-    if family.denoise is None:
-        raise ConfigError(f"{type(model).__name__} is not a denoiser")
-    shape = tuple(next(iter(example_inputs(model, 1).values())).shape)
-    scheduler = make_scheduler(model, "ddim", steps)
-    out = []
-    with progress_bar(progress) as bar:
-        task = bar.add_task("calibration samples", total=len(conditions), status="")
-        for first in range(0, len(conditions), batch_size):
-            cond = conditions[first : first + batch_size]
-            x = torch.cat([torch.randn(shape, generator=image_generator(seed, first + i)) for i in range(len(cond))])
-            for t in scheduler.timesteps:
-                eps = family.denoise(model, x, t.expand(len(x)), cond)
-                x = scheduler.step(eps, t, x).prev_sample
-            out.append(x)
-            bar.update(task, advance=len(cond))
-    return torch.cat(out)
-
-
-def repeat_to(conditions: torch.Tensor, count: int) -> torch.Tensor:
-    """Cycle the conditions until there are `count` of them (prompts or labels are usually fewer than images)."""
-    reps = -(-count // len(conditions))
-    return conditions.repeat(reps, *([1] * (conditions.ndim - 1)))[:count]

@@ -25,12 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimfusion.diffusion import noise_scheduler, target_of
 from slimfusion.errors import ConfigError
 from slimfusion.metrics.cost import count_macs, count_params
 from slimfusion.models.families import DepthUnit, example_inputs, family_of
 from slimfusion.models.io import replay_removals
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.progress import progress_bar
+from slimfusion.prune.calibration import calibration_inputs
 from slimfusion.prune.config import DepthConfig
 
 
@@ -156,11 +158,7 @@ class _Calibration:
     """Fixed (noisy input, t, condition, noise) batches: every candidate is judged on the same ones."""
 
     def __init__(self, model, data, conditions, config: DepthConfig):
-        from diffusers import DDPMScheduler
-
-        from slimfusion.train.diffusion import default_scheduler_config
-
-        scheduler = DDPMScheduler.from_config(get_meta(model).get("scheduler") or default_scheduler_config())
+        scheduler = noise_scheduler(model)
         gen = torch.Generator().manual_seed(config.seed)
         total = scheduler.config.num_train_timesteps
         self.batches = []
@@ -170,7 +168,7 @@ class _Calibration:
             noise = torch.randn(x0.shape, generator=gen)
             ts = t.expand(len(x0))
             cond = None if conditions is None else conditions[idx]
-            self.batches.append((scheduler.add_noise(x0, noise, ts), ts, cond, noise))
+            self.batches.append((scheduler.add_noise(x0, noise, ts), ts, cond, target_of(scheduler, x0, noise, ts)))
         self.denoise = family_of(model).denoise
 
     def loss(self, model: nn.Module, target: list[torch.Tensor] | None = None) -> torch.Tensor:
@@ -306,9 +304,7 @@ def prune_depth(
     if config.remove:
         names = list(config.remove)
     else:
-        from slimfusion.prune.structural import _calibration_set
-
-        data, conditions = _calibration_set(model, config, data, conditions, progress)
+        data, conditions = calibration_inputs(model, config, data, conditions, progress)
         calibration = _Calibration(model, data, conditions, config)
         target = config.target_macs * macs_before
         if config.method == "greedy":

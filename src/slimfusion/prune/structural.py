@@ -19,7 +19,7 @@ from slimfusion.errors import ConfigError
 from slimfusion.metrics.cost import count_macs, count_params
 from slimfusion.models.families import example_inputs, family_of
 from slimfusion.models.meta import get_meta, record_step
-from slimfusion.prune.calibration import accumulate_gradients
+from slimfusion.prune.calibration import accumulate_gradients, calibration_inputs
 from slimfusion.prune.config import DepthConfig, StructuralConfig
 from slimfusion.prune.fixups import sync_attributes
 from slimfusion.prune.importance import METHODS
@@ -135,7 +135,7 @@ def prune(
     calibration: dict[str, Any] = {}
     self_sampled = data is None and conditions is not None
     if method.gradients != "none":
-        data, conditions = _calibration_set(model, config, data, conditions, progress)
+        data, conditions = calibration_inputs(model, config, data, conditions, progress)
         threshold = config.threshold if method.gradients == "threshold" else 0.0
         calibration = accumulate_gradients(
             model, data, threshold, config.calib_batches, config.batch_size, config.seed, progress, conditions
@@ -187,26 +187,3 @@ def prune(
     }
     record_step(model, "prune", config.model_dump(), effect)
     return model
-
-
-def _calibration_set(
-    model: nn.Module,
-    config: StructuralConfig,
-    data: torch.Tensor | None,
-    conditions: torch.Tensor | None,
-    progress: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(images, conditions) to accumulate gradients on: the user's data, or the model's own conditional samples."""
-    from slimfusion.prune.conditioning import repeat_to, self_samples
-
-    if data is None and conditions is None:
-        raise ConfigError(f"method {config.method} needs calibration data (--data) or conditioning (--prompts)")
-    if data is not None:
-        if conditions is not None and len(conditions) != len(data):
-            raise ConfigError(f"{len(conditions)} conditions for {len(data)} calibration images; need one each")
-        return data, conditions
-    conditions = repeat_to(conditions, config.batch_size * config.calib_batches)
-    samples = self_samples(
-        model, conditions, config.calib_sample_steps, config.seed, min(16, config.batch_size), progress
-    )
-    return samples, conditions

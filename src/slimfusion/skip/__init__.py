@@ -12,6 +12,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from slimfusion.diffusion import calibration_noise, make_scheduler, predictor
 from slimfusion.errors import ConfigError
 from slimfusion.skip.hooks import SkipState, apply_plan
 from slimfusion.skip.plan import (
@@ -101,7 +102,6 @@ def skip_plan(
         guidance (`float`, defaults to 1.0): guidance scale used during calibration (1: off).
         progress (`bool`, defaults to True): progress bar with loss and kept ratio.
     """
-    from slimfusion.sample import make_scheduler
     from slimfusion.skip.graph import cascade, consumers, kept_macs_ratio, skip_units, top_level, unit_macs
 
     units = skip_units(model, fine=config.method == "deepcache")
@@ -121,10 +121,17 @@ def skip_plan(
         names = top_level(units)
         graph = consumers(model, names)
         weights = torch.tensor([sum(macs[u] for u in cascade({n}, graph)) / total for n in names], device=device)
-        noise = _calibration_noise(model, config).to(device)
+        noise = calibration_noise(model, config.calib, config.seed).to(device)
         conditions, null = (None if t is None else t.to(device) for t in (conditions, null))
-        predict = _predictor(model, conditions, null, guidance)
-        keep, log = train_pruner(model, scheduler, noise, predict, names, weights, graph, macs, total, config, progress)
+        if conditions is None and type(model).__name__ != "UNet2DModel":
+            raise ConfigError(f"{type(model).__name__} is conditional: give calibration prompts or class labels")
+
+        def predictors(idx: torch.Tensor):
+            return predictor(model, conditions, null, guidance, indices=idx)
+
+        keep, log = train_pruner(
+            model, scheduler, noise, predictors, names, weights, graph, macs, total, config, progress
+        )
         reuse, _, threshold = plan_from_scores(keep, names, graph, macs, total, config.target, config.tolerance)
         settings |= {"threshold": threshold, "log": log, "guidance": guidance}
         units = names
@@ -139,35 +146,3 @@ def skip_plan(
         method=config.method,
         settings=settings,
     )
-
-
-def _calibration_noise(model: nn.Module, config: SkipConfig) -> torch.Tensor:
-    """The calibration set's starting noise: image i from generator (seed, i), as `sample` draws it."""
-    from slimfusion.sample import image_generator
-
-    side = model.config.sample_size
-    side = side[0] if isinstance(side, (tuple, list)) else side
-    shape = (1, model.config.in_channels, side, side)
-    return torch.cat([torch.randn(shape, generator=image_generator(config.seed, i)) for i in range(config.calib)])
-
-
-def _predictor(model: nn.Module, conditions: torch.Tensor | None, null: torch.Tensor | None, guidance: float):
-    """(model, x, t, noise indices) -> noise prediction; noise i is conditioned on condition i mod K (and guided)."""
-    from slimfusion.models.families import family_of
-
-    denoise = family_of(model).denoise
-    if conditions is None:
-        if type(model).__name__ != "UNet2DModel":
-            raise ConfigError(f"{type(model).__name__} is conditional: give calibration prompts or class labels")
-        return lambda m, x, t, idx: denoise(m, x, t.to(x.device).expand(len(x)))
-
-    def predict(m, x, t, idx):
-        t, cond = t.to(x.device), conditions[idx.to(conditions.device) % len(conditions)]
-        if guidance == 1.0 or null is None:
-            return denoise(m, x, t.expand(len(x)), cond)
-        both = torch.cat([null.expand(len(x), *null.shape[1:]), cond])
-        eps = denoise(m, torch.cat([x, x]), t.expand(2 * len(x)), both)
-        uncond, text = eps.chunk(2)
-        return uncond + guidance * (text - uncond)
-
-    return predict

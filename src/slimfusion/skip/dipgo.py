@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from slimfusion.diffusion import Predict, run_chain
 from slimfusion.progress import progress_bar
 from slimfusion.skip.graph import cascade, kept_macs_ratio
 from slimfusion.skip.hooks import SkipState, gate_mix, hooked
 
-Predict = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, x, t, indices)
+Predictors = Callable[[torch.Tensor], Predict]  # calibration-noise indices -> the batch's (guided) prediction
 
 
 LOGIT_BOUND = 6.0
@@ -77,10 +78,8 @@ def consistency_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> tor
 
 
 def gated_chain(
-    model: nn.Module,
     scheduler,
     x: torch.Tensor,
-    idx: torch.Tensor,
     predict: Predict,
     state: SkipState,
     use_checkpoint: bool = True,
@@ -91,18 +90,18 @@ def gated_chain(
     recomputation in the backward pass is exact and memory stays flat in the step count.
     """
     previous: dict = {}
-    for i, t in enumerate(scheduler.timesteps):
 
-        def step(x, previous, i=i, t=t):
+    def around(one, x: torch.Tensor, i: int) -> torch.Tensor:
+        nonlocal previous
+
+        def step(x, previous):
             state.step, state.cache = i, dict(previous)
-            eps = predict(model, x, t, idx)
-            return scheduler.step(eps, t, x).prev_sample, dict(state.cache)
+            return one(x), dict(state.cache)
 
-        if use_checkpoint:
-            x, previous = checkpoint(step, x, previous, use_reentrant=False)
-        else:
-            x, previous = step(x, previous)
-    return x
+        x, previous = checkpoint(step, x, previous, use_reentrant=False) if use_checkpoint else step(x, previous)
+        return x
+
+    return run_chain(scheduler, x, predict, around=around)
 
 
 def plan_from_scores(
@@ -154,7 +153,7 @@ def train_pruner(
     model: nn.Module,
     scheduler,
     noise: torch.Tensor,
-    predict: Predict,
+    predictors: Predictors,
     names: list[str],
     weights: torch.Tensor,
     graph: dict,
@@ -176,7 +175,7 @@ def train_pruner(
         order = torch.arange(len(noise))
         targets = torch.cat(
             [
-                _full_chain(model, scheduler, chunk, idx, predict)
+                run_chain(scheduler, chunk, predictors(idx))
                 for chunk, idx in zip(noise.split(config.batch_size), order.split(config.batch_size), strict=True)
             ]
         )
@@ -191,7 +190,7 @@ def train_pruner(
             keep = net()
             gates = hard_gates(keep)
             state.mix = gate_mix(gates, index, state)
-            final = gated_chain(model, scheduler, noise[pick], pick, predict, state, config.checkpoint)
+            final = gated_chain(scheduler, noise[pick], predictors(pick), state, config.checkpoint)
             consistency = consistency_loss(config.loss, final, targets[pick])
             reused = [{n for n, g in zip(names, row.tolist(), strict=True) if g < 0.5} for row in gates.detach()]
             kept = kept_macs_ratio(with_cascades(reused, graph), macs, total)
@@ -207,9 +206,3 @@ def train_pruner(
             bar.update(task, advance=1, status=f"loss {consistency.item():.4f} kept {kept:.3f}")
     with torch.no_grad():
         return net(), log
-
-
-def _full_chain(model: nn.Module, scheduler, x: torch.Tensor, idx: torch.Tensor, predict: Predict) -> torch.Tensor:
-    for t in scheduler.timesteps:
-        x = scheduler.step(predict(model, x, t, idx), t, x).prev_sample
-    return x

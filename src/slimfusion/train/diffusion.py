@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from diffusers import DDPMScheduler
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+
+from slimfusion.diffusion import default_scheduler_config  # noqa: F401  (where older code imports it from)
 
 
 class TrainConfig(BaseModel):
@@ -41,14 +42,6 @@ class TrainConfig(BaseModel):
     seed: int = 0
     num_train_timesteps: int = Field(1000, ge=2)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-
-
-def default_scheduler_config(num_train_timesteps: int = 1000, clip_sample: bool = True) -> dict:
-    """The DDPM schedule the built-in models are trained with (linear betas 1e-4..0.02, epsilon prediction).
-
-    `clip_sample` clips predicted clean samples to [-1, 1] while sampling: right for pixels, wrong for latents.
-    """
-    return dict(DDPMScheduler(num_train_timesteps=num_train_timesteps, clip_sample=clip_sample).config)
 
 
 def train_diffusion(

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 from torch import nn
 
+from slimfusion.diffusion import noise_scheduler, schedule_of, target_of
 from slimfusion.errors import ConfigError
 from slimfusion.models.families import check_trainable, example_inputs, family_of, no_label_dropout
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.progress import progress_bar
 from slimfusion.train import state as train_state
-from slimfusion.train.diffusion import TrainConfig, default_scheduler_config
+from slimfusion.train.diffusion import TrainConfig
 from slimfusion.train.distill import Student, feature_loss, output_loss
 from slimfusion.train.trainset import TrainSet, as_trainset
 
@@ -110,8 +110,8 @@ def fit(
         raise ConfigError("checkpoints and --resume need an output folder")
     accelerator = make_accelerator(config.mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
-    scheduler_config = get_meta(model).get("scheduler") or default_scheduler_config(config.num_train_timesteps)
-    noise_scheduler = DDPMScheduler.from_config(scheduler_config)
+    scheduler_config = schedule_of(model, config.num_train_timesteps)
+    noising = noise_scheduler(model, config.num_train_timesteps)
     if teacher is not None:
         teacher.eval().requires_grad_(False)
     student = Student(model, teacher, features=feature_weight > 0)
@@ -137,16 +137,17 @@ def fit(
             idx = torch.randint(0, len(data), (config.batch_size,), generator=gen)
             clean, cond = data.draw(idx, gen)
             noise = torch.randn(clean.shape, generator=gen).to(accelerator.device)
-            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(clean),), generator=gen)
+            t = torch.randint(0, noising.config.num_train_timesteps, (len(clean),), generator=gen)
             t = t.to(accelerator.device)
-            noisy = noise_scheduler.add_noise(clean, noise, t)
+            noisy = noising.add_noise(clean, noise, t)
             with accelerator.autocast():
                 target = None
                 if teacher is not None:
                     with torch.no_grad():
                         target = denoise(teacher, noisy, t, cond)
                 pred, features = student(noisy, t, cond)
-                loss = output_loss(pred.float(), noise, None if target is None else target.float(), distill)
+                truth = target_of(noising, clean, noise, t)
+                loss = output_loss(pred.float(), truth, None if target is None else target.float(), distill)
                 if feature_weight:
                     teacher_features = accelerator.unwrap_model(student).teacher_features()
                     loss = loss + feature_weight * feature_loss(features, teacher_features)

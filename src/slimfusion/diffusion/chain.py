@@ -1,0 +1,86 @@
+"""The one denoising chain: every sampler, calibration run and DiP-GO's trained chain step through it.
+
+Image i starts from (and draws any step noise from) its own generator seeded by (seed, i), so a result does not
+depend on the batch size or on how indices are split across processes.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from slimfusion.models.families import family_of
+
+# (x already scaled for the model, timestep, step index) -> the model's prediction
+Predict = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+# (run one step: x -> x', x, step index) -> x'; lets a caller wrap each step (e.g. in activation checkpointing)
+Around = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, int], torch.Tensor]
+
+
+def image_generator(seed: int, index: int) -> torch.Generator:
+    """The generator of image `index` under base `seed` (distinct streams for every pair)."""
+    state = np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
+
+
+def generators(seed: int, indices: Sequence[int]) -> list[torch.Generator]:
+    """One generator per image index (they draw its starting noise, then any step noise)."""
+    return [image_generator(seed, i) for i in indices]
+
+
+def start_noise(shape: Sequence[int], gens: Sequence[torch.Generator]) -> torch.Tensor:
+    """Starting noise [len(gens), *shape]: item k drawn from generator k."""
+    return torch.cat([torch.randn((1, *shape), generator=g) for g in gens])
+
+
+def run_chain(
+    scheduler, x: torch.Tensor, predict: Predict, generators: list | None = None, around: Around | None = None
+) -> torch.Tensor:
+    """Denoise `x` (unit-variance noise) through every step of `scheduler`; the final sample.
+
+    Works for any diffusers scheduler: the noise is scaled by `init_noise_sigma`, the model input by
+    `scale_model_input`, and multistep solvers start from a clean state.
+    """
+    scheduler.set_timesteps(scheduler.num_inference_steps)  # multistep solvers keep history: start afresh
+    takes_generator = "generator" in inspect.signature(scheduler.step).parameters
+    extra = {"generator": generators} if takes_generator and generators is not None else {}
+    x = x * scheduler.init_noise_sigma
+    for i, t in enumerate(scheduler.timesteps):
+
+        def one(x: torch.Tensor, i: int = i, t: torch.Tensor = t) -> torch.Tensor:
+            return scheduler.step(predict(scheduler.scale_model_input(x, t), t, i), t, x, **extra).prev_sample
+
+        x = one(x) if around is None else around(one, x, i)
+    return x
+
+
+def predictor(
+    model: nn.Module,
+    conditions: torch.Tensor | None = None,
+    null: torch.Tensor | None = None,
+    guidance: float = 1.0,
+    indices: torch.Tensor | None = None,
+) -> Predict:
+    """The model's noise prediction for a batch, conditioned and guided (classifier-free guidance, written once).
+
+    Item k of the batch gets condition `indices[k] mod len(conditions)` (default: k); with `guidance` != 1 and a
+    `null` condition, the prediction is uncond + guidance * (cond - uncond).
+    """
+    denoise = family_of(model).denoise
+    if conditions is None:
+        return lambda x, t, i: denoise(model, x, t.to(x.device).expand(len(x)))
+
+    def predict(x: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
+        idx = torch.arange(len(x)) if indices is None else indices
+        t, cond = t.to(x.device), conditions[idx.to(conditions.device) % len(conditions)]
+        if guidance == 1.0 or null is None:
+            return denoise(model, x, t.expand(len(x)), cond)
+        both = torch.cat([null.expand(len(x), *null.shape[1:]), cond])
+        uncond, text = denoise(model, torch.cat([x, x]), t.expand(2 * len(x)), both).chunk(2)
+        return uncond + guidance * (text - uncond)
+
+    return predict

@@ -1,0 +1,114 @@
+"""One scheduler factory: any diffusers solver by name, built from the schedule a model was trained with.
+
+A solver is one row of `SOLVERS` (diffusers class + the config it needs), so adding one touches nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import diffusers
+from diffusers import DDPMScheduler
+from torch import nn
+
+from slimfusion.errors import ConfigError
+from slimfusion.models.meta import get_meta
+
+
+@dataclass(frozen=True)
+class Solver:
+    """A diffusers scheduler class and the config entries that make it this solver."""
+
+    class_name: str
+    config: dict = field(default_factory=dict)
+    karras: bool = False  # whether `use_karras_sigmas` exists on the class
+    note: str = ""
+
+
+SOLVERS: dict[str, Solver] = {
+    "ddim": Solver("DDIMScheduler", note="deterministic (eta 0), first order"),
+    "ddpm": Solver("DDPMScheduler", note="ancestral; needs many steps"),
+    "dpm++2m": Solver(
+        "DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}, True, "multistep, 2nd"
+    ),
+    "dpm++3m": Solver(
+        "DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 3}, True, "multistep, 3rd"
+    ),
+    "dpm++2m-sde": Solver(
+        "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}, True, "stochastic"
+    ),
+    "unipc": Solver("UniPCMultistepScheduler", {"solver_order": 2}, True, "predictor-corrector, 2nd order"),
+    "deis": Solver("DEISMultistepScheduler", {"solver_order": 2}, True, "multistep exponential integrator"),
+    "euler": Solver("EulerDiscreteScheduler", {}, True, "first order in sigma"),
+    "heun": Solver("HeunDiscreteScheduler", {}, True, "second order; two evaluations per step"),
+    "lcm": Solver("LCMScheduler", note="consistency models (step-distilled students)"),
+}
+SPACINGS = ("leading", "trailing", "linspace")
+
+
+def default_scheduler_config(num_train_timesteps: int = 1000, clip_sample: bool = True) -> dict:
+    """The DDPM schedule the built-in models are trained with (linear betas 1e-4..0.02, epsilon prediction).
+
+    `clip_sample` clips predicted clean samples to [-1, 1] while sampling: right for pixels, wrong for latents.
+    """
+    return dict(DDPMScheduler(num_train_timesteps=num_train_timesteps, clip_sample=clip_sample).config)
+
+
+def schedule_of(model: nn.Module, num_train_timesteps: int = 1000) -> dict:
+    """The training schedule stored with a model (its `scheduler` metadata), or the built-ins' default."""
+    return get_meta(model).get("scheduler") or default_scheduler_config(num_train_timesteps)
+
+
+def noise_scheduler(model: nn.Module, num_train_timesteps: int = 1000) -> DDPMScheduler:
+    """The forward (noising) process of a model's training schedule: what losses and calibration add noise with."""
+    return DDPMScheduler.from_config(schedule_of(model, num_train_timesteps))
+
+
+def solver_class(name: str):
+    if name not in SOLVERS:
+        raise ConfigError(f"unknown scheduler {name!r}; choose one of {', '.join(SOLVERS)}")
+    return getattr(diffusers, SOLVERS[name].class_name)
+
+
+def solver_name(scheduler) -> str | None:
+    """The table name of a scheduler object (None when no row matches it)."""
+    for name, solver in SOLVERS.items():
+        config = scheduler.config
+        if type(scheduler).__name__ == solver.class_name and all(config.get(k) == v for k, v in solver.config.items()):
+            return name
+    return None
+
+
+def build_scheduler(config: dict, name: str, spacing: str | None = None, karras: bool = False):
+    """Scheduler `name` over the training schedule `config` (a diffusers scheduler config of any class).
+
+    `spacing` sets `timestep_spacing` (default: the class's own); `karras` uses Karras sigmas where the class has
+    them. The class's own defaults stand for everything else, so "ddim" on a DDIM config is that same scheduler.
+    """
+    cls, solver = solver_class(name), SOLVERS[name]
+    overrides = dict(solver.config)
+    if spacing is not None:
+        if spacing not in SPACINGS:
+            raise ConfigError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+        overrides["timestep_spacing"] = spacing
+    if karras:
+        if not solver.karras:
+            raise ConfigError(f"--karras: the {name} scheduler has no Karras sigmas")
+        overrides["use_karras_sigmas"] = True
+    return cls.from_config(config, **overrides)
+
+
+def make_scheduler(model: nn.Module, name: str, steps: int, spacing: str | None = None, karras: bool = False):
+    """Scheduler `name` built from the model's training schedule, set to `steps` steps."""
+    scheduler = build_scheduler(schedule_of(model), name, spacing, karras)
+    if steps > scheduler.config.num_train_timesteps:
+        raise ConfigError(f"--steps {steps} exceeds the model's {scheduler.config.num_train_timesteps} train timesteps")
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+def use_scheduler(pipe, name: str, spacing: str | None = None, karras: bool = False) -> None:
+    """Give a pipeline scheduler `name` over its own training schedule (kept as is when it already is that one)."""
+    if solver_name(pipe.scheduler) == name and spacing is None and not karras:
+        return
+    pipe.scheduler = build_scheduler(pipe.scheduler.config, name, spacing, karras)
