@@ -19,7 +19,7 @@ def labelled_grid(images: torch.Tensor, labels: list[str], tile: int = 64, pad: 
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    from slimfusion.sample import to_uint8
+    from slimfusion.images import to_uint8
 
     rows: dict[str, list[int]] = {}
     for i, label in enumerate(labels):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from slimfusion.diffusion import use_scheduler
+from slimfusion.diffusion import in_batches, use_scheduler
 from slimfusion.errors import ConfigError
 
 STOCHASTIC = ("ddpm", "dpm++2m-sde", "lcm")  # solvers that draw fresh noise at every step
@@ -70,7 +70,6 @@ def sample_pipeline(
         latents (`bool`, defaults to False): return the final latents (what a latent denoiser trains on) instead;
             DiTPipeline always decodes, so its images are encoded again through the same VAE.
     """
-    from slimfusion.sample import in_batches
     from slimfusion.train.vae import encode
 
     check_conditions(pipe, config)
@@ -90,4 +89,4 @@ def sample_pipeline(
         images = pipe(class_labels=conds, output_type="pt", **common).images.float().cpu() * 2 - 1
         return encode(pipe.vae, images) if latents else images
 
-    return in_batches(indices, config, generate, progress)
+    return in_batches(indices, config.seed, config.batch_size, generate, progress)

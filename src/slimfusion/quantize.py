@@ -73,6 +73,10 @@ class Int8WeightLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
 
+    def as_float(self) -> nn.Module:
+        """The float layer these int8 weights stand for (what MAC counters and exports understand)."""
+        return _as_float(self)
+
 
 class Int8WeightConv2d(Int8WeightLinear):
     """A Conv2d with int8 weights (see `Int8WeightLinear`); stride, padding, dilation and groups as the original."""
@@ -147,19 +151,6 @@ def quantize(model: nn.Module, config: QuantizeConfig) -> nn.Module:
     effect = {"params": count_params(model), "weight_bytes_before": bytes_before, "weight_bytes": _weight_bytes(model)}
     record_step(model, "quantize", config.model_dump(), effect)
     return model
-
-
-def float_view(model: nn.Module) -> nn.Module:
-    """`model` itself, or for int8-weight models a float copy (MAC counters know only nn.Linear / nn.Conv2d)."""
-    import copy
-
-    names = [n for n, m in model.named_modules() if isinstance(m, Int8WeightLinear)]
-    if not names:
-        return model
-    view = copy.deepcopy(model)
-    for name in names:
-        replace_module(view, name, _as_float(view.get_submodule(name)))
-    return view
 
 
 def _as_float(layer: Int8WeightLinear) -> nn.Module:

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from slimfusion.diffusion import SOLVERS, generators, image_generator, make_scheduler, predictor, run_chain, start_noise
+from slimfusion.diffusion import SOLVERS, image_generator, in_batches, make_scheduler, predictor, run_chain, start_noise
 from slimfusion.errors import ConfigError
+from slimfusion.images import make_grid, save_image, to_uint8
 from slimfusion.models.families import family_name
 from slimfusion.models.meta import get_meta
-from slimfusion.progress import progress_bar
 
 __all__ = ["SampleConfig", "image_generator", "make_scheduler", "sample", "sample_to_folder", "save_samples"]
 # Classifier-free guidance of conditional pipelines: 2 gives the digits built-ins >= 99.5% prompt / class accuracy
@@ -113,53 +113,8 @@ def sample(model, config: SampleConfig, indices: Sequence[int] | None = None, pr
         x = start_noise(shape[1:], gens)
         return run_chain(scheduler, x, predict, gens).clamp(-1, 1)
 
-    out = in_batches(indices, config, denoise, progress)
+    out = in_batches(indices, config.seed, config.batch_size, denoise, progress)
     return out if len(out) else torch.empty(0, *shape[1:])
-
-
-def in_batches(indices: list[int], config: SampleConfig, make, progress: bool) -> torch.Tensor:
-    """Run `make(chunk, generators)` over batches of image indices (one seeded generator per image), with a progress
-    bar; the concatenated images."""
-    out = []
-    with progress_bar(progress) as bar:
-        task = bar.add_task("sample", total=len(indices), status="")
-        start = time.perf_counter()
-        for first in range(0, len(indices), config.batch_size):
-            chunk = indices[first : first + config.batch_size]
-            out.append(make(chunk, generators(config.seed, chunk)))
-            done = first + len(chunk)
-            bar.update(task, completed=done, status=f"{done / (time.perf_counter() - start):.1f} img/s")
-    return torch.cat(out) if out else torch.empty(0)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[-1, 1] tensors [N, C, H, W] -> uint8 array [N, H, W, C]."""
-    arr = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return arr.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def make_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 1) -> np.ndarray:
-    """Tile images ([-1, 1], [N, C, H, W]) into one uint8 array [H', W', C] with `pad` pixels of white."""
-    # By hand: torchvision's make_grid would pull in a torchvision that does not match the pinned CPU torch.
-    arr = to_uint8(images)
-    n, h, w, c = arr.shape
-    ncols = ncols or int(np.ceil(np.sqrt(n)))
-    nrows = int(np.ceil(n / ncols))
-    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 255, dtype=np.uint8)
-    for i in range(n):
-        r, col = divmod(i, ncols)
-        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = arr[i]
-    return grid
-
-
-def save_image(array: np.ndarray, path: str | Path, scale: int = 1) -> None:
-    """Write a uint8 [H, W, C] array as PNG (grey scale for one channel), optionally upscaled (nearest)."""
-    from PIL import Image
-
-    img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-    if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    img.save(path)
 
 
 def save_samples(images: torch.Tensor, out: str | Path, indices: Sequence[int] | None = None) -> Path:

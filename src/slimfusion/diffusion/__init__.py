@@ -4,7 +4,15 @@ Every technique that samples, trains or calibrates goes through these (docs/arch
 """
 
 from slimfusion.diffusion.calibration import calibration_noise, calibration_set, repeat_to, self_samples
-from slimfusion.diffusion.chain import Predict, generators, image_generator, predictor, run_chain, start_noise
+from slimfusion.diffusion.chain import (
+    Predict,
+    generators,
+    image_generator,
+    in_batches,
+    predictor,
+    run_chain,
+    start_noise,
+)
 from slimfusion.diffusion.loss import denoising_loss, target_of
 from slimfusion.diffusion.schedulers import (
     SOLVERS,
@@ -24,6 +32,7 @@ __all__ = [
     "denoising_loss",
     "generators",
     "image_generator",
+    "in_batches",
     "make_scheduler",
     "noise_scheduler",
     "predictor",

@@ -7,6 +7,7 @@ depend on the batch size or on how indices are split across processes.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from slimfusion.models.families import family_of
+from slimfusion.progress import progress_bar
 
 # (x already scaled for the model, timestep, step index) -> the model's prediction
 Predict = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
@@ -84,3 +86,18 @@ def predictor(
         return uncond + guidance * (text - uncond)
 
     return predict
+
+
+def in_batches(indices: list[int], seed: int, batch_size: int, make, progress: bool) -> torch.Tensor:
+    """Run `make(chunk, generators)` over batches of image indices (one seeded generator per image), with a progress
+    bar; the concatenated images."""
+    out = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("sample", total=len(indices), status="")
+        start = time.perf_counter()
+        for first in range(0, len(indices), batch_size):
+            chunk = indices[first : first + batch_size]
+            out.append(make(chunk, generators(seed, chunk)))
+            done = first + len(chunk)
+            bar.update(task, completed=done, status=f"{done / (time.perf_counter() - start):.1f} img/s")
+    return torch.cat(out) if out else torch.empty(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from slimfusion.models.families import example_inputs
+from slimfusion.models.transforms import replace_module
 
 
 def count_params(model: nn.Module) -> int:
@@ -29,8 +31,6 @@ def count_macs(model: nn.Module, batch: int = 1) -> int:
     import io
 
     import torch_pruning as tp
-
-    from slimfusion.quantize import float_view
 
     with contextlib.redirect_stdout(io.StringIO()):  # it prints warnings to stdout, which `info --json` owns
         macs, _ = tp.utils.count_ops_and_params(float_view(model), example_inputs(model, batch))
@@ -98,3 +98,15 @@ def interleaved_latency(models: dict[str, nn.Module], batch: int = 1, repeats: i
             model(**inputs[name])
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def float_view(model: nn.Module) -> nn.Module:
+    """`model` itself, or a copy with every layer that has a float form (`as_float`, e.g. int8 weights) in that
+    form: MAC counters know only nn.Linear / nn.Conv2d."""
+    names = [n for n, m in model.named_modules() if hasattr(m, "as_float")]
+    if not names:
+        return model
+    view = copy.deepcopy(model)
+    for name in names:
+        replace_module(view, name, view.get_submodule(name).as_float())
+    return view

@@ -10,6 +10,7 @@ import contextlib
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -378,3 +379,11 @@ def distill_blocks(model: nn.Module) -> list[str]:
 def check_trainable(model: nn.Module) -> None:
     """Fail early, in one line, for families slimfusion cannot train yet."""
     distill_blocks(model)
+
+
+def build(family: Family, config: dict[str, Any]) -> nn.Module:
+    """Instantiate a family's class from a config dict, with freshly initialised weights."""
+    cls = family.load_class()
+    if family.library == "transformers":
+        return cls(cls.config_class.from_dict(config))
+    return cls.from_config(config)

@@ -21,7 +21,7 @@ from torch import nn
 
 from slimfusion import __version__
 from slimfusion.errors import CorruptFileError, FormatVersionError, ModelNotFoundError, NotAModelError
-from slimfusion.models.families import FAMILIES, Family, family_name
+from slimfusion.models.families import FAMILIES, build, family_name
 from slimfusion.models.meta import get_meta, set_meta
 from slimfusion.models.transforms import finish_all, rebuild_all, transforms_of
 from slimfusion.models.zoo import BUILTINS, PREFIX, REFERENCE_SEED, builtin_folder
@@ -151,14 +151,6 @@ def read_slimfusion_json(folder: Path) -> dict[str, Any] | None:
             f"{file} has format version {version}; this slimfusion {__version__} reads up to {FORMAT_VERSION}: upgrade"
         )
     return data
-
-
-def build(family: Family, config: dict[str, Any]) -> nn.Module:
-    """Instantiate a family's class from a config dict, with freshly initialised weights."""
-    cls = family.load_class()
-    if family.library == "transformers":
-        return cls(cls.config_class.from_dict(config))
-    return cls.from_config(config)
 
 
 def load_model_folder(path: Path) -> nn.Module:

@@ -241,8 +241,7 @@ ARCHITECTURES: dict[str, tuple[str, Any]] = {
 def build_architecture(name: str):
     """A freshly initialised model of a named training architecture."""
     from slimfusion.errors import ConfigError
-    from slimfusion.models.families import FAMILIES
-    from slimfusion.models.io import build
+    from slimfusion.models.families import FAMILIES, build
 
     if name not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {name!r}; available: {', '.join(ARCHITECTURES)}")
