@@ -12,22 +12,23 @@ from slimfusion.errors import ConfigError, CorruptFileError
 from slimfusion.sample import SampleConfig, sample
 from slimfusion.skip import SkipConfig, SkipPlan, apply_plan, load_plan, save_plan, skip_plan
 from slimfusion.skip.graph import cascade, consumers, skip_units, unit_macs
-from slimfusion.skip.plan import model_fingerprint
+from slimfusion.skip.plan import measured_macs_ratio, model_fingerprint
 
 STEPS = 6
 
 
 def _plan(model, reuse: list[list[str]], steps: int = STEPS, fine: bool = False) -> SkipPlan:
-    return SkipPlan(
+    plan = SkipPlan(
         model_class=type(model).__name__,
         model_hash=model_fingerprint(model),
-        scheduler="DDIMScheduler",
+        scheduler="DDIMScheduler",  # the legacy class name: still read as "ddim"
         steps=steps,
         units=skip_units(model, fine),
         reuse=reuse,
         macs_ratio=1.0,
         method="none",
     )
+    return plan.model_copy(update={"macs_ratio": measured_macs_ratio(plan, model)})
 
 
 @pytest.fixture
@@ -274,19 +275,23 @@ def test_cli_skip_plan_then_sample_with_it_and_refusals(tmp_path):
 
 
 def test_plan_choice_of_sample_and_evaluate(unet, tmp_path):
-    from slimfusion.cli.skipping import plan_for
     from slimfusion.models.meta import get_meta
+    from slimfusion.skip.use import chosen_plan
 
     path = save_plan(_plan(unet, [[] for _ in range(STEPS)]), tmp_path / "plan.json")
-    assert plan_for("m", unet, path, False, "ddim", STEPS).steps == STEPS
-    with pytest.raises(ConfigError, match="not DDPMScheduler"):
-        plan_for("m", unet, path, False, "ddpm", STEPS)
+    assert chosen_plan(unet, path, False, "ddim", STEPS).steps == STEPS
+    with pytest.raises(ConfigError, match="made for the ddim scheduler, not ddpm"):
+        chosen_plan(unet, path, False, "ddpm", STEPS)
+    with pytest.raises(ConfigError, match="not dpm[+][+]2m"):
+        chosen_plan(unet, path, False, "dpm++2m", STEPS)
     with pytest.raises(ConfigError, match="exclude each other"):
-        plan_for("m", unet, path, True, "ddim", STEPS)
-    assert plan_for("m", unet, None, False, "ddim", STEPS) is None
+        chosen_plan(unet, path, True, "ddim", STEPS)
+    assert chosen_plan(unet, None, False, "ddim", STEPS) is None
     get_meta(unet)["skip_plan"] = json.loads(path.read_text())  # a plan saved with the model is the default
-    assert plan_for("m", unet, None, False, "ddim", STEPS) is not None
-    assert plan_for("m", unet, None, True, "ddim", STEPS) is None
+    assert chosen_plan(unet, None, False, "ddim", STEPS) is not None
+    assert chosen_plan(unet, None, True, "ddim", STEPS) is None
+    with pytest.raises(ConfigError, match="--no-plan samples without it"):
+        chosen_plan(unet, None, False, "ddim", STEPS + 1)
 
 
 def test_evaluate_with_a_plan_counts_its_macs(unet, tmp_path):
@@ -295,15 +300,46 @@ def test_evaluate_with_a_plan_counts_its_macs(unet, tmp_path):
 
     folder = slimfusion.save(unet, tmp_path / "unet")
     reuse = [[]] + [["mid_block", "up_blocks.0"]] * (STEPS - 1)
-    plan = _plan(unet, reuse).model_copy(update={"macs_ratio": 0.8})
+    plan = _plan(unet, reuse)
+    macs, total = unit_macs(unet, plan.units)  # the kept share by hand: 1 - saved / (total x steps)
+    by_hand = 1 - (STEPS - 1) * (macs["mid_block"] + macs["up_blocks.0"]) / (total * STEPS)
+    assert plan.macs_ratio == pytest.approx(by_hand) and by_hand < 0.95
     path = save_plan(plan, tmp_path / "plan.json")
     config = EvaluateConfig(num=4, steps=STEPS, plan=str(path), metrics=["ssim", "cost"])
     result = evaluate(str(folder), config, original=str(folder), progress=False)
     assert result["metrics"]["ssim"] < 1.0  # the target ran with the plan, the original without
-    assert result["metrics"]["plan_macs_ratio"] == 0.8
-    assert result["metrics"]["macs_per_step"] == pytest.approx(0.8 * result["metrics"]["macs"])
+    assert result["metrics"]["plan_macs_ratio"] == pytest.approx(by_hand)
+    assert result["metrics"]["macs_per_step"] == pytest.approx(by_hand * result["metrics"]["macs"])
+    edited = save_plan(plan.model_copy(update={"macs_ratio": 0.5}), tmp_path / "edited.json")
+    with pytest.raises(ConfigError, match="states 0.500 of the MACs kept, but on this model it keeps"):
+        evaluate(str(folder), config.model_copy(update={"plan": str(edited)}), progress=False)
     with pytest.raises(ConfigError, match="6 sampling steps, not 7"):
         evaluate(str(folder), EvaluateConfig(num=2, steps=7, plan=str(path)), progress=False)
+
+
+def test_sample_and_evaluate_apply_the_plan_stored_in_the_model(unet, tmp_path):
+    """The library, not the CLI, applies a plan saved with the model; no_plan switches it off."""
+    import slimfusion
+    from slimfusion.evaluate import EvaluateConfig, evaluate
+    from slimfusion.skip import store_plan
+
+    config = SampleConfig(num=3, steps=STEPS, batch_size=3)
+    plain = sample(unet, config, progress=False)
+    plan = _plan(unet, [[]] + [["mid_block", "up_blocks.0"]] * (STEPS - 1))
+    with apply_plan(unet, plan):
+        planned = sample(unet, config.model_copy(update={"no_plan": True}), progress=False)
+    assert not torch.equal(plain, planned)
+    store_plan(unet, plan)
+    folder = slimfusion.save(unet, tmp_path / "with-plan")
+    stored = slimfusion.load(folder)
+    assert torch.equal(sample(stored, config, progress=False), planned)
+    assert torch.equal(sample(stored, config.model_copy(update={"no_plan": True}), progress=False), plain)
+    metrics = ["ssim", "cost"]
+    applied = evaluate(str(folder), EvaluateConfig(num=3, steps=STEPS, metrics=metrics), original=str(folder))
+    assert applied["metrics"]["plan_macs_ratio"] == pytest.approx(plan.macs_ratio)
+    assert applied["sampling"]["plan"] == "stored in the model"
+    off = evaluate(str(folder), EvaluateConfig(num=3, steps=STEPS, metrics=metrics, no_plan=True), original=str(folder))
+    assert "plan_macs_ratio" not in off["metrics"] and off["metrics"]["ssim"] < 1.0  # original keeps its plan
 
 
 def test_diffusers_caches_as_peers_measured_by_the_macs_meter():

@@ -10,6 +10,7 @@ writes a run folder (models, samples, results.json, report.md, report.html).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +20,20 @@ from torch import nn
 
 from slimfusion.data import load_images
 from slimfusion.data.prompts import WORDS, digit_of_prompt
+from slimfusion.errors import ConfigError
 from slimfusion.metrics.accuracy import digit_accuracy
 from slimfusion.metrics.consistency import psnr, ssim
 from slimfusion.metrics.cost import count_macs, count_params, interleaved_latency
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
-from slimfusion.models.io import load, save
+from slimfusion.models.io import load, replace_folder, save
 from slimfusion.models.meta import history
+from slimfusion.pipelines import load_pipeline, save_pipeline
 from slimfusion.prune import StructuralConfig, prune
+from slimfusion.prune.conditioning import encode_prompts
 from slimfusion.report import RESULTS_FILE, write_report
 from slimfusion.sample import SampleConfig, sample, save_samples
 from slimfusion.train import FinetuneConfig, finetune
+from slimfusion.train.conditional_data import distill_trainset
 
 DEMO_MODEL = "builtin:digits-ddpm"
 DEMO_RATIO = 0.25  # ~56% of the MACs of builtin:digits-ddpm (GroupNorm groups of 4 / 8 channels lose 1 / 2)
@@ -77,10 +82,6 @@ def _ddpm_models(out: Path, finetune_steps: int, progress: bool) -> _Models:
 def _t2i_models(out: Path, finetune_steps: int, progress: bool) -> _Models:
     """builtin:digits-t2i's UNet pruned twice (diff-pruning on its own samples of the prompts, magnitude) and
     recovered data-free: the original pipeline generates the training latents, the student distils from it."""
-    from slimfusion.pipelines import load_pipeline, save_pipeline
-    from slimfusion.prune.conditioning import encode_prompts
-    from slimfusion.train.conditional_data import distill_trainset
-
     original = load_pipeline(T2I_MODEL)
     data = distill_trainset(original, T2I_PROMPTS, num=T2I_LATENTS, progress=progress)
     conditions = encode_prompts(T2I_MODEL, T2I_PROMPTS)
@@ -114,11 +115,6 @@ def run_demo(
 
     The run is built in a hidden sibling folder and moved into place at the end (an earlier demo is replaced).
     """
-    import shutil
-
-    from slimfusion.errors import ConfigError
-    from slimfusion.models.io import replace_folder
-
     if model not in DEMOS:
         raise ConfigError(f"the demo runs on {' or '.join(DEMOS)}, not {model}")
     text = model == T2I_MODEL

@@ -13,10 +13,23 @@ from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+from rich.table import Table
 
+from slimfusion.data import load_images
 from slimfusion.errors import ConfigError
+from slimfusion.metrics.accuracy import accuracy_unavailable, asked_digits, digit_accuracy
+from slimfusion.metrics.clip import clip_score_or_reason
+from slimfusion.metrics.consistency import psnr, ssim
+from slimfusion.metrics.cost import count_macs, count_params, measure_latency
+from slimfusion.metrics.fd import frechet_distance
+from slimfusion.metrics.fid import MISSING_WEIGHTS
+from slimfusion.metrics.stats import compute_stats, load_stats
+from slimfusion.pipelines import load_for_sampling
 from slimfusion.progress import console
-from slimfusion.sample import DEFAULT_GUIDANCE
+from slimfusion.sample import DEFAULT_GUIDANCE, SampleConfig, load_samples, sample
+from slimfusion.skip.plan import measured_macs_ratio
+from slimfusion.skip.use import denoiser_of, sampling_plan
 
 METRICS = ("fd", "fid", "accuracy", "clip", "ssim", "psnr", "cost")
 Metric = Literal["fd", "fid", "accuracy", "clip", "ssim", "psnr", "cost"]
@@ -29,7 +42,9 @@ class EvaluateConfig(BaseModel):
         metrics (`list[str]`, optional): any of fd, fid, ssim, psnr, cost; default: every metric the inputs allow
             (fd with a reference, ssim + psnr with an original, cost for a model).
         num (`int`, defaults to 1000): images sampled from a model.
-        steps (`int`, defaults to 50): DDIM steps.
+        steps (`int`, defaults to 50): sampling steps.
+        scheduler (`str`, defaults to "ddim"): the solver models are sampled with (`slimfusion.diffusion.SOLVERS`).
+        spacing (`str`, optional): timestep spacing; karras (`bool`): Karras sigmas (see `SampleConfig`).
         seed (`int`, defaults to 0): sampling seed; the original is sampled with the same one (identical noise).
         batch_size (`int`, defaults to 250): images per forward while sampling.
         inception_weights (`str`, optional): InceptionV3 weights (.safetensors) for FID.
@@ -37,14 +52,20 @@ class EvaluateConfig(BaseModel):
         class_labels (`list[int]`, optional): DiT pipelines are sampled with these.
         guidance (`float`, defaults to 2.0): classifier-free guidance scale for conditional pipelines.
         clip_model (`str`, optional): a local CLIP model folder (safetensors) for the CLIP score.
-        plan (`str`, optional): a skip plan file the target (not the original) is sampled with; cost then adds
-            `plan_macs_ratio` and `macs_per_step` (the plan's mean MACs of one step).
+        plan (`str`, optional): a skip plan file the target (not the original) is sampled with; by default the plan
+            stored in the target model, if any. Cost then adds `plan_macs_ratio` (measured on the model) and
+            `macs_per_step` (the plan's mean MACs of one step).
+        no_plan (`bool`, defaults to False): sample the target without any skip plan, a stored one included.
     """
 
     model_config = ConfigDict(extra="forbid")
+    version: int = 1
     metrics: list[Metric] | None = None
     num: int = Field(1000, ge=2)
     steps: int = Field(50, ge=1, le=1000)
+    scheduler: str = "ddim"
+    spacing: Literal["leading", "trailing", "linspace"] | None = None
+    karras: bool = False
     seed: int = Field(0, ge=0)
     batch_size: int = Field(250, ge=1)
     inception_weights: str | None = None
@@ -53,13 +74,15 @@ class EvaluateConfig(BaseModel):
     guidance: float = Field(DEFAULT_GUIDANCE, ge=0)
     clip_model: str | None = None
     plan: str | None = None
+    no_plan: bool = False
 
     def sample_config(self):
-        from slimfusion.sample import SampleConfig
-
         return SampleConfig(
             num=self.num,
             steps=self.steps,
+            scheduler=self.scheduler,
+            spacing=self.spacing,
+            karras=self.karras,
             seed=self.seed,
             batch_size=self.batch_size,
             prompts=self.prompts,
@@ -74,40 +97,27 @@ class _Images(BaseModel):
     record: dict[str, Any]
     model: Any = None
     images_per_s: float | None = None
+    plan: Any = None  # the SkipPlan the images were sampled with
 
 
-def _resolve(spec: str, config: EvaluateConfig, progress: bool, plan: str | None = None) -> _Images:
-    """A samples folder as is, or a model sampled with the config's seed (and skip plan, if given)."""
-    import contextlib
-
-    from slimfusion.pipelines import load_for_sampling
-    from slimfusion.sample import is_pipeline_object, load_samples, sample
-
+def _resolve(spec: str, config: EvaluateConfig, progress: bool, plan: str | None = None, target: bool = True):
+    """A samples folder as is, or a model sampled with the config's seed and solver, with its skip plan: `plan`,
+    else the one stored in the model (for the target unless `config.no_plan`; for the original always)."""
     if (Path(spec) / "samples.npz").exists():
         if plan is not None:
             raise ConfigError("--plan applies to a model, not to a samples folder")
         images, record = load_samples(spec)
         return _Images(images=images, record=record)
-    target = load_for_sampling(spec)
-    model = target
-    if is_pipeline_object(target):
-        from slimfusion.pipelines import denoiser_name
-
-        model = getattr(target, denoiser_name(target))
-    applied = contextlib.nullcontext()
-    if plan is not None:
-        from slimfusion.skip import apply_plan, check_plan, load_plan
-
-        chosen = load_plan(plan)
-        check_plan(chosen, model, "DDIMScheduler", config.steps)
-        applied = apply_plan(model, chosen)
+    sampler = load_for_sampling(spec)
     sample_config = config.sample_config()
+    no_plan = config.no_plan and target
     start = time.perf_counter()
-    with applied:
-        images = sample(target, sample_config, progress=progress)
+    with sampling_plan(sampler, plan, no_plan, config.scheduler, config.steps) as chosen:
+        images = sample(sampler, sample_config.model_copy(update={"no_plan": True}), progress=progress)
     rate = len(images) / (time.perf_counter() - start)
-    record = sample_config.model_dump() | {"model": spec, "indices": list(range(config.num)), "plan": plan}
-    return _Images(images=images, record=record, model=model, images_per_s=rate)
+    used = None if chosen is None else (plan or "stored in the model")
+    record = sample_config.model_dump() | {"model": spec, "indices": list(range(config.num)), "plan": used}
+    return _Images(images=images, record=record, model=denoiser_of(sampler), images_per_s=rate, plan=chosen)
 
 
 def _same_noise(a: dict, b: dict) -> None:
@@ -124,17 +134,12 @@ def _same_noise(a: dict, b: dict) -> None:
 
 def _reference_stats(ref: str, space: str, config: EvaluateConfig, like: torch.Tensor) -> dict:
     """Cached statistics, a samples folder, or a data set loaded at the size / channels of the evaluated images."""
-    from slimfusion.data import load_images
-    from slimfusion.metrics.stats import compute_stats, load_stats
-
     if ref.endswith(".npz"):
         stats = load_stats(ref)
         if stats["space"] != space:
             raise ConfigError(f"--ref {ref} holds {stats['space']} statistics, {space} ones are needed here")
         return stats
     if (Path(ref) / "samples.npz").exists():
-        from slimfusion.sample import load_samples
-
         return compute_stats(load_samples(ref)[0], space, config.inception_weights)
     images = load_images(ref, size=like.shape[-1], channels=like.shape[1])
     return compute_stats(images, space, config.inception_weights)
@@ -160,11 +165,6 @@ def evaluate(
     Returns:
         {"target", "metrics": {name: value}, "skipped": {name: reason}, "num", "sampling"}.
     """
-    from slimfusion.metrics.consistency import psnr, ssim
-    from slimfusion.metrics.cost import count_macs, count_params, measure_latency
-    from slimfusion.metrics.fd import frechet_distance
-    from slimfusion.metrics.stats import compute_stats
-
     config = config or EvaluateConfig()
     subject = _resolve(target, config, progress, config.plan)
     wanted = list(config.metrics) if config.metrics else _default_metrics(subject, ref, original)
@@ -175,31 +175,25 @@ def evaluate(
         if name not in wanted:
             continue
         if name == "fid" and config.inception_weights is None:
-            from slimfusion.metrics.fid import MISSING_WEIGHTS
-
             skipped["fid"] = MISSING_WEIGHTS
             continue
         stats = compute_stats(subject.images, space, config.inception_weights)
         reference = _reference_stats(ref, space, config, subject.images)
         values[name] = frechet_distance(stats["mu"], stats["sigma"], reference["mu"], reference["sigma"])
     if "accuracy" in wanted:
-        from slimfusion.metrics.accuracy import accuracy_unavailable, asked_digits, digit_accuracy
-
         reason = accuracy_unavailable(subject.images, subject.record)
         if reason:
             skipped["accuracy"] = reason
         else:
             values["accuracy"] = digit_accuracy(subject.images, asked_digits(subject.record))
     if "clip" in wanted:
-        from slimfusion.metrics.clip import clip_score_or_reason
-
         score, reason = clip_score_or_reason(subject.images, subject.record, config.clip_model)
         if reason:
             skipped["clip"] = reason
         else:
             values["clip"] = score
     if "ssim" in wanted or "psnr" in wanted:
-        base = _resolve(original, config, progress)
+        base = _resolve(original, config, progress, target=False)
         _same_noise(subject.record, base.record)
         if "ssim" in wanted:
             values["ssim"] = ssim(subject.images, base.images)
@@ -212,10 +206,8 @@ def evaluate(
             "latency_ms": 1000 * measure_latency(subject.model, batch=1),
             "images_per_s": subject.images_per_s,
         }
-        if config.plan is not None:
-            from slimfusion.skip import load_plan
-
-            ratio = load_plan(config.plan).macs_ratio
+        if subject.plan is not None:
+            ratio = measured_macs_ratio(subject.plan, subject.model)
             values |= {"plan_macs_ratio": ratio, "macs_per_step": values["macs"] * ratio}
     return {
         "target": target,
@@ -248,9 +240,6 @@ def _check_inputs(wanted: list[str], subject: _Images, ref: str | None, original
 
 def print_result(result: dict[str, Any]) -> None:
     """A rich table of one evaluation; skipped metrics are said, not hidden."""
-    from rich.console import Console
-    from rich.table import Table
-
     labels = {
         "fd": "FD (digits features)",
         "fid": "FID (InceptionV3)",

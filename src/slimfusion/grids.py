@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from slimfusion.images import to_uint8
 
 MAX_ROWS = 16
 PER_ROW = 8
@@ -17,10 +20,6 @@ def labelled_grid(images: torch.Tensor, labels: list[str], tile: int = 64, pad: 
         tile (`int`, defaults to 64): side of each image in the grid (nearest-neighbour upscaling).
         pad (`int`, defaults to 2): white pixels between tiles.
     """
-    from PIL import Image, ImageDraw, ImageFont
-
-    from slimfusion.images import to_uint8
-
     rows: dict[str, list[int]] = {}
     for i, label in enumerate(labels):
         if label in rows or len(rows) < MAX_ROWS:

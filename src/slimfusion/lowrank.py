@@ -16,7 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from slimfusion.errors import ConfigError
-from slimfusion.models.transforms import replace_module
+from slimfusion.metrics.cost import count_macs, count_params
+from slimfusion.models.families import family_of
+from slimfusion.models.meta import record_step
+from slimfusion.models.transforms import add_transform, replace_module
 
 
 class LowRankConfig(BaseModel):
@@ -127,11 +130,6 @@ def candidates(model: nn.Module, config: LowRankConfig) -> dict[str, nn.Module]:
 
 def lowrank(model: nn.Module, config: LowRankConfig) -> nn.Module:
     """Factorise `model`'s layers in place where it pays; records a "lowrank" step (ranks, params, MACs)."""
-    from slimfusion.metrics.cost import count_macs, count_params
-    from slimfusion.models.families import family_of
-    from slimfusion.models.meta import record_step
-    from slimfusion.models.transforms import add_transform
-
     family_of(model)  # refuse unsupported classes first
     if any(isinstance(m, LowRank) for m in model.modules()):
         raise ConfigError("model is already low-rank factorised; factorise the original instead")

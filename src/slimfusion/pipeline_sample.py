@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from slimfusion.diffusion import in_batches, use_scheduler
+from slimfusion.diffusion.latents import encode
 from slimfusion.errors import ConfigError
 
 STOCHASTIC = ("ddpm", "dpm++2m-sde", "lcm")  # solvers that draw fresh noise at every step
@@ -70,8 +71,6 @@ def sample_pipeline(
         latents (`bool`, defaults to False): return the final latents (what a latent denoiser trains on) instead;
             DiTPipeline always decodes, so its images are encoded again through the same VAE.
     """
-    from slimfusion.train.vae import encode
-
     check_conditions(pipe, config)
     use_scheduler(pipe, config.scheduler, config.spacing, config.karras)
     pipe.set_progress_bar_config(disable=True)

@@ -23,7 +23,10 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from slimfusion.errors import ConfigError
-from slimfusion.models.transforms import replace_module
+from slimfusion.metrics.cost import count_params
+from slimfusion.models.families import family_of
+from slimfusion.models.meta import record_step
+from slimfusion.models.transforms import add_transform, replace_module, transforms_of
 
 HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -131,11 +134,6 @@ def _attach_casts(model: nn.Module, dtype: torch.dtype) -> None:
 
 def quantize(model: nn.Module, config: QuantizeConfig) -> nn.Module:
     """Quantize `model` in place (see the module docstring for the schemes); records a "quantize" step."""
-    from slimfusion.metrics.cost import count_params
-    from slimfusion.models.families import family_of
-    from slimfusion.models.meta import record_step
-    from slimfusion.models.transforms import add_transform, transforms_of
-
     family_of(model)
     if any(t["kind"] == "quantize" for t in transforms_of(model)):
         raise ConfigError("model is already quantized; quantize the float model instead")

@@ -11,6 +11,7 @@ with the recipe appended to its history; evaluate steps add rows to `DIR/results
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import shutil
@@ -24,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from slimfusion.errors import ConfigError, SlimfusionError
+from slimfusion.models.io import atomic_folder
 
 CONFIG_CLASSES = {  # verb -> (module, class) whose field checks (ranges, choices) apply to same-named options
     "prune": ("slimfusion.prune", "StructuralConfig"),
@@ -51,6 +53,7 @@ class Recipe(BaseModel):
 
 
 def _commands() -> dict[str, Any]:
+    # here, not at the top: the CLI imports this module (recipes still validate against the CLI's verbs)
     from slimfusion.cli import main  # noqa: F401  (registers every verb)
     from slimfusion.cli.app import app
 
@@ -75,8 +78,6 @@ def options_model(verb: str, command) -> type[BaseModel]:
 
 def _check_fields(verb: str, options: dict[str, Any]) -> None:
     """Value checks of the verb's config class on the options that share a field name (ranges, choices)."""
-    import importlib
-
     if verb not in CONFIG_CLASSES:
         return
     module, name = CONFIG_CLASSES[verb]
@@ -217,8 +218,6 @@ def _add_result_row(out: Path, name: str, folder: Path) -> None:
 
 def _finish(out: Path, last: Path, recipe: Recipe) -> Path:
     """Copy the last model to `out/model` and append the recipe to the history in its slimfusion.json."""
-    from slimfusion.models.io import atomic_folder
-
     final = out / "model"
     with atomic_folder(final) as tmp:
         shutil.copytree(last, tmp)

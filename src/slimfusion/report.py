@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from slimfusion.errors import ConfigError, CorruptFileError
+from slimfusion.plots import pyplot
+from slimfusion.skip import load_plan
+from slimfusion.skip.picture import plan_picture
 
 RESULTS_FILE = "results.json"
 PLOT_FILE = "quality_vs_macs.png"
@@ -83,19 +86,13 @@ def _plan_picture(run_dir: Path, row: dict) -> Path | None:
     plan = plan if plan.is_absolute() else run_dir / plan
     picture = plan.with_suffix(".png")
     if not picture.exists():
-        from slimfusion.skip import load_plan
-        from slimfusion.skip.picture import plan_picture
-
         plan_picture(load_plan(plan), picture)
     return picture
 
 
 def plot_quality_vs_macs(results: dict, out: Path) -> Path | None:
     """Scatter of the quality metric against MACs, one labelled point per row (None when a field is missing)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     key = "fid" if any("fid" in r["metrics"] for r in results["rows"]) else "fd"
     points = [(r["name"], r["metrics"].get("macs"), r["metrics"].get(key)) for r in results["rows"]]

@@ -7,6 +7,7 @@ Image i always starts from (and, for stochastic solvers, draws its step noise fr
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,13 +15,19 @@ from typing import Literal
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from slimfusion.diffusion import SOLVERS, image_generator, in_batches, make_scheduler, predictor, run_chain, start_noise
-from slimfusion.errors import ConfigError
+from slimfusion.errors import ConfigError, CorruptFileError, NotAModelError
+from slimfusion.grids import labelled_grid
 from slimfusion.images import make_grid, save_image, to_uint8
 from slimfusion.models.families import family_name
+from slimfusion.models.io import replace_folder
 from slimfusion.models.meta import get_meta
+from slimfusion.pipeline_sample import check_conditions, conditions_of, sample_pipeline
+from slimfusion.pipelines import is_pipeline_object
+from slimfusion.skip.use import sampling_plan
 
 __all__ = ["SampleConfig", "image_generator", "make_scheduler", "sample", "sample_to_folder", "save_samples"]
 # Classifier-free guidance of conditional pipelines: 2 gives the digits built-ins >= 99.5% prompt / class accuracy
@@ -39,6 +46,8 @@ class SampleConfig(BaseModel):
             eta 0), "ddpm" (ancestral), "dpm++2m", "dpm++3m", "dpm++2m-sde", "unipc", "deis", "euler", "heun", "lcm".
         spacing (`str`, optional): timestep spacing "leading" / "trailing" / "linspace" (default: the solver's own).
         karras (`bool`, defaults to False): Karras sigmas, for the solvers that have them.
+        plan (`str`, optional): a skip plan file to sample with (default: the plan stored in the model, if any).
+        no_plan (`bool`, defaults to False): sample without any skip plan, a stored one included.
         seed (`int`, defaults to 0): base seed; image i uses the seed pair (seed, i).
         batch_size (`int`, defaults to 64): images per forward.
         prompts (`list[str]`, optional): text-to-image pipelines: image i gets prompt i mod len(prompts).
@@ -54,6 +63,8 @@ class SampleConfig(BaseModel):
     scheduler: str = "ddim"
     spacing: Literal["leading", "trailing", "linspace"] | None = None
     karras: bool = False
+    plan: str | None = None
+    no_plan: bool = False
     seed: int = Field(0, ge=0)
     batch_size: int = Field(64, ge=1)
     prompts: list[str] | None = Field(None, min_length=1)
@@ -73,12 +84,6 @@ class SampleConfig(BaseModel):
         return self.prompts is not None or self.class_labels is not None
 
 
-def is_pipeline_object(obj) -> bool:
-    from diffusers import DiffusionPipeline
-
-    return isinstance(obj, DiffusionPipeline)
-
-
 @torch.no_grad()
 def sample(model, config: SampleConfig, indices: Sequence[int] | None = None, progress: bool = True) -> torch.Tensor:
     """Generate images [N, C, H, W] in [-1, 1].
@@ -90,11 +95,16 @@ def sample(model, config: SampleConfig, indices: Sequence[int] | None = None, pr
         indices (`Sequence[int]`, optional): which image indices to make (default: all `range(config.num)`); lets
             several processes make disjoint slices of one seeded set.
         progress (`bool`, defaults to True): show a progress bar.
-    """
-    if is_pipeline_object(model):
-        from slimfusion.pipeline_sample import sample_pipeline
 
-        return sample_pipeline(model, config, indices, progress)
+    A skip plan applies as `config.plan` / `config.no_plan` say (by default the one stored in the model).
+    """
+    with sampling_plan(model, config.plan, config.no_plan, config.scheduler, config.steps):
+        if is_pipeline_object(model):
+            return sample_pipeline(model, config, indices, progress)
+        return _sample_denoiser(model, config, indices, progress)
+
+
+def _sample_denoiser(model, config: SampleConfig, indices: Sequence[int] | None, progress: bool) -> torch.Tensor:
     if config.conditional:
         raise ConfigError("prompts / class labels need a pipeline (a folder with model_index.json)")
     if family_name(model) != "UNet2DModel":
@@ -151,18 +161,10 @@ def sample_to_folder(model, config: SampleConfig, out: str | Path, overwrite: bo
     Returns:
         {"num", "seconds", "images_per_s", "processes"} (measured on the main process, all shards included).
     """
-    import shutil
-
-    from accelerate import PartialState
-
-    from slimfusion.models.io import replace_folder
-
     target = Path(out)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
     if is_pipeline_object(model):
-        from slimfusion.pipeline_sample import check_conditions
-
         check_conditions(model, config)  # before any folder exists
     state = PartialState(cpu=not torch.cuda.is_available())
     partial = target.parent / f".{target.name}.partial"
@@ -211,17 +213,12 @@ def _merge_shards(folder: Path, shards: int, config: SampleConfig) -> None:
     grid_images = torch.from_numpy(arrays[order][:256]).permute(0, 3, 1, 2).float() / 127.5 - 1
     save_image(make_grid(grid_images), folder / "grid.png", scale=max(1, 256 // (arrays.shape[1] * 8)))
     if config.conditional:
-        from slimfusion.grids import labelled_grid
-        from slimfusion.pipeline_sample import conditions_of
-
         labels = [str(c) for c in conditions_of(config, indices[order].tolist())]
         labelled_grid(grid_images, labels[: len(grid_images)]).save(folder / "grid.png")
 
 
 def load_samples(folder: str | Path) -> tuple[torch.Tensor, dict]:
     """Images [N, C, H, W] in [-1, 1] and the sampling record of a folder written by `sample_to_folder`."""
-    from slimfusion.errors import CorruptFileError, NotAModelError
-
     path = Path(folder)
     file = path / "samples.npz"
     if not file.exists():

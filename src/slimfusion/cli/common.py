@@ -5,11 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
+from accelerate import PartialState
+from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
 
-from slimfusion.errors import SlimfusionError
+from slimfusion.data.prompts import read_prompts
+from slimfusion.errors import ConfigError, SlimfusionError
+from slimfusion.models.io import save
+from slimfusion.pipelines import is_pipeline, replace_component
 from slimfusion.progress import console
+from slimfusion.prune.conditioning import parse_class_labels
+from slimfusion.report import COLUMNS, cell
 
 ModelArg = Annotated[str, typer.Argument(help="model folder, pipeline folder, builtin:NAME or hub id")]
 OutOpt = Annotated[Path, typer.Option("--out", help="output folder (created atomically)")]
@@ -17,28 +26,23 @@ OverwriteOpt = Annotated[bool, typer.Option(help="replace --out if it exists")]
 
 
 def quiet_libraries() -> None:
+
+    # lazy: only the CLI entry point quiets the libraries (transformers alone costs ~0.5 s to import)
     from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
     diffusers_logging.set_verbosity_error()
     diffusers_logging.disable_progress_bar()
-    from transformers.utils import logging as transformers_logging
 
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
 
 
 def is_main_process() -> bool:
-    import torch
-    from accelerate import PartialState
-
     return PartialState(cpu=not torch.cuda.is_available()).is_main_process
 
 
 def print_rows(results: dict) -> None:
-    from rich.table import Table
-
-    from slimfusion.report import COLUMNS, cell
-
     rows = results["rows"]
     original = next((r for r in rows if r.get("original")), None)
     columns = [c for c in COLUMNS if any(r["metrics"].get(c[0]) is not None for r in rows)]
@@ -71,10 +75,6 @@ def first_error(exc) -> str:
 
 def make_config(cls, **values):
     """Build a pydantic config, turning a validation error into one CLI line."""
-    from pydantic import ValidationError
-
-    from slimfusion.errors import ConfigError
-
     try:
         return cls(**values)
     except ValidationError as exc:
@@ -91,8 +91,6 @@ def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
 
 def save_final(model, out: Path) -> None:
     """Save the finished EMA model over the run folder (the training state of checkpoints is dropped)."""
-    from slimfusion.models.io import save
-
     if is_main_process():
         save(model, out, overwrite=True)
         console.print(f"saved {out}")
@@ -100,9 +98,6 @@ def save_final(model, out: Path) -> None:
 
 def conditions_from_options(prompts: Path | None, class_labels: str | None) -> dict:
     """`prompts` / `class_labels` config values from --prompts FILE / --class-labels 3,7 (one given at most)."""
-    from slimfusion.data.prompts import read_prompts
-    from slimfusion.prune.conditioning import parse_class_labels
-
     if prompts is not None and class_labels is not None:
         raise SlimfusionError("give --prompts (text-to-image) or --class-labels (class-conditional), not both")
     if prompts is not None:
@@ -114,9 +109,6 @@ def conditions_from_options(prompts: Path | None, class_labels: str | None) -> d
 
 def save_like_source(source: str, denoiser, out: Path, overwrite: bool) -> None:
     """Save a changed denoiser as its source was held: a pipeline folder back for a pipeline, else a model folder."""
-    from slimfusion.models.io import save
-    from slimfusion.pipelines import is_pipeline, replace_component
-
     if is_pipeline(source):
         replace_component(source, denoiser, out, overwrite=overwrite)
     else:

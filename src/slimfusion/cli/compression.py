@@ -6,10 +6,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
 
 from slimfusion.cli.app import app
 from slimfusion.cli.common import ModelArg, OutOpt, first_error, refuse_existing, save_like_source
+from slimfusion.data import load_images
+from slimfusion.errors import ConfigError
+from slimfusion.models.families import example_inputs, family_name
+from slimfusion.models.io import load
+from slimfusion.models.meta import history
+from slimfusion.pipelines import denoiser_name_of, is_pipeline
+from slimfusion.prune import DepthConfig, StructuralConfig, prune
+from slimfusion.prune.conditioning import encode_prompts, parse_class_labels, read_prompts
 
 
 @app.command("prune")
@@ -54,16 +64,6 @@ def prune_command(
     MODEL may be a pipeline folder: its unet / transformer is pruned and --out is a pipeline folder with the pruned
     component in place and the others copied unchanged.
     """
-    from pydantic import ValidationError
-
-    from slimfusion.data import load_images
-    from slimfusion.errors import ConfigError
-    from slimfusion.models.families import example_inputs
-    from slimfusion.models.io import load
-    from slimfusion.models.meta import history
-    from slimfusion.pipelines import denoiser_name_of, is_pipeline
-    from slimfusion.prune import DepthConfig, StructuralConfig, prune
-
     refuse_existing(out, overwrite)
     depth = method in ("depth", "depth-learned")
     if not depth and (target_macs is not None or remove is not None):
@@ -121,10 +121,6 @@ def prune_command(
 
 def _calibration_conditions(source: str, denoiser, prompts: Path | None, class_labels: str | None):
     """Per-image conditioning from --prompts (encoded by the pipeline's text encoder) or --class-labels."""
-    from slimfusion.errors import ConfigError
-    from slimfusion.models.families import family_name
-    from slimfusion.prune.conditioning import encode_prompts, parse_class_labels, read_prompts
-
     kind = family_name(denoiser)
     if prompts is not None:
         if kind != "UNet2DConditionModel":
@@ -141,8 +137,6 @@ MAX_WIDTH_ROWS = 40
 
 
 def _print_prune_effect(effect: dict, out: Path) -> None:
-    from rich.table import Table
-
     if "removed" in effect:
         changed = {name: ["present", "removed"] for name in effect["removed"]}
         title = f"removed layers ({len(changed)}); diffusers config "

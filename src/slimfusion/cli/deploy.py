@@ -8,7 +8,11 @@ import typer
 
 from slimfusion.cli.app import app
 from slimfusion.cli.common import ModelArg, OutOpt, make_config, refuse_existing, save_like_source
+from slimfusion.lowrank import LowRankConfig, lowrank
+from slimfusion.models.io import load
+from slimfusion.models.meta import history
 from slimfusion.progress import console
+from slimfusion.quantize import QuantizeConfig, quantize
 
 
 def _prefixes(text: str | None) -> list[str]:
@@ -32,10 +36,6 @@ def lowrank_command(
     Recover quality afterwards with `slimfusion finetune` as after pruning. MODEL may be a pipeline folder (its
     denoiser is factorised).
     """
-    from slimfusion.lowrank import LowRankConfig, lowrank
-    from slimfusion.models.io import load
-    from slimfusion.models.meta import history
-
     config = make_config(LowRankConfig, rank_ratio=rank_ratio, energy=energy, layers=layers, skip=_prefixes(skip))
     refuse_existing(out, overwrite)
     denoiser = load(model)
@@ -63,10 +63,6 @@ def quantize_command(
 
     MODEL may be a pipeline folder (its denoiser is quantized; the rest stays float32).
     """
-    from slimfusion.models.io import load
-    from slimfusion.models.meta import history
-    from slimfusion.quantize import QuantizeConfig, quantize
-
     config = make_config(QuantizeConfig, scheme=scheme, compile=compile, layers=layers, skip=_prefixes(skip))
     refuse_existing(out, overwrite)
     denoiser = load(model)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from slimfusion.cli.app import app
 from slimfusion.cli.common import (
@@ -20,9 +20,18 @@ from slimfusion.cli.common import (
     print_rows,
     refuse_existing,
 )
+from slimfusion.data import load_images
+from slimfusion.demo import run_demo
+from slimfusion.diffusion import SOLVERS
 from slimfusion.errors import SlimfusionError
+from slimfusion.evaluate import EvaluateConfig, print_result
+from slimfusion.evaluate import evaluate as run_evaluate
+from slimfusion.metrics.stats import compute_stats, save_stats
+from slimfusion.models.info import model_info
+from slimfusion.pipelines import load_for_sampling
 from slimfusion.progress import console
-from slimfusion.sample import DEFAULT_GUIDANCE
+from slimfusion.report import load_results, write_report
+from slimfusion.sample import DEFAULT_GUIDANCE, SampleConfig, load_samples, sample_to_folder
 
 
 @app.command()
@@ -32,15 +41,10 @@ def info(
     component: Annotated[str | None, typer.Option(help="pipeline component (default: unet/transformer)")] = None,
 ) -> None:
     """Class, parameters, MACs (batch 1, the model's sample size), file size and compression history."""
-    import json
-
-    from slimfusion.models.info import model_info
-
     summary = model_info(model, component)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    from rich.table import Table
 
     table = Table(title=f"{summary['class']}  ({summary['source']})")
     table.add_column("metric")
@@ -80,26 +84,9 @@ LabelsOpt = Annotated[str | None, typer.Option(help="class-conditional (DiT): co
 GuidanceOpt = Annotated[float, typer.Option(help="classifier-free guidance scale of conditional pipelines (1: off)")]
 PlanOpt = Annotated[Path | None, typer.Option(help="skip plan (from skip-plan) to sample with")]
 NoPlanOpt = Annotated[bool, typer.Option(help="ignore a skip plan saved in the model folder")]
-
-
-@contextlib.contextmanager
-def planned(source: str, sampler, plan: Path | None, no_plan: bool, scheduler: str, steps: int) -> Iterator[None]:
-    """Apply the chosen skip plan (see `skipping.plan_for`) to the sampler's denoiser for the block."""
-    from slimfusion.cli.skipping import plan_for
-    from slimfusion.sample import is_pipeline_object
-    from slimfusion.skip import apply_plan
-
-    denoiser = sampler
-    if is_pipeline_object(sampler):
-        from slimfusion.pipelines import denoiser_name
-
-        denoiser = getattr(sampler, denoiser_name(sampler))
-    chosen = plan_for(source, denoiser, plan, no_plan, scheduler, steps)
-    if chosen is None:
-        yield
-        return
-    with apply_plan(denoiser, chosen):
-        yield
+SchedulerOpt = Annotated[str, typer.Option(help=f"solver: {' | '.join(SOLVERS)}")]
+SpacingOpt = Annotated[str | None, typer.Option(help="timestep spacing: leading | trailing | linspace")]
+KarrasOpt = Annotated[bool, typer.Option(help="Karras sigmas (dpm++, unipc, deis, euler, heun)")]
 
 
 @app.command()
@@ -108,7 +95,9 @@ def sample(
     out: OutOpt,
     num: Annotated[int, typer.Option(help="number of images")] = 64,
     steps: Annotated[int, typer.Option(help="denoising steps")] = 50,
-    scheduler: Annotated[str, typer.Option(help="ddim (deterministic) or ddpm (ancestral)")] = "ddim",
+    scheduler: SchedulerOpt = "ddim",
+    spacing: SpacingOpt = None,
+    karras: KarrasOpt = False,
     seed: Annotated[int, typer.Option(help="base seed; image i uses (seed, i)")] = 0,
     batch_size: Annotated[int, typer.Option(help="images per forward")] = 64,
     prompts: PromptsOpt = None,
@@ -126,9 +115,6 @@ def sample(
     prompt / label i mod their count. Multi-process: `accelerate launch -m slimfusion sample ...` splits the seeds
     across processes; the result is the same folder as a single-process run.
     """
-    from slimfusion.pipelines import load_for_sampling
-    from slimfusion.sample import SampleConfig, sample_to_folder
-
     config = make_config(
         SampleConfig,
         num=num,
@@ -138,12 +124,15 @@ def sample(
         batch_size=batch_size,
         guidance=guidance,
         negative_prompt=negative_prompt,
+        spacing=spacing,
+        karras=karras,
+        plan=str(plan) if plan is not None else None,
+        no_plan=no_plan,
         **conditions_from_options(prompts, class_labels),
     )
     refuse_existing(out, overwrite)
     sampler = load_for_sampling(model, component)
-    with planned(model, sampler, plan, no_plan, scheduler, steps):
-        result = sample_to_folder(sampler, config, out, overwrite=overwrite)
+    result = sample_to_folder(sampler, config, out, overwrite=overwrite)
     if is_main_process():
         console.print(
             f"{num} images in {result['seconds']:.1f}s ({result['images_per_s']:.2f} img/s,"
@@ -162,8 +151,6 @@ def demo(
 ) -> None:
     """Prune a built-in (diff-pruning, magnitude), fine-tune, evaluate, report: builtin:digits-ddpm to ~half its MACs,
     or builtin:digits-t2i's UNet with data-free distillation."""
-    from slimfusion.demo import run_demo
-
     if num < 2 or (finetune_steps is not None and finetune_steps < 1):
         raise SlimfusionError("--num must be >= 2 and --finetune-steps >= 1")
     result = run_demo(out, num=num, finetune_steps=finetune_steps, model=model)
@@ -174,8 +161,6 @@ def demo(
 @app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="run folder holding results.json (e.g. from demo)")]) -> None:
     """Write report.md and a self-contained report.html (table, sample grids, quality-vs-MACs plot)."""
-    from slimfusion.report import load_results, write_report
-
     md, page = write_report(run_dir)
     print_rows(load_results(run_dir))
     console.print(f"wrote {md} and {page}")
@@ -192,10 +177,6 @@ def stats(
     overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
 ) -> None:
     """Precompute reference statistics (mean, covariance of features) for `evaluate --ref`."""
-    from slimfusion.data import load_images
-    from slimfusion.metrics.stats import compute_stats, save_stats
-    from slimfusion.sample import load_samples
-
     if out.suffix != ".npz":
         raise SlimfusionError(f"--out {out}: statistics are written as .npz")
     refuse_existing(out, overwrite)
@@ -220,21 +201,20 @@ def evaluate(
         None
     ),
     num: Annotated[int, typer.Option(help="images to sample from a model")] = 1000,
-    steps: Annotated[int, typer.Option(help="DDIM steps when sampling a model")] = 50,
+    steps: Annotated[int, typer.Option(help="sampling steps when sampling a model")] = 50,
+    scheduler: SchedulerOpt = "ddim",
+    spacing: SpacingOpt = None,
+    karras: KarrasOpt = False,
     seed: Annotated[int, typer.Option(help="sampling seed (the original uses the same)")] = 0,
     batch_size: Annotated[int, typer.Option(help="images per forward when sampling")] = 250,
     inception_weights: Annotated[str | None, typer.Option(help="InceptionV3 weights (.safetensors) for FID")] = None,
     plan: Annotated[Path | None, typer.Option(help="skip plan the target (not the original) is sampled with")] = None,
+    no_plan: NoPlanOpt = False,
     as_json: Annotated[Path | None, typer.Option("--json", help="also write the result as JSON here")] = None,
 ) -> None:
     """Quality (FD / FID vs --ref, prompt / class accuracy, CLIP score), consistency (SSIM / PSNR vs --original from
     identical noise and identical prompts / labels) and cost. Conditional pipelines are sampled with --prompts /
     --class-labels through their own diffusers pipeline."""
-    import json
-
-    from slimfusion.evaluate import EvaluateConfig, print_result
-    from slimfusion.evaluate import evaluate as run_evaluate
-
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     config = make_config(
         EvaluateConfig,
@@ -247,6 +227,10 @@ def evaluate(
         guidance=guidance,
         clip_model=clip_model,
         plan=str(plan) if plan is not None else None,
+        no_plan=no_plan,
+        scheduler=scheduler,
+        spacing=spacing,
+        karras=karras,
         **conditions_from_options(prompts, class_labels),
     )
     result = run_evaluate(target, config, ref=ref, original=original)

@@ -9,7 +9,9 @@ import typer
 
 from slimfusion.cli.app import app
 from slimfusion.cli.common import OutOpt
+from slimfusion.errors import ConfigError
 from slimfusion.progress import console
+from slimfusion.recipe import run_recipe
 
 
 @app.command("run")
@@ -22,9 +24,6 @@ def run_command(
 ) -> None:
     """Run a recipe: every step is the verb of that name with its own options; rerun with the same --out to resume
     at the first step that did not finish. The final model is --out/model, its history lists every step."""
-    from slimfusion.errors import ConfigError
-    from slimfusion.recipe import run_recipe
-
     if launcher not in ("none", "accelerate"):
         raise ConfigError(f"--launcher must be none or accelerate, got {launcher!r}")
     final = run_recipe(recipe, out, launcher=launcher, echo=console.print)

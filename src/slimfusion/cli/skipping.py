@@ -5,15 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 
 from slimfusion.cli.app import app
 from slimfusion.cli.common import ModelArg, conditions_from_options, make_config
 from slimfusion.errors import ConfigError
+from slimfusion.models.io import load, save
+from slimfusion.pipelines import is_pipeline, load_pipeline, save_pipeline
 from slimfusion.progress import console
 from slimfusion.sample import DEFAULT_GUIDANCE
-
-SCHEDULER_CLASSES = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler"}
+from slimfusion.skip import SkipConfig, save_plan, skip_plan, store_plan
+from slimfusion.skip.picture import plan_picture
+from slimfusion.train.conditional_data import NULL_CLASS, embed, is_text_pipeline
 
 
 @app.command("skip-plan")
@@ -21,7 +25,8 @@ def skip_plan_command(
     model: ModelArg,
     out: Annotated[Path, typer.Option(help="plan file to write (its picture, a .png, is drawn next to it)")],
     method: Annotated[str, typer.Option(help="dipgo (learned) or deepcache (static schedule)")] = "dipgo",
-    steps: Annotated[int, typer.Option(help="DDIM sampling steps the plan is for")] = 50,
+    steps: Annotated[int, typer.Option(help="sampling steps the plan is for")] = 50,
+    scheduler: Annotated[str, typer.Option(help="solver the plan is for (dipgo: ddim)")] = "ddim",
     target: Annotated[float, typer.Option(help="dipgo: kept share of the sampling MACs, in (0, 1]")] = 0.25,
     iterations: Annotated[int, typer.Option(help="dipgo: SGD iterations")] = 100,
     lr: Annotated[float, typer.Option(help="dipgo: SGD learning rate")] = 0.02,
@@ -43,10 +48,6 @@ def skip_plan_command(
     overwrite: Annotated[bool, typer.Option(help="replace --out (and --into) if they exist")] = False,
 ) -> None:
     """Make a timestep-wise skip plan (DiP-GO or DeepCache) for a denoiser or pipeline; use it with sample --plan."""
-    from slimfusion.models.io import load
-    from slimfusion.skip import SkipConfig, save_plan, skip_plan
-    from slimfusion.skip.picture import plan_picture
-
     for path in (out, into):
         if path is not None and path.exists() and not overwrite:
             raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
@@ -54,6 +55,7 @@ def skip_plan_command(
         SkipConfig,
         method=method,
         steps=steps,
+        scheduler=scheduler,
         target=target,
         iterations=iterations,
         lr=lr,
@@ -79,10 +81,6 @@ def skip_plan_command(
 
 def _save_with_plan(source: str, denoiser, plan, into: Path) -> None:
     """Save the model (or the whole pipeline) with the plan in its denoiser's slimfusion.json."""
-    from slimfusion.models.io import save
-    from slimfusion.pipelines import is_pipeline, load_pipeline, save_pipeline
-    from slimfusion.skip import store_plan
-
     store_plan(denoiser, plan)
     if not is_pipeline(source):
         save(denoiser, into, overwrite=True)
@@ -97,37 +95,13 @@ def _calibration(source: str, prompts: Path | None, class_labels: str | None):
     given = conditions_from_options(prompts, class_labels)
     if not given:
         return None, None
-    from slimfusion.pipelines import is_pipeline, load_pipeline
 
     if not is_pipeline(source):
         raise ConfigError("--prompts / --class-labels need a pipeline folder (its text encoder or label table)")
     pipe = load_pipeline(source)
     if "prompts" in given:
-        from slimfusion.train.conditional_data import embed, is_text_pipeline
-
         if not is_text_pipeline(pipe):
             raise ConfigError("--prompts needs a text-to-image pipeline; this one has no text encoder")
         return embed(pipe, given["prompts"]), embed(pipe, [""])
-    import torch
-
-    from slimfusion.train.conditional_data import NULL_CLASS
 
     return torch.tensor(given["class_labels"]), torch.tensor([NULL_CLASS])
-
-
-def plan_for(model, denoiser, plan: Path | None, no_plan: bool, scheduler: str, steps: int):
-    """The skip plan a command applies: --plan FILE, else the one saved in the model folder, unless --no-plan;
-    checked against the denoiser, scheduler and step count (one-line refusal before any output exists)."""
-    from slimfusion.models.meta import get_meta
-    from slimfusion.skip import SkipPlan, check_plan, load_plan
-
-    if no_plan:
-        if plan is not None:
-            raise ConfigError("--plan and --no-plan exclude each other")
-        return None
-    chosen = load_plan(plan) if plan is not None else None
-    if chosen is None and get_meta(denoiser).get("skip_plan"):
-        chosen = SkipPlan.model_validate(get_meta(denoiser)["skip_plan"])
-    if chosen is not None:
-        check_plan(chosen, denoiser, SCHEDULER_CLASSES.get(scheduler, scheduler), steps)
-    return chosen

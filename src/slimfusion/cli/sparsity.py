@@ -6,11 +6,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from slimfusion.cli.app import app
-from slimfusion.cli.common import ModelArg, OutOpt, OverwriteOpt, make_config, refuse_existing
+from slimfusion.cli.common import ModelArg, OutOpt, OverwriteOpt, conditions_from_options, make_config, refuse_existing
+from slimfusion.data.prompts import read_prompts
 from slimfusion.errors import ConfigError
+from slimfusion.models.io import STORAGES, load, save
+from slimfusion.models.meta import get_meta, history
+from slimfusion.pipelines import is_pipeline, load_pipeline, replace_components
 from slimfusion.progress import console
+from slimfusion.sparsify import SparsityConfig, sparsify
+from slimfusion.sparsify.config import COMPONENTS
+from slimfusion.sparsify.sweep import SweepConfig, parse_sparsities, sweep
 
 SparsityOpt = Annotated[
     str | None,
@@ -61,10 +70,6 @@ def sparsify_command(
     MODEL may be a pipeline folder: the chosen components are sparsified and --out is a pipeline folder with them
     replaced and the others copied unchanged. Prints the achieved sparsity per component.
     """
-    from slimfusion.cli.common import conditions_from_options
-    from slimfusion.models.io import STORAGES
-    from slimfusion.sparsify import SparsityConfig
-
     refuse_existing(out, overwrite)
     if storage not in STORAGES:
         raise ConfigError(f"--storage must be one of {', '.join(STORAGES)}, got {storage!r}")
@@ -91,12 +96,6 @@ def sparsify_command(
 
 def sparsify_source(source: str, config, out: Path, overwrite: bool, storage: str, progress: bool = True) -> list:
     """Load `source` as it is held (pipeline or model), sparsify it, save it back the same way; the changed models."""
-    from slimfusion.models.io import save
-    from slimfusion.models.meta import get_meta, history
-    from slimfusion.pipelines import is_pipeline, load_pipeline, replace_components
-    from slimfusion.sparsify import sparsify
-    from slimfusion.sparsify.config import COMPONENTS
-
     if is_pipeline(source):
         pipe = load_pipeline(source)
         sparsify(pipe, config, progress=progress)
@@ -105,7 +104,6 @@ def sparsify_source(source: str, config, out: Path, overwrite: bool, storage: st
             get_meta(model)["storage"] = storage
         replace_components(source, changed, out, overwrite=overwrite)
         return changed
-    from slimfusion.models.io import load
 
     model = load(source)
     sparsify(model, config, progress=progress)
@@ -118,11 +116,6 @@ def _sparsified_now(model, history) -> bool:
 
 
 def print_sparsity(models: list) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from slimfusion.models.meta import history
-
     table = Table(title="achieved sparsity")
     for column in ("component", "target", "sparsified layers", "all parameters", "layers (min - max)"):
         table.add_column(column, justify="right" if column != "component" else "left")
@@ -165,9 +158,6 @@ def sweep_command(
     `accelerate launch -m slimfusion sweep ...` gives each process a share of the points. Writes sweep.md, plots,
     summary.json and results.json (`slimfusion report DIR` makes the report with every point's sample grid).
     """
-    from slimfusion.data.prompts import read_prompts
-    from slimfusion.sparsify.sweep import SweepConfig, parse_sparsities, sweep
-
     config = make_config(
         SweepConfig,
         components=[c.strip() for c in component.split(",") if c.strip()],

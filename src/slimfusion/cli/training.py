@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 
 from slimfusion.cli.app import app
@@ -19,9 +20,22 @@ from slimfusion.cli.common import (
     save_final,
     save_like_source,
 )
+from slimfusion.data import load_digits_split, load_images
 from slimfusion.errors import SlimfusionError
+from slimfusion.models.families import check_trainable
+from slimfusion.models.io import load, save
+from slimfusion.models.meta import history
+from slimfusion.models.zoo import build_architecture
+from slimfusion.pipelines import denoiser_name, is_pipeline, load_pipeline, pipeline_folder, pipeline_index
 from slimfusion.progress import console
 from slimfusion.sample import DEFAULT_GUIDANCE
+from slimfusion.train import FinetuneConfig, TrainConfig, train_diffusion
+from slimfusion.train import finetune as run_finetune
+from slimfusion.train.builtins import BuiltinConfig, build_digits_dit, build_digits_t2i, build_digits_vae
+from slimfusion.train.classifier import ClassifierConfig, train_classifier
+from slimfusion.train.recover import prepare_recovery
+from slimfusion.train.text_encoder import TextEncoderConfig
+from slimfusion.train.vae import VAEConfig
 
 
 @app.command()
@@ -40,12 +54,6 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
 ) -> None:
     """Train a diffusion model from scratch with the DDPM loss (how builtin:digits-ddpm was made)."""
-    import torch
-
-    from slimfusion.data import load_images
-    from slimfusion.models.zoo import build_architecture
-    from slimfusion.train import TrainConfig, train_diffusion
-
     config = make_config(TrainConfig, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     check_run_folder(out, resume, overwrite)
     torch.manual_seed(seed)
@@ -96,13 +104,6 @@ def finetune(
     labels, or images with one caption .txt each) or data-free on the teacher's own latents (--distill-prompts /
     --distill-class-labels), and --out is a pipeline folder. Multi-process: `accelerate launch -m slimfusion finetune`.
     """
-    from slimfusion.data import load_images
-    from slimfusion.models.families import check_trainable
-    from slimfusion.models.io import load
-    from slimfusion.pipelines import denoiser_name, is_pipeline, load_pipeline, pipeline_folder, pipeline_index
-    from slimfusion.train import FinetuneConfig
-    from slimfusion.train import finetune as run_finetune
-
     conditions = conditions_from_options(distill_prompts, distill_class_labels)
     data_free = bool(conditions)
     values = dict(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, lr_decay=lr_decay)
@@ -116,8 +117,6 @@ def finetune(
         raise SlimfusionError("--distill-prompts / --distill-class-labels need a text-to-image or DiT pipeline folder")
     check_run_folder(out, resume, overwrite)
     if conditional:
-        from slimfusion.train.recover import prepare_recovery
-
         pipe = load_pipeline(model)
         student = load(out) if resume else getattr(pipe, denoiser_name(pipe))
         check_trainable(student)
@@ -161,11 +160,6 @@ def train_features(
     overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
 ) -> None:
     """Train the digit classifier that gives the offline FD feature space (how builtin:digits-features was made)."""
-    from slimfusion.data import load_digits_split
-    from slimfusion.models.io import save
-    from slimfusion.models.meta import history
-    from slimfusion.train.classifier import ClassifierConfig, train_classifier
-
     refuse_existing(out, overwrite)
     config = ClassifierConfig(epochs=epochs, seed=seed)
     model = train_classifier(*load_digits_split("train"), config, test=load_digits_split("test"))
@@ -188,10 +182,6 @@ def train_builtin(
     The denoiser's run folder OUT.unet-run / OUT.dit-run checkpoints every 500 steps; running the same command again
     resumes it.
     """
-    from slimfusion.train.builtins import BuiltinConfig, build_digits_dit, build_digits_t2i, build_digits_vae
-    from slimfusion.train.text_encoder import TextEncoderConfig
-    from slimfusion.train.vae import VAEConfig
-
     builders = ("digits-vae", "digits-t2i", "digits-dit")
     if name not in builders:
         raise SlimfusionError(f"unknown built-in {name!r}; choose one of {', '.join(builders)}")

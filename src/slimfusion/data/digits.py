@@ -19,6 +19,7 @@ def load_digits_split(split: Split = "train", size: int = 16) -> tuple[torch.Ten
         split (`str`, defaults to "train"): "train" (1,437 images), "test" (360) or "all" (1,797).
         size (`int`, defaults to 16): side length; the 8x8 originals are upsampled bilinearly.
     """
+    # lazy: scikit-learn costs ~1.2 s of import time, paid only by commands that read the digits
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

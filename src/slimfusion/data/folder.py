@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from slimfusion.errors import DataError
 
@@ -14,8 +15,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".ti
 
 def _load_one(path: Path, size: int, mode: str) -> np.ndarray:
     # Plain PIL: torchvision's wheels do not match the pinned CPU torch, and this is four lines.
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             im = im.convert(mode)

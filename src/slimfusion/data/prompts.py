@@ -185,7 +185,8 @@ def prompt_words(prompts: list[str]) -> list[str]:
 
 def build_tokenizer(prompts: list[str], max_tokens: int = MAX_TOKENS):
     """A `transformers.CLIPTokenizer` whose vocabulary is built from the words of `prompts`."""
+    vocab, merges = clip_vocab_and_merges(prompt_words(prompts))
+    # lazy: transformers costs ~0.5-1 s of import time, paid only by commands that tokenise or build CLIP
     from transformers import CLIPTokenizer
 
-    vocab, merges = clip_vocab_and_merges(prompt_words(prompts))
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_tokens)

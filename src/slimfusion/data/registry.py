@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from slimfusion.data.digits import load_digits_split
 from slimfusion.data.folder import load_image_folder
@@ -41,8 +42,6 @@ def load_images(spec: str, size: int | None = None, channels: int | None = None)
 
 def load_tensor_file(path: str | Path) -> torch.Tensor:
     """The single 4-D tensor stored in a safetensors file (the key `latents` when there are several)."""
-    from safetensors.torch import load_file
-
     if not Path(path).is_file():
         raise DataError(f"tensor file not found: {path}")
     try:

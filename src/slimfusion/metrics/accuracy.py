@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from slimfusion.data.prompts import digit_of_prompt
+from slimfusion.models.io import load
 
 NOT_DIGITS = "the digit classifier reads 16x16 grey-scale digits; these samples are not"
 
@@ -36,8 +37,6 @@ def accuracy_unavailable(images: torch.Tensor, record: dict) -> str | None:
 @torch.no_grad()
 def digit_accuracy(images: torch.Tensor, digits: list[int | None]) -> float:
     """Share of the images with an asked digit that the classifier labels as that digit."""
-    from slimfusion.models.io import load
-
     classifier = load("builtin:digits-features")
     keep = [i for i, d in enumerate(digits) if d is not None]
     preds = torch.cat([classifier(chunk).argmax(1) for chunk in images[keep].split(256)])

@@ -30,6 +30,7 @@ def clip_score_or_reason(images: torch.Tensor, record: dict, clip_model: str | N
 @torch.no_grad()
 def clip_score(images: torch.Tensor, texts: list[str], folder: Path, batch: int = 64) -> float:
     """Mean CLIP score of images ([N, C, H, W] in [-1, 1]; grey scale is repeated to RGB) against their texts."""
+    # lazy: importing transformers' CLIP processor warns about torchvision and costs import time for every command
     from transformers import CLIPModel, CLIPProcessor
 
     model = CLIPModel.from_pretrained(str(folder), use_safetensors=True).eval()

@@ -18,19 +18,23 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean SSIM over image pairs (a[i], b[i]), images [N, C, H, W] in [-1, 1]; 1 for identical sets."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
     _check_pair(a, b)
     kernel = 11 if min(a.shape[-2:]) >= 32 else 7
-    value = structural_similarity_index_measure(
-        a.float(), b.float(), data_range=2.0, kernel_size=kernel, reduction="elementwise_mean"
-    )
-    return float(value)
+    return float(ssim_index(a.float(), b.float(), kernel))
+
+
+def ssim_index(a: torch.Tensor, b: torch.Tensor, kernel: int) -> torch.Tensor:
+    """Differentiable mean SSIM of images in [-1, 1] with a Gaussian window of `kernel` pixels."""
+    # lazy: torchmetrics costs ~2 s of import time, paid only by commands that measure SSIM / PSNR
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    return structural_similarity_index_measure(a, b, data_range=2.0, kernel_size=kernel, reduction="elementwise_mean")
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean PSNR (dB) over image pairs, images in [-1, 1]; infinite for identical sets."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio
+    # lazy: torchmetrics costs ~2 s of import time, paid only by commands that measure SSIM / PSNR
+    from torchmetrics.functional.image import peak_signal_noise_ratio  # lazy: as in ssim_index
 
     _check_pair(a, b)
     value = peak_signal_noise_ratio(a.float(), b.float(), data_range=2.0, reduction="elementwise_mean", dim=(1, 2, 3))

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch_pruning as tp
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from slimfusion.models.families import example_inputs
 from slimfusion.models.transforms import replace_module
@@ -27,11 +31,6 @@ def count_macs(model: nn.Module, batch: int = 1) -> int:
 
     This is the figure the Diff-Pruning paper reports (6.1G for the CIFAR-10 DDPM).
     """
-    import contextlib
-    import io
-
-    import torch_pruning as tp
-
     with contextlib.redirect_stdout(io.StringIO()):  # it prints warnings to stdout, which `info --json` owns
         macs, _ = tp.utils.count_ops_and_params(float_view(model), example_inputs(model, batch))
     return int(macs)
@@ -40,8 +39,6 @@ def count_macs(model: nn.Module, batch: int = 1) -> int:
 @torch.no_grad()
 def count_macs_all(model: nn.Module, batch: int = 1) -> int:
     """MACs of every matmul and convolution in one forward, attention included (torch's FLOP counter / 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter:
         model(**example_inputs(model, batch))
     return int(counter.get_total_flops() // 2)

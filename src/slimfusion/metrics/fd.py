@@ -11,9 +11,11 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import linalg
 from torch import nn
 
 from slimfusion.errors import ConfigError
+from slimfusion.models.io import load
 
 FEATURES_MODEL = "builtin:digits-features"
 FEATURE_SIDE = 16
@@ -21,8 +23,6 @@ FEATURE_SIDE = 16
 
 @lru_cache(maxsize=1)
 def _default_extractor() -> nn.Module:
-    from slimfusion.models.io import load
-
     return load(FEATURES_MODEL)
 
 
@@ -51,8 +51,6 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     By hand on top of scipy's sqrtm because it must also run on cached statistics (no images at hand), which
     torchmetrics' FID class does not accept; same formula and the same tiny-eigenvalue guard as pytorch-fid.
     """
-    from scipy import linalg
-
     diff = mu1 - mu2
     covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():

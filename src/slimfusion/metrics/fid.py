@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from slimfusion.errors import ConfigError, CorruptFileError
 
@@ -22,11 +23,10 @@ MISSING_WEIGHTS = (
 
 
 def _extractor(weights: str | Path):
-    try:
+    try:  # optional dependency (the `fid` extra)
         from torch_fidelity import feature_extractor_inceptionv3 as fe
     except ImportError as exc:
         raise ConfigError("FID needs torch-fidelity: pip install 'slimfusion[fid]'") from exc
-    from safetensors.torch import load_file
 
     path = Path(weights)
     if path.suffix != ".safetensors" or not path.exists():

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 
 from slimfusion.errors import ConfigError, CorruptFileError
+from slimfusion.metrics.fd import digit_features, feature_stats
+from slimfusion.metrics.fid import inception_features
 
 FEATURE_SPACES = ("digits-features", "inception-v3")
 
@@ -15,20 +17,14 @@ FEATURE_SPACES = ("digits-features", "inception-v3")
 def features(images: torch.Tensor, space: str, inception_weights: str | Path | None = None) -> np.ndarray:
     """Features [N, D] of images in [-1, 1] in the named feature space."""
     if space == "digits-features":
-        from slimfusion.metrics.fd import digit_features
-
         return digit_features(images)
     if space == "inception-v3":
-        from slimfusion.metrics.fid import inception_features
-
         return inception_features(images, inception_weights)
     raise ConfigError(f"unknown feature space {space!r}; choose one of {', '.join(FEATURE_SPACES)}")
 
 
 def compute_stats(images: torch.Tensor, space: str, inception_weights: str | Path | None = None) -> dict:
     """{"mu", "sigma", "num", "space"} of an image set."""
-    from slimfusion.metrics.fd import feature_stats
-
     mu, sigma = feature_stats(features(images, space, inception_weights))
     return {"mu": mu, "sigma": sigma, "num": len(images), "space": space}
 

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from diffusers.models.activations import GEGLU
+from diffusers.models.attention_processor import Attention
+from diffusers.models.embeddings import LabelEmbedding
 from torch import nn
 
 from slimfusion.errors import NotAModelError
@@ -224,8 +227,6 @@ def no_label_dropout(model: nn.Module) -> Iterator[None]:
     slimfusion drops conditions itself, from the run's seeded generator (`TrainSet.drop`), so runs resume exactly;
     the embedding's own dropout would draw from torch's global generator instead.
     """
-    from diffusers.models.embeddings import LabelEmbedding
-
     saved = [(m, m.dropout_prob) for m in model.modules() if isinstance(m, LabelEmbedding)]
     for module, _ in saved:
         module.dropout_prob = 0.0
@@ -242,9 +243,6 @@ def _equal_subgroups(model: nn.Module) -> dict[nn.Module, int]:
     q / k / v projections of every diffusers Attention split into heads (so every head keeps the same head dim);
     a GEGLU projection splits into value and gate halves (so the pairs stay aligned).
     """
-    from diffusers.models.activations import GEGLU
-    from diffusers.models.attention_processor import Attention
-
     parts: dict[nn.Module, int] = {}
     for module in model.modules():
         if isinstance(module, Attention):

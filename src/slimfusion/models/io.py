@@ -17,12 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import snapshot_download
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from slimfusion import __version__
 from slimfusion.errors import CorruptFileError, FormatVersionError, ModelNotFoundError, NotAModelError
 from slimfusion.models.families import FAMILIES, build, family_name
 from slimfusion.models.meta import get_meta, set_meta
+from slimfusion.models.sparse_storage import SPARSE_FILE, decode, encode
 from slimfusion.models.transforms import finish_all, rebuild_all, transforms_of
 from slimfusion.models.zoo import BUILTINS, PREFIX, REFERENCE_SEED, builtin_folder
 
@@ -86,8 +90,6 @@ def builtin_path(name: str) -> Path:
 
 
 def _load_hub(repo_id: str, component: str | None) -> nn.Module:
-    from huggingface_hub import snapshot_download
-
     try:
         folder = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt"])
     except Exception as exc:  # offline, unknown repo, gated repo: all mean "cannot get it"
@@ -238,11 +240,6 @@ def _weight_files(path: Path) -> list[Path]:
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from slimfusion.models.sparse_storage import decode
-
     state: dict[str, torch.Tensor] = {}
     for file in _weight_files(path):
         try:
@@ -382,10 +379,6 @@ def atomic_folder(target: Path) -> Iterator[Path]:
 
 def write_compact(model: nn.Module, folder: Path) -> None:
     """Replace the weights file(s) save_pretrained wrote by one compact file (see `sparse_storage`)."""
-    from safetensors.torch import save_file
-
-    from slimfusion.models.sparse_storage import SPARSE_FILE, encode
-
     for file in list(folder.glob("*.safetensors")) + list(folder.glob("*.safetensors.index.json")):
         file.unlink()
     tensors, metadata = encode(model.state_dict())

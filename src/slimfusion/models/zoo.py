@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slimfusion.errors import ConfigError
+from slimfusion.models.families import FAMILIES, build
+
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 PREFIX = "builtin:"
 
@@ -240,9 +243,6 @@ ARCHITECTURES: dict[str, tuple[str, Any]] = {
 
 def build_architecture(name: str):
     """A freshly initialised model of a named training architecture."""
-    from slimfusion.errors import ConfigError
-    from slimfusion.models.families import FAMILIES, build
-
     if name not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {name!r}; available: {', '.join(ARCHITECTURES)}")
     class_name, factory = ARCHITECTURES[name]

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from slimfusion.prune.importance import METHODS
+
 Compat = Literal["torch-pruning", "paper"]
 
 
@@ -49,8 +51,6 @@ class StructuralConfig(BaseModel):
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
-        from slimfusion.prune.importance import METHODS
-
         if value not in METHODS:
             raise ValueError(f"unknown method {value!r}; choose one of {', '.join(METHODS)}")
         return value

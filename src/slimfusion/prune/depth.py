@@ -28,12 +28,13 @@ from torch import nn
 from slimfusion.diffusion import noise_scheduler, target_of
 from slimfusion.errors import ConfigError
 from slimfusion.metrics.cost import count_macs, count_params
-from slimfusion.models.families import DepthUnit, example_inputs, family_of
-from slimfusion.models.io import replay_removals
+from slimfusion.models.families import DepthUnit, example_inputs, family_name, family_of
+from slimfusion.models.io import FAMILIES, build, replay_removals
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.progress import progress_bar
 from slimfusion.prune.calibration import calibration_inputs
 from slimfusion.prune.config import DepthConfig
+from slimfusion.skip.graph import unit_macs
 
 
 def depth_units(model: nn.Module) -> list[DepthUnit]:
@@ -181,8 +182,6 @@ class _Calibration:
 
 
 def _unit_macs(model: nn.Module, units: list[DepthUnit]) -> tuple[dict[str, int], int]:
-    from slimfusion.skip.graph import unit_macs
-
     layer_macs, total = unit_macs(model, sorted({layer for u in units for layer in u.layers}))
     return {u.name: sum(layer_macs[layer] for layer in u.layers) for u in units}, total
 
@@ -362,9 +361,6 @@ def _layer_counts(model: nn.Module) -> dict:
 
 def _config_expresses(model: nn.Module) -> bool:
     """Whether a fresh build of the (updated) config has exactly the model's module tree."""
-    from slimfusion.models.families import family_name
-    from slimfusion.models.io import FAMILIES, build
-
     with torch.device("meta"):
         fresh = build(FAMILIES[family_name(model)], family_of(model).config_dict(model))
     return [n for n, _ in fresh.named_modules()] == [n for n, _ in model.named_modules()]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from diffusers.models.attention_processor import Attention
+from diffusers.models.resnet import Downsample2D, Upsample2D
 from torch import nn
 
 
 def sync_attributes(model: nn.Module) -> None:
     """Update channel / width attributes that diffusers modules read in forward or on save."""
-    from diffusers.models.attention_processor import Attention
-    from diffusers.models.resnet import Downsample2D, Upsample2D
-
     for module in model.modules():
         if isinstance(module, (Upsample2D, Downsample2D)):
             conv = getattr(module, "conv", None)

@@ -21,6 +21,7 @@ from slimfusion.models.families import example_inputs, family_of
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.prune.calibration import accumulate_gradients, calibration_inputs
 from slimfusion.prune.config import DepthConfig, StructuralConfig
+from slimfusion.prune.depth import prune_depth
 from slimfusion.prune.fixups import sync_attributes
 from slimfusion.prune.importance import METHODS
 
@@ -121,8 +122,6 @@ def prune(
     A `DepthConfig` instead removes whole layers / blocks (`slimfusion.prune.depth.prune_depth`).
     """
     if isinstance(config, DepthConfig):
-        from slimfusion.prune.depth import prune_depth
-
         return prune_depth(model, config, data=data, conditions=conditions, progress=progress)
     family = family_of(model)
     if family.pruning is None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from slimfusion.diffusion import calibration_noise, make_scheduler, predictor
+from slimfusion.diffusion import SOLVERS, calibration_noise, make_scheduler, predictor
 from slimfusion.errors import ConfigError
+from slimfusion.skip.deepcache import deepcache_reuse
+from slimfusion.skip.dipgo import plan_from_scores, train_pruner
+from slimfusion.skip.graph import cascade, consumers, kept_macs_ratio, skip_units, top_level, unit_macs
 from slimfusion.skip.hooks import SkipState, apply_plan
 from slimfusion.skip.plan import (
     PLAN_FILE,
@@ -44,7 +47,10 @@ class SkipConfig(BaseModel):
 
     Args:
         method (`str`, defaults to "dipgo"): "dipgo" (learned) or "deepcache" (static schedule).
-        steps (`int`, defaults to 50): DDIM sampling steps the plan is for.
+        steps (`int`, defaults to 50): sampling steps the plan is for.
+        scheduler (`str`, defaults to "ddim"): the solver the plan is for; DiP-GO learns on the DDIM chain only
+            (its checkpointed steps must be stateless), DeepCache's static schedule takes any one-evaluation-per-step
+            solver.
         target (`float`, defaults to 0.25): DiP-GO's kept share of the sampling run's MACs, in (0, 1].
         tolerance (`float`, defaults to 0.0125): DiP-GO's post-processing stops within this of the target.
         iterations (`int`, defaults to 100): DiP-GO's SGD iterations (cosine schedule).
@@ -67,6 +73,7 @@ class SkipConfig(BaseModel):
     version: int = 1
     method: Literal["dipgo", "deepcache"] = "dipgo"
     steps: int = Field(50, ge=2, le=1000)
+    scheduler: str = "ddim"
     target: float = Field(0.25, gt=0, le=1)
     tolerance: float = Field(0.0125, gt=0)
     iterations: int = Field(100, ge=1)
@@ -81,6 +88,18 @@ class SkipConfig(BaseModel):
     uniform: bool = True
     center: int | None = None
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _solver_fits(self) -> SkipConfig:
+        if self.scheduler not in SOLVERS:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SOLVERS)}")
+        if self.method == "dipgo" and self.scheduler != "ddim":
+            raise ValueError(
+                f"DiP-GO learns plans on the DDIM chain; --scheduler {self.scheduler} works with deepcache"
+            )
+        if self.scheduler == "heun":
+            raise ValueError("heun evaluates the model twice per step; a skip plan counts one evaluation per step")
+        return self
 
 
 def skip_plan(
@@ -102,21 +121,15 @@ def skip_plan(
         guidance (`float`, defaults to 1.0): guidance scale used during calibration (1: off).
         progress (`bool`, defaults to True): progress bar with loss and kept ratio.
     """
-    from slimfusion.skip.graph import cascade, consumers, kept_macs_ratio, skip_units, top_level, unit_macs
-
     units = skip_units(model, fine=config.method == "deepcache")
     macs, total = unit_macs(model, units)
-    scheduler = make_scheduler(model, "ddim", config.steps)
+    scheduler = make_scheduler(model, config.scheduler, config.steps)
     settings = config.model_dump(exclude={"version"})
     if config.method == "deepcache":
-        from slimfusion.skip.deepcache import deepcache_reuse
-
-        keys = ("method", "steps", "interval", "branch", "uniform", "center")
+        keys = ("method", "steps", "scheduler", "interval", "branch", "uniform", "center")
         settings = {k: settings[k] for k in keys}
         reuse = deepcache_reuse(model, config.steps, config.interval, config.branch, config.uniform, config.center)
     else:
-        from slimfusion.skip.dipgo import plan_from_scores, train_pruner
-
         device = next(model.parameters()).device  # DiP-GO trains where the model lives (a GPU makes it minutes)
         names = top_level(units)
         graph = consumers(model, names)
@@ -138,7 +151,7 @@ def skip_plan(
     return SkipPlan(
         model_class=type(model).__name__,
         model_hash=model_fingerprint(model),
-        scheduler=type(scheduler).__name__,
+        scheduler=config.scheduler,
         steps=config.steps,
         units=units,
         reuse=reuse,

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from slimfusion.diffusion import Predict, run_chain
+from slimfusion.metrics.consistency import ssim_index
 from slimfusion.progress import progress_bar
 from slimfusion.skip.graph import cascade, kept_macs_ratio
 from slimfusion.skip.hooks import SkipState, gate_mix, hooked
@@ -70,11 +71,10 @@ def consistency_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> tor
         return F.l1_loss(pred, target)
     if kind == "l2":
         return F.mse_loss(pred, target)
-    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
     side = min(pred.shape[-2:])
     kernel = min(11, side - (1 - side % 2))  # the largest odd window that fits
-    return 1 - ssim(pred, target, data_range=2.0, kernel_size=kernel)
+    return 1 - ssim_index(pred, target, kernel)
 
 
 def gated_chain(

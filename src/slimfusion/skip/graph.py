@@ -12,6 +12,7 @@ import io
 from collections.abc import Iterable
 
 import torch
+import torch_pruning as tp
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
@@ -36,8 +37,6 @@ def top_level(units: Iterable[str]) -> list[str]:
 @torch.no_grad()
 def unit_macs(model: nn.Module, units: list[str]) -> tuple[dict[str, int], int]:
     """(MACs of each unit, MACs of the whole model) for one forward at batch 1, counted as `count_macs` counts."""
-    import torch_pruning as tp
-
     with contextlib.redirect_stdout(io.StringIO()):  # Torch-Pruning prints warnings to stdout
         total, _, per_module, _ = tp.utils.count_ops_and_params(model, example_inputs(model, 1), layer_wise=True)
     names = {module: name for name, module in model.named_modules()}

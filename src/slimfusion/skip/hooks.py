@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils._pytree import tree_map
 
 from slimfusion.errors import ConfigError
-from slimfusion.skip.plan import SkipPlan
+from slimfusion.skip.plan import SkipPlan, check_plan
 
 STEP_HOOK = "slimfusion_skip_step"
 BLOCK_HOOK = "slimfusion_skip_block"
@@ -107,8 +107,6 @@ def apply_plan(model: nn.Module, plan: SkipPlan) -> Iterator[SkipState]:
 
     Yields the `SkipState`, whose `calls` count how often each block really ran.
     """
-    from slimfusion.skip.plan import check_plan
-
     check_plan(plan, model)
     reuse = [plan.reused_at(s) for s in range(plan.steps)]
     state = SkipState(plan.steps, lambda step, name: name not in reuse[step])

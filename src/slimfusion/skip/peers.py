@@ -16,6 +16,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch_pruning as tp
+from diffusers.hooks import (
+    FirstBlockCacheConfig,
+    HookRegistry,
+    PyramidAttentionBroadcastConfig,
+    apply_first_block_cache,
+    apply_pyramid_attention_broadcast,
+)
+from diffusers.hooks.hooks import CacheContext, _set_cache_context
 from torch import nn
 
 from slimfusion.errors import ConfigError
@@ -33,8 +42,6 @@ class MacsMeter:
     """
 
     def __init__(self, model: nn.Module):
-        import torch_pruning as tp
-
         with contextlib.redirect_stdout(io.StringIO()):  # Torch-Pruning prints warnings to stdout
             _, _, per_module, _ = tp.utils.count_ops_and_params(model, example_inputs(model, 1), layer_wise=True)
         self.model = model
@@ -79,19 +86,12 @@ def diffusers_cache(model: nn.Module, method: str, **settings: Any) -> Iterator[
         method (`str`): "first-block-cache" (settings: `threshold`) or "pyramid-attention-broadcast" (settings:
             `skip_range`, the attention is computed every N-th call, and `timestep_range`, where it may be skipped).
     """
-    from diffusers.hooks import HookRegistry
-    from diffusers.hooks.hooks import CacheContext, _set_cache_context
-
     before = {m: set(m._diffusers_hook.hooks) for m in model.modules() if hasattr(m, "_diffusers_hook")}
 
     state = {"t": 1000.0}  # the current call's timestep, for PAB's callback
     if method == "first-block-cache":
-        from diffusers.hooks import FirstBlockCacheConfig, apply_first_block_cache
-
         apply_first_block_cache(model, FirstBlockCacheConfig(threshold=settings["threshold"]))
     elif method == "pyramid-attention-broadcast":
-        from diffusers.hooks import PyramidAttentionBroadcastConfig, apply_pyramid_attention_broadcast
-
         config = PyramidAttentionBroadcastConfig(
             spatial_attention_block_skip_range=settings["skip_range"],
             spatial_attention_timestep_skip_range=settings.get("timestep_range", (100, 800)),

@@ -6,16 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
+from slimfusion.plots import pyplot
 from slimfusion.skip.graph import top_level
 from slimfusion.skip.plan import SkipPlan
 
 
 def plan_picture(plan: SkipPlan, path: str | Path) -> Path:
     """Draw the plan's top-level blocks (rows) over its steps (columns): dark = computed, light = reused."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     blocks = top_level(plan.units)
     grid = np.ones((len(blocks), plan.steps))

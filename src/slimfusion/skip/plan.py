@@ -15,10 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from slimfusion.errors import ConfigError, CorruptFileError, NotAModelError
+from slimfusion.models.meta import get_meta
+from slimfusion.skip.graph import kept_macs_ratio, unit_macs
 
 PLAN_FORMAT = "slimfusion-skip-plan"
 PLAN_VERSION = 1
 PLAN_FILE = "skip_plan.json"
+LEGACY_SCHEDULERS = {"DDIMScheduler": "ddim", "DDPMScheduler": "ddpm"}  # what plans recorded before solver names
+MACS_TOLERANCE = 0.01  # a plan whose stated kept-MACs share is off by more than one point is refused
+_MEASURED: dict[tuple[str, str], float] = {}  # (model fingerprint, plan json) -> kept MACs share
 
 
 class SkipPlan(BaseModel):
@@ -27,7 +32,8 @@ class SkipPlan(BaseModel):
     Args:
         model_class (`str`): class name of the denoiser it was made for.
         model_hash (`str`): `model_fingerprint` of that denoiser (config + weight shapes).
-        scheduler (`str`): scheduler class name the steps refer to (e.g. "DDIMScheduler").
+        scheduler (`str`): the solver the steps refer to, a name of `slimfusion.diffusion.SOLVERS` (plans written
+            before solvers were named say "DDIMScheduler" / "DDPMScheduler", read as "ddim" / "ddpm").
         steps (`int`): sampling steps; `reuse` has one entry per step.
         units (`list[str]`): the blocks the plan may reuse (from the family table).
         reuse (`list[list[str]]`): per step, the blocks that return their previous output instead of computing
@@ -115,15 +121,47 @@ def check_plan(plan: SkipPlan, model: nn.Module, scheduler: str | None = None, s
         raise ConfigError(f"skip plan was made for a {plan.model_class}, not this {type(model).__name__}")
     if plan.model_hash != model_fingerprint(model):
         raise ConfigError("skip plan was made for another model (config or weight shapes differ); make a new plan")
-    if scheduler is not None and scheduler != plan.scheduler:
-        raise ConfigError(f"skip plan was made for {plan.scheduler}, not {scheduler}")
+    if scheduler is not None and solver_of(scheduler) != solver_of(plan.scheduler):
+        raise ConfigError(
+            f"skip plan was made for the {solver_of(plan.scheduler)} scheduler, not {solver_of(scheduler)}"
+        )
     if steps is not None and steps != plan.steps:
         raise ConfigError(f"skip plan was made for {plan.steps} sampling steps, not {steps}")
+    measured = measured_macs_ratio(plan, model)
+    if abs(measured - plan.macs_ratio) > MACS_TOLERANCE:
+        raise ConfigError(
+            f"skip plan states {plan.macs_ratio:.3f} of the MACs kept, but on this model it keeps {measured:.3f};"
+            " the file was edited or is corrupt: make a new plan"
+        )
+
+
+def solver_of(recorded: str) -> str:
+    """A plan's or caller's scheduler as a solver name ("DDIMScheduler" -> "ddim")."""
+    return LEGACY_SCHEDULERS.get(recorded, recorded)
+
+
+def measured_macs_ratio(plan: SkipPlan, model: nn.Module) -> float:
+    """The kept share of the sampling MACs, measured on the model (per-block MACs of one forward), not read from
+    the file."""
+    missing = [u for u in plan.units if not _has_module(model, u)]
+    if missing:
+        raise ConfigError(f"skip plan names block(s) this {type(model).__name__} lacks: {', '.join(missing[:3])}")
+    key = (model_fingerprint(model), plan.model_dump_json(exclude={"macs_ratio", "settings"}))
+    if key not in _MEASURED:
+        macs, total = unit_macs(model, plan.units)
+        _MEASURED[key] = kept_macs_ratio(plan.reuse, macs, total)
+    return _MEASURED[key]
+
+
+def _has_module(model: nn.Module, name: str) -> bool:
+    try:
+        model.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
 
 
 def store_plan(model: nn.Module, plan: SkipPlan) -> None:
     """Attach `plan` to `model`'s metadata: `save` writes it into slimfusion.json and sample / evaluate apply it."""
-    from slimfusion.models.meta import get_meta
-
     check_plan(plan, model)
     get_meta(model)["skip_plan"] = plan.model_dump(mode="json")

@@ -15,7 +15,10 @@ import torch
 from torch import nn
 
 from slimfusion.errors import ConfigError
+from slimfusion.models.families import family_name
 from slimfusion.models.meta import get_meta, history, record_step
+from slimfusion.pipelines import is_pipeline_object
+from slimfusion.progress import progress_bar
 from slimfusion.sparsify import calibration, masks
 from slimfusion.sparsify.config import COMPONENTS, SparsityConfig
 from slimfusion.sparsify.sparsegpt import sparsegpt_prune
@@ -44,8 +47,6 @@ def sparsify(subject, config: SparsityConfig, progress: bool = True):
 
 def _components(subject, config: SparsityConfig) -> tuple[dict[str, tuple[nn.Module, float]], dict]:
     """name -> (model, sparsity) to sparsify, and the calibration conditions; refuses what cannot be done."""
-    from slimfusion.sample import is_pipeline_object
-
     if is_pipeline_object(subject):
         available = [n for n in COMPONENTS if isinstance(getattr(subject, n, None), nn.Module)]
         denoiser = next((n for n in ("unet", "transformer") if n in available), None)
@@ -59,8 +60,6 @@ def _components(subject, config: SparsityConfig) -> tuple[dict[str, tuple[nn.Mod
         raise ConfigError("per-component sparsities need a pipeline; a lone model is one component")
     fraction = next(iter(config.sparsities.values())) if config.sparsities else config.targets(["x"], "x")["x"]
     if config.needs_calibration:
-        from slimfusion.models.families import family_name
-
         if family_name(subject) != "UNet2DModel":
             raise ConfigError(
                 f"{config.method}{' + owl' if config.allocation == 'owl' else ''} calibrates on the model's inputs: "
@@ -101,8 +100,6 @@ def _statistics(subject, name: str, model: nn.Module, layers: dict, config: Spar
 def _sparsify_component(
     subject, name: str, model: nn.Module, fraction: float, config: SparsityConfig, conditions: dict, progress: bool
 ) -> None:
-    from slimfusion.progress import progress_bar
-
     start = time.perf_counter()
     layers = masks.prunable_layers(model, config.layers)
     if not layers:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimfusion.sample import SampleConfig, sample
 from slimfusion.sparsify.masks import PrunableLayer
 
 
@@ -78,7 +79,6 @@ def text_encoder_run(pipe, prompts: list[str]) -> Callable[[], None]:
 def sampling_run(subject, config, conditions: dict) -> Callable[[], None]:
     """Calibration run of a denoiser: `calib_samples` seeded DDIM runs (a pipeline's, with guidance and the given
     prompts / class labels, or an unconditional model's own sampling), so the hooks see every timestep's inputs."""
-    from slimfusion.sample import SampleConfig, sample
 
     def run() -> None:
         settings = SampleConfig(

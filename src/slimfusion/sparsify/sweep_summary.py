@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
-from slimfusion.sparsify.sweep import SweepConfig, load_dense, measure, point_key, sample_point
+from slimfusion.models.meta import history
+from slimfusion.pipelines import load_pipeline
+from slimfusion.plots import pyplot
+from slimfusion.sparsify import sparsify
+from slimfusion.sparsify.sweep_points import SweepConfig, load_dense, measure, point_key, sample_point
 
 METRICS = (
     ("accuracy", "prompt accuracy"),
@@ -91,8 +96,6 @@ def _combination(source: str, config: SweepConfig, out: Path, ok: dict[str, list
     Per-component results do not add up, so combinations are sampled, most zeroed parameters first, until one
     passes (at most MAX_CHECKS). Returns the passing one, or the last tried with `within_budget` False.
     """
-    import itertools
-
     if sum(1 for v in ok.values() if v) < 2:
         return None
     sizes = _component_sizes(source, list(ok))
@@ -109,18 +112,12 @@ def _combination(source: str, config: SweepConfig, out: Path, ok: dict[str, list
 
 
 def _component_sizes(source: str, components: list[str]) -> dict[str, int]:
-    from slimfusion.pipelines import load_pipeline
-
     pipe = load_pipeline(source)
     return {c: sum(p.numel() for p in getattr(pipe, c).parameters()) for c in components}
 
 
 def _combined(source: str, config: SweepConfig, out: Path, combo: dict, progress: bool) -> dict:
     """Sample one combination of per-component points together (cached under points/combined-*.json)."""
-    from slimfusion.models.meta import history
-    from slimfusion.pipelines import load_pipeline
-    from slimfusion.sparsify import sparsify
-
     wanted = {c: [p["method"], p["target"]] for c, p in combo.items()}
     name = "-".join(f"{c}_{m}_{t:.3f}" for c, (m, t) in wanted.items())
     file = out / "points" / f"combined-{name}.json"
@@ -142,10 +139,7 @@ def _combined(source: str, config: SweepConfig, out: Path, combo: dict, progress
 
 def plot_series(points: list[dict], dense: dict, config: SweepConfig, key: str, label: str, out: Path) -> Path:
     """One panel per component: `key` against sparsity, a line per method, the dense model as a dashed line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(
         1, len(config.components), figsize=(4.6 * len(config.components), 3.6), dpi=120, squeeze=False

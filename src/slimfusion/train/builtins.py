@@ -9,14 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from diffusers import DDIMScheduler
 from pydantic import BaseModel, ConfigDict, Field
 
 from slimfusion.data.digits import load_digits_split
 from slimfusion.data.prompts import PromptBank, build_tokenizer, prompt_bank, style_attributes
+from slimfusion.diffusion import default_scheduler_config
 from slimfusion.models.io import load, save
+from slimfusion.models.meta import get_meta
 from slimfusion.models.zoo import build_architecture, digits_text_encoder_config
+from slimfusion.pipelines import save_pipeline
 from slimfusion.train.conditional_data import NULL_CLASS
-from slimfusion.train.diffusion import TrainConfig, default_scheduler_config
+from slimfusion.train.config import TrainConfig
+from slimfusion.train.loop import fit
 from slimfusion.train.text_encoder import TextEncoderConfig, encode_prompts, token_ids, train_text_encoder
 from slimfusion.train.trainset import TrainSet
 from slimfusion.train.vae import VAEConfig, encode, train_vae
@@ -73,22 +78,23 @@ def build_digits_t2i(
 
     The UNet's run folder (`OUT.unet-run`) checkpoints and resumes; the pipeline folder is written at the end.
     """
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from slimfusion.pipelines import save_pipeline
-
     images, _, bank = digits_prompt_bank("train")
     tokenizer = build_tokenizer(bank.prompts)
     ids = token_ids(tokenizer, bank.prompts)
     features = load("builtin:digits-features").features(images).detach()
     torch.manual_seed(text_config.seed)
+    # lazy: transformers costs ~0.5-1 s of import time, paid only by commands that tokenise or build CLIP
+    from transformers import CLIPTextConfig, CLIPTextModel
+
     text_encoder = CLIPTextModel(CLIPTextConfig(**digits_text_encoder_config(tokenizer)))
     train_text_encoder(text_encoder, ids, bank, features, text_config, progress=progress)
     vae = load(vae_source)
     data = TrainSet(encode(vae, images), encode_prompts(text_encoder, ids), bank.choices, null=0, drop=config.drop)
     unet = _train_denoiser("digits-t2i-unet", data, config, Path(f"{out}.unet-run"), progress)
     scheduler = DDIMScheduler.from_config(default_scheduler_config(clip_sample=False), steps_offset=1)
+    # lazy: diffusers' pipeline classes import transformers' image processors (slow, and they warn at import)
+    from diffusers import StableDiffusionPipeline
+
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -106,24 +112,20 @@ def build_digits_dit(
     out: Path, config: BuiltinConfig, vae_source: str = "builtin:digits-vae", progress: bool = True
 ) -> Path:
     """Make `builtin:digits-dit`: a class-conditional DiT on the digits' latents, saved as a `DiTPipeline` folder."""
-    from diffusers import DDIMScheduler, DiTPipeline
-
-    from slimfusion.pipelines import save_pipeline
-
     images, labels = load_digits_split("train")
     vae = load(vae_source)
     table = torch.tensor([*range(10), NULL_CLASS])
     data = TrainSet(encode(vae, images), table, [label.view(1) for label in labels], null=10, drop=config.drop)
     dit = _train_denoiser("digits-dit", data, config, Path(f"{out}.dit-run"), progress)
     scheduler = DDIMScheduler.from_config(default_scheduler_config(clip_sample=False), steps_offset=1)
+    # lazy: as StableDiffusionPipeline above
+    from diffusers import DiTPipeline
+
     pipe = DiTPipeline(transformer=dit, vae=vae, scheduler=scheduler, id2label={i: str(i) for i in range(10)})
     return save_pipeline(pipe, out, overwrite=True)
 
 
 def _train_denoiser(arch: str, data: TrainSet, config: BuiltinConfig, run: Path, progress: bool):
-    from slimfusion.models.meta import get_meta
-    from slimfusion.train.loop import fit
-
     resume = (run / "train_state" / "state.json").exists()
     if resume:
         model = load(run)

@@ -14,8 +14,12 @@ from pathlib import Path
 
 import torch
 
+from slimfusion.data.digits import load_digits_split
+from slimfusion.data.folder import image_files, load_image_folder
+from slimfusion.data.prompts import prompt_bank, style_attributes
 from slimfusion.errors import ConfigError, DataError
-from slimfusion.sample import DEFAULT_GUIDANCE
+from slimfusion.pipeline_sample import sample_pipeline
+from slimfusion.sample import DEFAULT_GUIDANCE, SampleConfig
 from slimfusion.train.text_encoder import encode_prompts, token_ids
 from slimfusion.train.trainset import TrainSet
 from slimfusion.train.vae import encode
@@ -39,9 +43,6 @@ def _image_size(pipe) -> int:
 
 def digits_trainset(pipe, drop: float = 0.1) -> TrainSet:
     """The digits train split as latents, with all truthful prompts (text-to-image) or the labels (DiT)."""
-    from slimfusion.data.digits import load_digits_split
-    from slimfusion.data.prompts import prompt_bank, style_attributes
-
     if pipe.vae.config.in_channels != 1:
         raise DataError(
             f"--data digits is grey scale; this pipeline's VAE takes {pipe.vae.config.in_channels} channels"
@@ -57,8 +58,6 @@ def digits_trainset(pipe, drop: float = 0.1) -> TrainSet:
 
 def caption_folder_trainset(pipe, folder: str | Path, drop: float = 0.1) -> TrainSet:
     """Images of a folder with one caption file each (`cat.png` + `cat.txt`); a missing caption is an error."""
-    from slimfusion.data.folder import image_files, load_image_folder
-
     if not is_text_pipeline(pipe):
         raise ConfigError("an image folder with captions trains text-to-image pipelines; this one has no text encoder")
     files = image_files(folder)
@@ -90,9 +89,6 @@ def distill_trainset(
     The latents are the pipeline's own final latents (`output_type="latent"`), generated with classifier-free
     guidance as the pipeline is used, seeded per image as in `sample`.
     """
-    from slimfusion.pipeline_sample import sample_pipeline
-    from slimfusion.sample import SampleConfig
-
     text = is_text_pipeline(teacher_pipe)
     if text != isinstance(conditions[0], str):
         kind = "--distill-prompts" if text else "--distill-class-labels"

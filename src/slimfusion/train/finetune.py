@@ -8,7 +8,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from slimfusion.train.diffusion import TrainConfig
+from slimfusion.train.config import TrainConfig
+from slimfusion.train.loop import fit
 
 
 class FinetuneConfig(TrainConfig):
@@ -57,8 +58,6 @@ def finetune(
         resume (`bool`, defaults to False): continue exactly from the checkpoint in `out`.
         progress (`bool`, defaults to True): progress bar with loss and steps/s.
     """
-    from slimfusion.train.loop import fit
-
     return fit(
         model,
         images,

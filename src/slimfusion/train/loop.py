@@ -14,25 +14,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers.training_utils import EMAModel
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import gather_object
 from torch import nn
 
 from slimfusion.diffusion import noise_scheduler, schedule_of, target_of
 from slimfusion.errors import ConfigError
 from slimfusion.models.families import check_trainable, example_inputs, family_of, no_label_dropout
+from slimfusion.models.io import save
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.progress import progress_bar
+from slimfusion.sparsify import keep_masks
 from slimfusion.train import state as train_state
-from slimfusion.train.diffusion import TrainConfig
+from slimfusion.train.config import TrainConfig
 from slimfusion.train.distill import Student, feature_loss, output_loss
 from slimfusion.train.trainset import TrainSet, as_trainset
 
 
 def make_accelerator(mixed_precision: str = "no"):
     """An Accelerator on the GPU when there is one, else on the CPU (multi-process CPU runs use gloo)."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
     cpu = not torch.cuda.is_available()
     if cpu and mixed_precision == "fp16":
         raise ConfigError("--mixed-precision fp16 needs a GPU; use bf16 or no on the CPU")
@@ -118,6 +119,9 @@ def fit(
     if teacher is not None:
         teacher.to(accelerator.device)
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # lazy: diffusers.training_utils imports every diffusers model class (~2 s) for every command otherwise
+    from diffusers.training_utils import EMAModel
+
     ema = EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=3 / 4)
     gen = process_generator(config.seed, rank)
     torch.manual_seed(config.seed + rank)
@@ -197,8 +201,6 @@ class _SparsityKeeper:
 
 
 def _sparsity_keeper(model: nn.Module) -> _SparsityKeeper:
-    from slimfusion.sparsify import keep_masks
-
     return _SparsityKeeper(dict(model.named_parameters()), keep_masks(model))
 
 
@@ -208,10 +210,6 @@ def _teacher_name(teacher: nn.Module | None) -> str | None:
 
 def _checkpoint(accelerator, out, model, student, optimizer, ema, gen, config, step, running) -> None:
     """Write the EMA model of `step` plus the exact training state into `out`, atomically (main process)."""
-    from accelerate.utils import gather_object
-
-    from slimfusion.models.io import save
-
     rng_states = [gen.get_state()]
     if accelerator.num_processes > 1:
         rng_states = gather_object(rng_states)

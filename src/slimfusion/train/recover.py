@@ -13,7 +13,9 @@ from torch import nn
 
 from slimfusion.errors import ConfigError
 from slimfusion.models.meta import original_source
+from slimfusion.pipelines import denoiser_name, load_pipeline
 from slimfusion.sample import DEFAULT_GUIDANCE
+from slimfusion.train.conditional_data import caption_folder_trainset, digits_trainset, distill_trainset
 from slimfusion.train.trainset import TrainSet
 
 
@@ -46,9 +48,6 @@ def prepare_recovery(
     drop: float = 0.1,
 ) -> Recovery:
     """Build the training set (latents + conditions) and load the teacher's denoiser for `student` of `pipe`."""
-    from slimfusion.pipelines import denoiser_name, load_pipeline
-    from slimfusion.train.conditional_data import caption_folder_trainset, digits_trainset, distill_trainset
-
     data_free = distill_prompts is not None or distill_labels is not None
     if data_free and data is not None:
         raise ConfigError("--data and --distill-prompts / --distill-class-labels exclude each other")

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from slimfusion.diffusion.latents import decode, encode  # noqa: F401  (re-exported)
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.progress import progress_bar
 from slimfusion.train.classifier import random_shift
@@ -39,22 +40,6 @@ class VAEConfig(BaseModel):
     kl_weight: float = Field(1e-5, ge=0)
     max_shift: int = Field(1, ge=0)
     seed: int = 0
-
-
-@torch.no_grad()
-def encode(vae: nn.Module, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """Scaled latents (posterior means x scaling_factor) of images in [-1, 1]: what a latent denoiser trains on."""
-    vae.eval()
-    scale = vae.config.scaling_factor
-    return torch.cat([vae.encode(chunk).latent_dist.mode() * scale for chunk in images.split(batch)])
-
-
-@torch.no_grad()
-def decode(vae: nn.Module, latents: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """Images in [-1, 1] from scaled latents."""
-    vae.eval()
-    scale = vae.config.scaling_factor
-    return torch.cat([vae.decode(chunk / scale).sample.clamp(-1, 1) for chunk in latents.split(batch)])
 
 
 def train_vae(vae: nn.Module, images: torch.Tensor, config: VAEConfig, progress: bool = True) -> nn.Module:
