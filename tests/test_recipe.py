@@ -82,13 +82,68 @@ def test_killed_in_step_3_resumes_at_step_3(tmp_path):
 
 
 def test_accelerate_launcher_wraps_only_training_and_sampling_steps(tmp_path):
-    from slimfusion.recipe import _step_command
+    from slimfusion.recipe import launched_command
+    from slimfusion.steps import STEPS
 
+    assert sorted(v for v, s in STEPS.items() if s.launched) == ["evaluate", "finetune"]
     context = {"model": "builtin:digits-ddpm"}
-    tune = _step_command("finetune", {"steps": 5}, "m", tmp_path / "01-finetune", context, "accelerate")
+    tune = launched_command("finetune", {"steps": 5}, "m", tmp_path / "01-finetune", context)
     assert tune[1:4] == ["-m", "accelerate.commands.launch", "-m"] and tune[4:6] == ["slimfusion", "finetune"]
-    assert tune[-2:] == ["--steps", "5"]
-    prune = _step_command("prune", {"ratio": 0.3}, "m", tmp_path / "02-prune", context, "accelerate")
-    assert prune[1:4] == ["-m", "slimfusion", "prune"]
-    evaluate = _step_command("evaluate", {}, "m", tmp_path / "03-evaluate", context | {"plan": "p.json"}, "none")
-    assert evaluate[-4:] == ["--original", "builtin:digits-ddpm", "--plan", "p.json"]
+    assert tune[-1] == "--steps=5"  # one word: a value can never be read as an option
+    evaluate = launched_command("evaluate", {"ref": "--help"}, "m", tmp_path / "03-evaluate", context)
+    assert evaluate[-2:] == ["--ref=--help", "--original=builtin:digits-ddpm"]
+
+
+def test_five_step_recipe_runs_in_one_process(tmp_path, monkeypatch):
+    """No subprocess for steps that do not train under `accelerate launch`: the model stays in memory."""
+    from slimfusion.recipe import run_recipe
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a recipe step started a subprocess: {args[0] if args else kwargs}")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    model = slimfusion.save(tiny_model("UNet2DModel"), tmp_path / "tiny")
+    steps = (
+        "  - prune: {method: magnitude, ratio: 0.25}\n"
+        "  - lowrank: {rank_ratio: 0.5, skip: [conv_in, conv_out]}\n"
+        "  - skip-plan: {method: deepcache, steps: 6, interval: 2}\n"
+        "  - quantize: {scheme: bf16}\n"
+        "  - evaluate: {num: 4, steps: 6, metrics: [ssim, cost]}\n"
+    )
+    final = run_recipe(_recipe(tmp_path / "r.yaml", model, steps), tmp_path / "out", echo=lambda *_: None)
+    loaded = slimfusion.load(final)
+    names = [h["step"] for h in slimfusion.models.meta.history(loaded)]
+    assert names == ["prune", "lowrank", "quantize", "recipe"]
+    assert slimfusion.models.meta.get_meta(loaded)["skip_plan"]["method"] == "deepcache"
+    row = json.loads((tmp_path / "out" / "results.json").read_text())["rows"][0]
+    assert row["name"] == "after step 4" and 0 < row["metrics"]["plan_macs_ratio"] < 1  # evaluated with the plan
+    assert sorted(p.name for p in (tmp_path / "out" / "steps").glob("*.done.json"))[-1] == "05-evaluate.done.json"
+
+
+def test_recipe_values_are_values_and_aliases_are_refused(tmp_path):
+    recipe = _recipe(tmp_path / "flag.yaml", '"--help"', "  - quantize: {scheme: bf16}\n")
+    result = run_cli("run", str(recipe), "--out", str(tmp_path / "out"))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert result.returncode == 2 and errors == [
+        "error: model not found: --help (no such folder, builtin:NAME or hub id)"
+    ]
+    assert not list((tmp_path / "out" / "steps").glob("*.done.json"))
+    bomb = tmp_path / "bomb.yaml"
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    bomb.write_text("\n".join(levels) + "\nmodel: m\nsteps: [*a8]\n")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="aliases are not allowed"):
+        load_recipe(bomb)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_run_refuses_a_folder_it_did_not_make(tmp_path):
+    out = tmp_path / "mine"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "notes.txt").write_text("keep me")
+    recipe = _recipe(tmp_path / "r.yaml", "builtin:digits-ddpm", "  - quantize: {scheme: bf16}\n")
+    result = run_cli("run", str(recipe), "--out", str(out))
+    assert result.returncode == 2 and "is not a recipe run folder" in result.stderr
+    assert (out / "model" / "notes.txt").read_text() == "keep me"

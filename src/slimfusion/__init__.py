@@ -5,7 +5,8 @@ One verb and one config per technique: `slimfusion.prune(model, StructuralConfig
 `slimfusion.evaluate(target, EvaluateConfig(...), ref=..., original=...)`,
 `slimfusion.skip_plan(model, SkipConfig(...))` + `with slimfusion.apply_plan(model, plan):`,
 `slimfusion.sparsify(model_or_pipeline, SparsityConfig(...))`, `slimfusion.lowrank(model, LowRankConfig(...))`,
-`slimfusion.quantize(model, QuantizeConfig(...))`, `slimfusion.run_recipe(path, out)`; `load` / `save` read and
+`slimfusion.quantize(model, QuantizeConfig(...))`, `slimfusion.run_recipe(path, out)`; `slimfusion.apply(model,
+config)` dispatches any registered technique config to its function; `load` / `save` read and
 write the pickle-free format. docs/api.md is the reference, with an example of each.
 """
 
@@ -21,6 +22,7 @@ from slimfusion.recipe import load_recipe, run_recipe  # noqa: E402
 from slimfusion.sample import SampleConfig, sample  # noqa: E402
 from slimfusion.skip import SkipConfig, apply_plan, load_plan, save_plan, skip_plan  # noqa: E402
 from slimfusion.sparsify import SparsityConfig, sparsify  # noqa: E402
+from slimfusion.steps import apply  # noqa: E402
 from slimfusion.train import FinetuneConfig, finetune  # noqa: E402
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "SparsityConfig",
     "StructuralConfig",
     "__version__",
+    "apply",
     "apply_plan",
     "evaluate",
     "finetune",

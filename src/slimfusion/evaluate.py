@@ -27,7 +27,7 @@ from slimfusion.metrics.fid import MISSING_WEIGHTS
 from slimfusion.metrics.stats import compute_stats, load_stats
 from slimfusion.pipelines import load_for_sampling
 from slimfusion.progress import console
-from slimfusion.sample import DEFAULT_GUIDANCE, SampleConfig, load_samples, sample
+from slimfusion.sample import DEFAULT_GUIDANCE, SampleConfig, load_samples, sample, source_of
 from slimfusion.skip.plan import measured_macs_ratio
 from slimfusion.skip.use import denoiser_of, sampling_plan
 
@@ -100,15 +100,17 @@ class _Images(BaseModel):
     plan: Any = None  # the SkipPlan the images were sampled with
 
 
-def _resolve(spec: str, config: EvaluateConfig, progress: bool, plan: str | None = None, target: bool = True):
+def _resolve(spec, config: EvaluateConfig, progress: bool, plan: str | None = None, target: bool = True):
     """A samples folder as is, or a model sampled with the config's seed and solver, with its skip plan: `plan`,
     else the one stored in the model (for the target unless `config.no_plan`; for the original always)."""
-    if (Path(spec) / "samples.npz").exists():
+    held = not isinstance(spec, (str, Path))  # a model or pipeline object already in memory
+    if not held and (Path(spec) / "samples.npz").exists():
         if plan is not None:
             raise ConfigError("--plan applies to a model, not to a samples folder")
         images, record = load_samples(spec)
         return _Images(images=images, record=record)
-    sampler = load_for_sampling(spec)
+    sampler = spec if held else load_for_sampling(spec)
+    name = source_of(sampler) if held else spec
     sample_config = config.sample_config()
     no_plan = config.no_plan and target
     start = time.perf_counter()
@@ -116,7 +118,7 @@ def _resolve(spec: str, config: EvaluateConfig, progress: bool, plan: str | None
         images = sample(sampler, sample_config.model_copy(update={"no_plan": True}), progress=progress)
     rate = len(images) / (time.perf_counter() - start)
     used = None if chosen is None else (plan or "stored in the model")
-    record = sample_config.model_dump() | {"model": spec, "indices": list(range(config.num)), "plan": used}
+    record = sample_config.model_dump() | {"model": name, "indices": list(range(config.num)), "plan": used}
     return _Images(images=images, record=record, model=denoiser_of(sampler), images_per_s=rate, plan=chosen)
 
 
@@ -146,7 +148,7 @@ def _reference_stats(ref: str, space: str, config: EvaluateConfig, like: torch.T
 
 
 def evaluate(
-    target: str,
+    target,
     config: EvaluateConfig | None = None,
     ref: str | None = None,
     original: str | None = None,
@@ -155,7 +157,8 @@ def evaluate(
     """Evaluate `target` (model or samples folder).
 
     Args:
-        target (`str`): model (folder, builtin:NAME, hub id) or samples folder.
+        target (`str` or a model / pipeline object): model (folder, builtin:NAME, hub id), samples folder, or a
+            model or pipeline already loaded (e.g. one a recipe holds between steps).
         config (`EvaluateConfig`, optional): metrics and sampling settings.
         ref (`str`, optional): reference data (digits, digits:all, a folder) or cached statistics (.npz from
             `slimfusion stats`), for fd / fid.
@@ -210,7 +213,7 @@ def evaluate(
             ratio = measured_macs_ratio(subject.plan, subject.model)
             values |= {"plan_macs_ratio": ratio, "macs_per_step": values["macs"] * ratio}
     return {
-        "target": target,
+        "target": target if isinstance(target, (str, Path)) else subject.record.get("model"),
         "metrics": values,
         "skipped": skipped,
         "num": len(subject.images),

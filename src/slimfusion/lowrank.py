@@ -34,6 +34,7 @@ class LowRankConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
+    version: int = 1
     rank_ratio: float | None = Field(None, gt=0, le=1)
     energy: float | None = Field(None, gt=0, le=1)
     layers: str = Field("linear+conv", pattern="^(linear|linear\\+conv)$")

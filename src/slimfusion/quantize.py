@@ -42,6 +42,7 @@ class QuantizeConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
+    version: int = 1
     scheme: Literal["bf16", "fp16", "int8-weight", "none"] = "bf16"
     compile: bool = False
     layers: Literal["linear", "linear+conv"] = "linear+conv"

@@ -8,15 +8,13 @@ import typer
 
 from slimfusion.cli.app import app
 from slimfusion.cli.common import ModelArg, OutOpt, make_config, refuse_existing, save_like_source
-from slimfusion.lowrank import LowRankConfig, lowrank
 from slimfusion.models.io import load
 from slimfusion.models.meta import history
 from slimfusion.progress import console
-from slimfusion.quantize import QuantizeConfig, quantize
+from slimfusion.steps import Subject, option_defaults
+from slimfusion.steps.compress import LowRankOptions, QuantizeOptions, run_lowrank, run_quantize
 
-
-def _prefixes(text: str | None) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()] if text else []
+LOWRANK, QUANTIZE = option_defaults(LowRankOptions), option_defaults(QuantizeOptions)
 
 
 @app.command("lowrank")
@@ -27,7 +25,7 @@ def lowrank_command(
     energy: Annotated[
         float | None, typer.Option(help="keep the singular values holding this share of the spectrum, in (0, 1]")
     ] = None,
-    layers: Annotated[str, typer.Option(help="linear | linear+conv")] = "linear+conv",
+    layers: Annotated[str, typer.Option(help="linear | linear+conv")] = LOWRANK["layers"],
     skip: Annotated[str | None, typer.Option(help="comma list of module-name prefixes to leave alone")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
 ) -> None:
@@ -36,10 +34,9 @@ def lowrank_command(
     Recover quality afterwards with `slimfusion finetune` as after pruning. MODEL may be a pipeline folder (its
     denoiser is factorised).
     """
-    config = make_config(LowRankConfig, rank_ratio=rank_ratio, energy=energy, layers=layers, skip=_prefixes(skip))
+    options = make_config(LowRankOptions, rank_ratio=rank_ratio, energy=energy, layers=layers, skip=skip)
     refuse_existing(out, overwrite)
-    denoiser = load(model)
-    lowrank(denoiser, config)
+    denoiser = run_lowrank(Subject(load(model), model), options).denoiser
     save_like_source(model, denoiser, out, overwrite)
     effect = history(denoiser)[-1]["effect"]
     console.print(
@@ -53,9 +50,9 @@ def lowrank_command(
 def quantize_command(
     model: ModelArg,
     out: OutOpt,
-    scheme: Annotated[str, typer.Option(help="bf16 | fp16 | int8-weight | none")] = "bf16",
+    scheme: Annotated[str, typer.Option(help="bf16 | fp16 | int8-weight | none")] = QUANTIZE["scheme"],
     compile: Annotated[bool, typer.Option(help="torch.compile the model whenever it is loaded")] = False,
-    layers: Annotated[str, typer.Option(help="int8-weight: linear | linear+conv")] = "linear+conv",
+    layers: Annotated[str, typer.Option(help="int8-weight: linear | linear+conv")] = QUANTIZE["layers"],
     skip: Annotated[str | None, typer.Option(help="int8-weight: comma list of module-name prefixes kept float")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
 ) -> None:
@@ -63,10 +60,9 @@ def quantize_command(
 
     MODEL may be a pipeline folder (its denoiser is quantized; the rest stays float32).
     """
-    config = make_config(QuantizeConfig, scheme=scheme, compile=compile, layers=layers, skip=_prefixes(skip))
+    options = make_config(QuantizeOptions, scheme=scheme, compile=compile, layers=layers, skip=skip)
     refuse_existing(out, overwrite)
-    denoiser = load(model)
-    quantize(denoiser, config)
+    denoiser = run_quantize(Subject(load(model), model), options).denoiser
     save_like_source(model, denoiser, out, overwrite)
     effect = history(denoiser)[-1]["effect"]
     console.print(

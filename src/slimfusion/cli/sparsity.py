@@ -10,16 +10,15 @@ from rich.console import Console
 from rich.table import Table
 
 from slimfusion.cli.app import app
-from slimfusion.cli.common import ModelArg, OutOpt, OverwriteOpt, conditions_from_options, make_config, refuse_existing
+from slimfusion.cli.common import ModelArg, OutOpt, OverwriteOpt, make_config, refuse_existing
 from slimfusion.data.prompts import read_prompts
-from slimfusion.errors import ConfigError
-from slimfusion.models.io import STORAGES, load, save
-from slimfusion.models.meta import get_meta, history
-from slimfusion.pipelines import is_pipeline, load_pipeline, replace_components
+from slimfusion.models.io import save
+from slimfusion.models.meta import history
+from slimfusion.pipelines import replace_components
 from slimfusion.progress import console
-from slimfusion.sparsify import SparsityConfig, sparsify
-from slimfusion.sparsify.config import COMPONENTS
 from slimfusion.sparsify.sweep import SweepConfig, parse_sparsities, sweep
+from slimfusion.steps import Subject
+from slimfusion.steps.compress import SparsifyOptions, run_sparsify, sparsified_now
 
 SparsityOpt = Annotated[
     str | None,
@@ -29,19 +28,6 @@ ComponentOpt = Annotated[str, typer.Option(help="text_encoder | unet | transform
 CalibPromptsOpt = Annotated[
     Path | None, typer.Option(help="text-to-image: calibration prompts (Wanda, SparseGPT, OWL), one per line")
 ]
-
-
-def parse_sparsity(text: str | None) -> dict:
-    """`--sparsity 0.5` -> {"sparsity": 0.5}; `--sparsity text_encoder=0.475,unet=0.35` -> {"sparsities": {...}}."""
-    if text is None:
-        return {}
-    try:
-        if "=" not in text:
-            return {"sparsity": float(text)}
-        pairs = [part.split("=") for part in text.split(",") if part.strip()]
-        return {"sparsities": {name.strip(): float(value) for name, value in pairs}}
-    except ValueError as exc:
-        raise ConfigError(f"--sparsity {text!r}: expected a number or component=number pairs") from exc
 
 
 @app.command("sparsify")
@@ -70,49 +56,31 @@ def sparsify_command(
     MODEL may be a pipeline folder: the chosen components are sparsified and --out is a pipeline folder with them
     replaced and the others copied unchanged. Prints the achieved sparsity per component.
     """
-    refuse_existing(out, overwrite)
-    if storage not in STORAGES:
-        raise ConfigError(f"--storage must be one of {', '.join(STORAGES)}, got {storage!r}")
-    calibration = conditions_from_options(calib_prompts, calib_class_labels)
-    config = make_config(
-        SparsityConfig,
+    options = make_config(
+        SparsifyOptions,
         method=method,
         component=component,
         scope=scope,
         allocation=allocation,
         layers=layers,
         nm=nm,
-        calib_prompts=calibration.get("prompts"),
-        calib_class_labels=calibration.get("class_labels"),
+        calib_prompts=calib_prompts,
+        calib_class_labels=calib_class_labels,
         calib_samples=calib_samples,
         calib_steps=calib_steps,
         seed=seed,
-        **parse_sparsity(sparsity),
+        storage=storage,
+        sparsity=sparsity,
     )
-    changed = sparsify_source(model, config, out, overwrite, storage)
+    refuse_existing(out, overwrite)
+    subject = run_sparsify(Subject.load(model), options)
+    changed = sparsified_now(subject)
+    if subject.is_pipeline:
+        replace_components(model, changed, out, overwrite=overwrite)
+    else:
+        save(subject.obj, out, overwrite=overwrite, storage=options.storage)
     print_sparsity(changed)
     console.print(f"saved {out}")
-
-
-def sparsify_source(source: str, config, out: Path, overwrite: bool, storage: str, progress: bool = True) -> list:
-    """Load `source` as it is held (pipeline or model), sparsify it, save it back the same way; the changed models."""
-    if is_pipeline(source):
-        pipe = load_pipeline(source)
-        sparsify(pipe, config, progress=progress)
-        changed = [getattr(pipe, n) for n in COMPONENTS if _sparsified_now(getattr(pipe, n, None), history)]
-        for model in changed:
-            get_meta(model)["storage"] = storage
-        replace_components(source, changed, out, overwrite=overwrite)
-        return changed
-
-    model = load(source)
-    sparsify(model, config, progress=progress)
-    save(model, out, overwrite=overwrite, storage=storage)
-    return [model]
-
-
-def _sparsified_now(model, history) -> bool:
-    return model is not None and bool(history(model)) and history(model)[-1]["step"] == "sparsify"
 
 
 def print_sparsity(models: list) -> None:

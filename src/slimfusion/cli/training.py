@@ -13,7 +13,6 @@ from slimfusion.cli.common import (
     ModelArg,
     OutOpt,
     check_run_folder,
-    conditions_from_options,
     is_main_process,
     make_config,
     refuse_existing,
@@ -22,20 +21,20 @@ from slimfusion.cli.common import (
 )
 from slimfusion.data import load_digits_split, load_images
 from slimfusion.errors import SlimfusionError
-from slimfusion.models.families import check_trainable
-from slimfusion.models.io import load, save
+from slimfusion.models.io import save
 from slimfusion.models.meta import history
 from slimfusion.models.zoo import build_architecture
-from slimfusion.pipelines import denoiser_name, is_pipeline, load_pipeline, pipeline_folder, pipeline_index
 from slimfusion.progress import console
-from slimfusion.sample import DEFAULT_GUIDANCE
-from slimfusion.train import FinetuneConfig, TrainConfig, train_diffusion
-from slimfusion.train import finetune as run_finetune
+from slimfusion.steps import Subject, option_defaults
+from slimfusion.steps.training import FinetuneOptions, is_conditional
+from slimfusion.steps.training import run_finetune as run_finetune_step
+from slimfusion.train import TrainConfig, train_diffusion
 from slimfusion.train.builtins import BuiltinConfig, build_digits_dit, build_digits_t2i, build_digits_vae
 from slimfusion.train.classifier import ClassifierConfig, train_classifier
-from slimfusion.train.recover import prepare_recovery
 from slimfusion.train.text_encoder import TextEncoderConfig
 from slimfusion.train.vae import VAEConfig
+
+TUNE = option_defaults(FinetuneOptions)
 
 
 @app.command()
@@ -70,31 +69,37 @@ def finetune(
     data: Annotated[
         str | None, typer.Option(help="digits (default), digits:all, an image folder (pipelines: with captions)")
     ] = None,
-    steps: Annotated[int, typer.Option(help="optimizer steps")] = 1000,
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = TUNE["steps"],
     teacher: Annotated[
         str | None, typer.Option(help="original model or pipeline to distil from (default: the one pruned from)")
     ] = None,
     distill: Annotated[
         float | None, typer.Option(help="output distillation weight W in [0, 1] (default: 1 with a teacher, else 0)")
     ] = None,
-    feature_distill: Annotated[float, typer.Option(help="weight of block-output distillation")] = 0.0,
+    feature_distill: Annotated[float, typer.Option(help="weight of block-output distillation")] = TUNE[
+        "feature_distill"
+    ],
     distill_prompts: Annotated[
         Path | None, typer.Option(help="data-free: the teacher pipeline generates training latents from these prompts")
     ] = None,
     distill_class_labels: Annotated[
         str | None, typer.Option(help="data-free for DiT pipelines: class labels, e.g. 0,1,2")
     ] = None,
-    distill_num: Annotated[int, typer.Option(help="data-free: latents the teacher generates")] = 512,
-    guidance: Annotated[float, typer.Option(help="data-free: the teacher's guidance scale")] = DEFAULT_GUIDANCE,
-    batch_size: Annotated[int, typer.Option(help="images per step (per process)")] = 64,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate after warm-up")] = 2e-4,
-    warmup_steps: Annotated[int, typer.Option(help="linear warm-up steps")] = 50,
-    lr_decay: Annotated[str, typer.Option(help="after warm-up: constant | cosine (to 0 at the end)")] = "constant",
-    ema_decay: Annotated[float, typer.Option(help="EMA decay (the EMA weights are saved)")] = 0.999,
-    grad_clip: Annotated[float, typer.Option(help="max gradient norm")] = 1.0,
-    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")] = "no",
-    seed: Annotated[int, typer.Option(help="seed for batches and noise")] = 0,
-    checkpoint_every: Annotated[int, typer.Option(help="checkpoint (EMA model + training state) every N steps")] = 0,
+    distill_num: Annotated[int, typer.Option(help="data-free: latents the teacher generates")] = TUNE["distill_num"],
+    guidance: Annotated[float, typer.Option(help="data-free: the teacher's guidance scale")] = TUNE["guidance"],
+    batch_size: Annotated[int, typer.Option(help="images per step (per process)")] = TUNE["batch_size"],
+    lr: Annotated[float, typer.Option(help="AdamW learning rate after warm-up")] = TUNE["lr"],
+    warmup_steps: Annotated[int, typer.Option(help="linear warm-up steps")] = TUNE["warmup_steps"],
+    lr_decay: Annotated[str, typer.Option(help="after warm-up: constant | cosine (to 0 at the end)")] = TUNE[
+        "lr_decay"
+    ],
+    ema_decay: Annotated[float, typer.Option(help="EMA decay (the EMA weights are saved)")] = TUNE["ema_decay"],
+    grad_clip: Annotated[float, typer.Option(help="max gradient norm")] = TUNE["grad_clip"],
+    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")] = TUNE["mixed_precision"],
+    seed: Annotated[int, typer.Option(help="seed for batches and noise")] = TUNE["seed"],
+    checkpoint_every: Annotated[int, typer.Option(help="checkpoint (EMA model + training state) every N steps")] = TUNE[
+        "checkpoint_every"
+    ],
     resume: Annotated[bool, typer.Option(help="continue exactly from the checkpoint in --out")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
 ) -> None:
@@ -104,52 +109,37 @@ def finetune(
     labels, or images with one caption .txt each) or data-free on the teacher's own latents (--distill-prompts /
     --distill-class-labels), and --out is a pipeline folder. Multi-process: `accelerate launch -m slimfusion finetune`.
     """
-    conditions = conditions_from_options(distill_prompts, distill_class_labels)
-    data_free = bool(conditions)
-    values = dict(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, lr_decay=lr_decay)
-    values |= dict(ema_decay=ema_decay, grad_clip=grad_clip, mixed_precision=mixed_precision, seed=seed)
-    values["feature_distill"] = feature_distill
-    config = make_config(FinetuneConfig, distill=distill, **values)
-    conditional = is_pipeline(model) and any(c in pipeline_index(pipeline_folder(model)) for c in CONDITIONAL)
-    if not conditional and (config.distill or feature_distill) and teacher is None:
-        raise SlimfusionError("--distill / --feature-distill need --teacher (the original model)")
-    if data_free and not conditional:
-        raise SlimfusionError("--distill-prompts / --distill-class-labels need a text-to-image or DiT pipeline folder")
+    options = make_config(
+        FinetuneOptions,
+        data=data,
+        steps=steps,
+        teacher=teacher,
+        distill=distill,
+        feature_distill=feature_distill,
+        distill_prompts=distill_prompts,
+        distill_class_labels=distill_class_labels,
+        distill_num=distill_num,
+        guidance=guidance,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        lr_decay=lr_decay,
+        ema_decay=ema_decay,
+        grad_clip=grad_clip,
+        mixed_precision=mixed_precision,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+    )
     check_run_folder(out, resume, overwrite)
-    if conditional:
-        pipe = load_pipeline(model)
-        student = load(out) if resume else getattr(pipe, denoiser_name(pipe))
-        check_trainable(student)
-        labels = conditions.get("class_labels")
-        recovery = prepare_recovery(
-            pipe, student, data, teacher, conditions.get("prompts"), labels, distill_num, 25, guidance, seed
-        )
-        if (config.distill or feature_distill) and recovery.teacher is None:
-            raise SlimfusionError("distillation needs --teacher (no original recorded in the model's history)")
-        run_finetune(
-            student,
-            recovery.data,
-            config,
-            teacher=recovery.teacher,
-            out=out,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-        )
+    subject = Subject.load(model)
+    run_finetune_step(subject, options, out)
+    if is_conditional(subject):
         if is_main_process():
-            save_like_source(model, student, out, overwrite=True)
+            save_like_source(model, subject.denoiser, out, overwrite=True)
             console.print(f"saved {out}")
         return
-    student = load(model)
-    check_trainable(student)
-    original = load(teacher) if teacher is not None else None
-    if original is not None and original.config.sample_size != student.config.sample_size:
-        raise SlimfusionError("--teacher works on another image size than the model")
-    images = load_images(data or "digits", size=student.config.sample_size, channels=student.config.in_channels)
-    run_finetune(student, images, config, teacher=original, out=out, checkpoint_every=checkpoint_every, resume=resume)
-    save_final(student, out)
-
-
-CONDITIONAL = ("text_encoder", "transformer")
+    save_final(subject.denoiser, out)
 
 
 @app.command("train-features")

@@ -1,0 +1,222 @@
+"""Steps that change the model's weights or layers: prune, lowrank, quantize, sparsify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from pydantic import field_validator, model_validator
+
+from slimfusion.data import load_images
+from slimfusion.data.prompts import read_prompts
+from slimfusion.errors import ConfigError
+from slimfusion.lowrank import LowRankConfig, lowrank
+from slimfusion.models.families import example_inputs, family_name
+from slimfusion.models.io import STORAGES
+from slimfusion.models.meta import get_meta
+from slimfusion.prune import DepthConfig, StructuralConfig, prune
+from slimfusion.prune.conditioning import parse_class_labels
+from slimfusion.prune.importance import METHODS
+from slimfusion.quantize import QuantizeConfig, quantize
+from slimfusion.sparsify import SparsityConfig, sparsify
+from slimfusion.steps.registry import register
+from slimfusion.steps.subject import Subject
+from slimfusion.train.conditional_data import embed
+
+DEPTH_METHODS = {"depth": "greedy", "depth-learned": "learned"}
+
+
+def comma_list(value):
+    """A YAML list or a command line's comma list -> list of stripped strings."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class PruneOptions(StructuralConfig):
+    """prune's options: StructuralConfig (its defaults), the depth methods' two settings, and the calibration inputs.
+
+    `method` "depth" / "depth-learned" makes a `DepthConfig` (greedy / learned) from `target_macs` or `remove`.
+    """
+
+    method: str = StructuralConfig.model_fields["method"].default
+    target_macs: float | None = None
+    remove: list[str] | None = None
+    data: str | None = None
+    prompts: Path | None = None
+    class_labels: str | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in METHODS and value not in DEPTH_METHODS:
+            choices = ", ".join([*METHODS, *DEPTH_METHODS])
+            raise ValueError(f"unknown method {value!r}; choose one of {choices}")
+        return value
+
+    _remove_list = field_validator("remove", mode="before")(classmethod(lambda cls, v: comma_list(v)))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PruneOptions:
+        if self.method not in DEPTH_METHODS and (self.target_macs is not None or self.remove is not None):
+            raise ValueError("--target-macs and --remove are for --method depth / depth-learned")
+        if self.prompts is not None and self.class_labels is not None:
+            raise ValueError("give --prompts (text-to-image) or --class-labels (class-conditional), not both")
+        if self.data is not None and (self.prompts is not None or self.class_labels is not None):
+            raise ValueError("--data and --prompts / --class-labels exclude each other (conditions come with samples)")
+        self.technique()  # the technique config's own checks
+        return self
+
+    def technique(self) -> StructuralConfig | DepthConfig:
+        if self.method in DEPTH_METHODS:
+            return DepthConfig(
+                method=DEPTH_METHODS[self.method],
+                target_macs=self.target_macs,
+                remove=self.remove,
+                batch_size=min(self.batch_size, 32),
+                calib_batches=self.calib_batches,
+                calib_sample_steps=self.calib_sample_steps,
+                seed=self.seed,
+            )
+        return StructuralConfig(**self.model_dump(include=set(StructuralConfig.model_fields)))
+
+
+def calibration_conditions(subject: Subject, prompts: Path | None, class_labels: str | None):
+    """Per-image conditioning from a prompts file (encoded by the pipeline's own text encoder) or class labels."""
+    kind = family_name(subject.denoiser)
+    if prompts is not None:
+        if kind != "UNet2DConditionModel":
+            raise ConfigError(f"--prompts is for text-to-image UNets, not {kind}")
+        if not subject.is_pipeline or getattr(subject.obj, "text_encoder", None) is None:
+            raise ConfigError("--prompts needs a pipeline folder with text_encoder/ and tokenizer/")
+        return embed(subject.obj, read_prompts(prompts))
+    if class_labels is not None:
+        if kind not in ("DiTTransformer2DModel", "Transformer2DModel"):
+            raise ConfigError(f"--class-labels is for class-conditional DiTs, not {kind}")
+        return parse_class_labels(class_labels, subject.denoiser.config.num_embeds_ada_norm)
+    return None
+
+
+def calibration_images(subject: Subject, data: str | None) -> torch.Tensor | None:
+    """The calibration images of `--data`, checked against the denoiser's input shape."""
+    if data is None:
+        return None
+    denoiser = subject.denoiser
+    images = load_images(data, size=denoiser.config.sample_size, channels=denoiser.config.in_channels)
+    expected = tuple(next(iter(example_inputs(denoiser, 1).values())).shape[1:])
+    if tuple(images.shape[1:]) != expected:
+        raise ConfigError(f"--data gives samples of shape {tuple(images.shape[1:])}; the model takes {expected}")
+    return images
+
+
+@register("prune", PruneOptions, api={StructuralConfig: prune, DepthConfig: prune})
+def run_prune(
+    subject: Subject, options: PruneOptions, folder: Path | None = None, progress: bool = True, **context
+) -> Subject:
+    config = options.technique()
+    conditions = calibration_conditions(subject, options.prompts, options.class_labels)
+    images = calibration_images(subject, options.data)
+    if isinstance(config, DepthConfig) and config.remove is None and images is None and conditions is None:
+        raise ConfigError(
+            "--target-macs scores layers on calibration data: give --data (or --prompts / --class-labels)"
+        )
+    prune(subject.denoiser, config, data=images, conditions=conditions, progress=progress)
+    return subject
+
+
+class LowRankOptions(LowRankConfig):
+    """lowrank's options: LowRankConfig (`skip` also as a comma list)."""
+
+    _skip_list = field_validator("skip", mode="before")(classmethod(lambda cls, v: comma_list(v) or []))
+
+
+@register("lowrank", LowRankOptions, api={LowRankConfig: lowrank})
+def run_lowrank(
+    subject: Subject, options: LowRankOptions, folder: Path | None = None, progress: bool = True, **context
+):
+    lowrank(subject.denoiser, LowRankConfig(**options.model_dump()))
+    return subject
+
+
+class QuantizeOptions(QuantizeConfig):
+    """quantize's options: QuantizeConfig (`skip` also as a comma list)."""
+
+    _skip_list = field_validator("skip", mode="before")(classmethod(lambda cls, v: comma_list(v) or []))
+
+
+@register("quantize", QuantizeOptions, api={QuantizeConfig: quantize})
+def run_quantize(
+    subject: Subject, options: QuantizeOptions, folder: Path | None = None, progress: bool = True, **context
+):
+    quantize(subject.denoiser, QuantizeConfig(**options.model_dump()))
+    return subject
+
+
+def parse_sparsity(value) -> dict:
+    """0.5 -> {"sparsity": 0.5}; "text_encoder=0.475,unet=0.35" or a mapping -> {"sparsities": {...}}."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {"sparsities": value}
+    if isinstance(value, (int, float)):
+        return {"sparsity": float(value)}
+    try:
+        if "=" not in str(value):
+            return {"sparsity": float(value)}
+        pairs = [part.split("=") for part in str(value).split(",") if part.strip()]
+        return {"sparsities": {name.strip(): float(number) for name, number in pairs}}
+    except ValueError as exc:
+        raise ValueError(f"--sparsity {value!r}: expected a number or component=number pairs") from exc
+
+
+class SparsifyOptions(SparsityConfig):
+    """sparsify's options: SparsityConfig, with `sparsity` also as "component=value,..." pairs, `calib_prompts` a
+    prompts file (or a list), `calib_class_labels` "3,7", and how the weights are stored."""
+
+    storage: str = "dense"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _command_line_forms(cls, values):
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        if isinstance(values.get("sparsity"), (str, dict)):
+            values |= parse_sparsity(values.pop("sparsity"))
+        prompts = values.get("calib_prompts")
+        if isinstance(prompts, (str, Path)):
+            values["calib_prompts"] = read_prompts(Path(prompts))
+        labels = values.get("calib_class_labels")
+        if isinstance(labels, str):
+            values["calib_class_labels"] = parse_class_labels(labels, None).tolist()
+        return values
+
+    @field_validator("storage")
+    @classmethod
+    def _known_storage(cls, value: str) -> str:
+        if value not in STORAGES:
+            raise ValueError(f"--storage must be one of {', '.join(STORAGES)}, got {value!r}")
+        return value
+
+    def technique(self) -> SparsityConfig:
+        return SparsityConfig(**self.model_dump(include=set(SparsityConfig.model_fields)))
+
+
+@register("sparsify", SparsifyOptions, api={SparsityConfig: sparsify})
+def run_sparsify(
+    subject: Subject, options: SparsifyOptions, folder: Path | None = None, progress: bool = True, **context
+):
+    sparsify(subject.obj, options.technique(), progress=progress)
+    for model in sparsified_now(subject):
+        get_meta(model)["storage"] = options.storage
+    return subject
+
+
+def sparsified_now(subject: Subject) -> list:
+    """The models of the subject whose last history step is sparsify (what a sparsify step just changed)."""
+    models = [subject.obj] if not subject.is_pipeline else list(subject.obj.components.values())
+    return [
+        m
+        for m in models
+        if isinstance(m, torch.nn.Module) and (get_meta(m).get("history") or [{}])[-1].get("step") == "sparsify"
+    ]

@@ -1,0 +1,60 @@
+"""Steps that measure rather than change: evaluate (a result row) and report (the run folder's report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from slimfusion.data.prompts import read_prompts
+from slimfusion.evaluate import EvaluateConfig, evaluate
+from slimfusion.prune.conditioning import parse_class_labels
+from slimfusion.report import write_report
+from slimfusion.steps.compress import comma_list
+from slimfusion.steps.registry import register
+from slimfusion.steps.subject import Subject
+
+
+class EvaluateOptions(EvaluateConfig):
+    """evaluate's options: EvaluateConfig (metrics also as a comma list, prompts as a prompts file, class labels as
+    "3,7") plus the reference data and the original model (a recipe's default: the model it started from)."""
+
+    ref: str | None = None
+    original: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _command_line_forms(cls, values):
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        if isinstance(values.get("metrics"), str):
+            values["metrics"] = comma_list(values["metrics"])
+        if isinstance(values.get("prompts"), (str, Path)):
+            values["prompts"] = read_prompts(Path(values["prompts"]))
+        if isinstance(values.get("class_labels"), str):
+            values["class_labels"] = parse_class_labels(values["class_labels"], None).tolist()
+        return values
+
+    def technique(self) -> EvaluateConfig:
+        return EvaluateConfig(**self.model_dump(include=set(EvaluateConfig.model_fields)))
+
+
+@register("evaluate", EvaluateOptions, makes_model=False, launched=True)
+def run_evaluate(
+    subject: Subject, options: EvaluateOptions, folder: Path | None = None, progress: bool = True, **context
+):
+    """The result dict of `slimfusion.evaluate` on the subject held in memory."""
+    return evaluate(subject.obj, options.technique(), ref=options.ref, original=options.original, progress=progress)
+
+
+class ReportOptions(BaseModel):
+    """report takes no options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@register("report", ReportOptions, makes_model=False)
+def run_report(subject: Subject, options: ReportOptions, folder: Path | None = None, **context):
+    """report.md and report.html of the run folder (`context["run_dir"]`, a recipe's --out)."""
+    return write_report(context["run_dir"])

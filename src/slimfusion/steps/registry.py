@@ -1,0 +1,82 @@
+"""The registry itself: verb -> (options model, runner, technique config), and `apply` dispatching on a config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from slimfusion.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Step:
+    """One verb: its options, what runs it, and which technique config classes it stands for.
+
+    `makes_model`: the step returns the next model (prune, lowrank...); False for evaluate / report.
+    `launched`: a step that trains or samples may run under `accelerate launch` when a recipe asks for processes.
+    `api`: the Python entry `apply(model, config, **inputs)` dispatches to, per config class.
+    """
+
+    name: str
+    options: type[BaseModel]
+    run: Callable[..., Any]
+    makes_model: bool = True
+    launched: bool = False
+    api: dict[type, Callable[..., Any]] = field(default_factory=dict)
+
+
+STEPS: dict[str, Step] = {}
+
+
+def register(
+    name: str,
+    options: type[BaseModel],
+    makes_model: bool = True,
+    launched: bool = False,
+    api: dict[type, Callable[..., Any]] | None = None,
+):
+    """Decorator: register `run(subject, options, folder) -> Subject | None` as the verb `name`."""
+
+    def wrap(run: Callable[..., Any]) -> Callable[..., Any]:
+        if name in STEPS:
+            raise ValueError(f"step {name!r} is registered twice")
+        STEPS[name] = Step(name, options, run, makes_model, launched, dict(api or {}))
+        return run
+
+    return wrap
+
+
+def technique_configs() -> dict[type, Callable[..., Any]]:
+    """Every technique config class with the library function that applies it."""
+    return {cls: fn for step in STEPS.values() for cls, fn in step.api.items()}
+
+
+def apply(model_or_pipeline, config: BaseModel, **inputs):
+    """Apply a technique by its config, as torchao's `quantize_(model, config)`: `apply(unet, StructuralConfig(...),
+    data=images)` is `prune(unet, config, data=images)`; the registered function decides what `inputs` it takes."""
+    table = technique_configs()
+    fn = table.get(type(config))
+    if fn is None:
+        names = ", ".join(sorted(c.__name__ for c in table))
+        raise ConfigError(f"no technique is registered for {type(config).__name__}; registered: {names}")
+    return fn(model_or_pipeline, config, **inputs)
+
+
+def default(options: type[BaseModel], name: str) -> Any:
+    """The default of one option (what the CLI shows: defaults live in the options / config classes only)."""
+    return options.model_fields[name].get_default(call_default_factory=True)
+
+
+def option_defaults(options: type[BaseModel]) -> dict[str, Any]:
+    """Every option's default, for a command's signature."""
+    return {name: default(options, name) for name in options.model_fields}
+
+
+def folder_of(folder: Path | None) -> Path:
+    if folder is None:
+        raise ConfigError("this step writes files: it needs an output folder")
+    return folder

@@ -1,0 +1,58 @@
+"""The skip-plan step: make a DiP-GO / DeepCache plan and store it in the model, which then samples with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from slimfusion.errors import ConfigError
+from slimfusion.sample import DEFAULT_GUIDANCE
+from slimfusion.skip import SkipConfig, SkipPlan, save_plan, skip_plan, store_plan
+from slimfusion.skip.picture import plan_picture
+from slimfusion.steps.compress import calibration_conditions
+from slimfusion.steps.registry import register
+from slimfusion.steps.subject import Subject
+from slimfusion.train.conditional_data import NULL_CLASS, embed
+
+PLAN_NAME = "plan.json"
+
+
+class SkipOptions(SkipConfig):
+    """skip-plan's options: SkipConfig plus DiP-GO's calibration conditions of conditional pipelines."""
+
+    prompts: Path | None = None
+    class_labels: str | None = None
+    guidance: float = DEFAULT_GUIDANCE
+
+    def technique(self) -> SkipConfig:
+        return SkipConfig(**self.model_dump(include=set(SkipConfig.model_fields)))
+
+
+def make_plan(subject: Subject, options: SkipOptions, progress: bool = True) -> SkipPlan:
+    """The plan for the subject's denoiser (DiP-GO calibrates a conditional pipeline on its prompts / labels)."""
+    conditions = null = None
+    if options.method == "dipgo" and (options.prompts is not None or options.class_labels is not None):
+        if not subject.is_pipeline:
+            raise ConfigError("--prompts / --class-labels need a pipeline folder (its text encoder or label table)")
+        conditions = calibration_conditions(subject, options.prompts, options.class_labels)
+        null = embed(subject.obj, [""]) if options.prompts is not None else torch.tensor([NULL_CLASS])
+    guidance = options.guidance if conditions is not None else 1.0
+    return skip_plan(subject.denoiser, options.technique(), conditions, null, guidance, progress=progress)
+
+
+def _make_and_store(model, config: SkipConfig, **inputs) -> SkipPlan:
+    """`apply(model, SkipConfig(...))`: make the plan and store it in the model (sample / evaluate apply it)."""
+    plan = skip_plan(model, config, **inputs)
+    store_plan(model, plan)
+    return plan
+
+
+@register("skip-plan", SkipOptions, api={SkipConfig: _make_and_store})
+def run_skip_plan(subject: Subject, options: SkipOptions, folder: Path | None = None, progress: bool = True, **context):
+    plan = make_plan(subject, options, progress)
+    store_plan(subject.denoiser, plan)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        plan_picture(plan, save_plan(plan, folder / PLAN_NAME).with_suffix(".png"))
+    return subject

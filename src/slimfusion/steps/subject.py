@@ -1,0 +1,45 @@
+"""What a step works on: a pipeline object when the source is a pipeline folder, else the model itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from slimfusion.models.io import load, save
+from slimfusion.pipelines import denoiser_name, is_pipeline, is_pipeline_object, load_pipeline, save_pipeline
+
+
+class Subject:
+    """A model or pipeline held in memory between steps, with the source it was first loaded from."""
+
+    def __init__(self, obj, source: str | None = None):
+        self.obj = obj
+        self.source = source
+
+    @classmethod
+    def load(cls, source: str | Path) -> Subject:
+        """Resolve a path, `builtin:NAME` or hub id once: a pipeline folder gives its pipeline, else the model."""
+        text = str(source)
+        return cls(load_pipeline(text) if is_pipeline(text) else load(text), text)
+
+    @property
+    def is_pipeline(self) -> bool:
+        return is_pipeline_object(self.obj)
+
+    @property
+    def denoiser(self) -> nn.Module:
+        """The unet / transformer of a pipeline, else the model."""
+        return getattr(self.obj, denoiser_name(self.obj)) if self.is_pipeline else self.obj
+
+    def set_denoiser(self, model: nn.Module) -> None:
+        if self.is_pipeline:
+            self.obj.register_modules(**{denoiser_name(self.obj): model})
+        else:
+            self.obj = model
+
+    def save(self, folder: str | Path, overwrite: bool = False) -> Path:
+        """A pipeline folder for a pipeline (every component re-saved), else a model folder; atomically."""
+        if self.is_pipeline:
+            return save_pipeline(self.obj, folder, overwrite=overwrite)
+        return save(self.obj, folder, overwrite=overwrite)

@@ -1,0 +1,98 @@
+"""The finetune step: recover a compressed model (diffusion loss, optional distillation from the original)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from slimfusion.data import load_images
+from slimfusion.data.prompts import read_prompts
+from slimfusion.errors import ConfigError
+from slimfusion.models.families import check_trainable
+from slimfusion.models.io import load
+from slimfusion.prune.conditioning import parse_class_labels
+from slimfusion.sample import DEFAULT_GUIDANCE
+from slimfusion.steps.registry import register
+from slimfusion.steps.subject import Subject
+from slimfusion.train import FinetuneConfig, finetune
+from slimfusion.train.recover import prepare_recovery
+
+DISTILL_STEPS = 25  # DDIM steps of the teacher's data-free latents
+
+
+class FinetuneOptions(FinetuneConfig):
+    """finetune's options: FinetuneConfig plus where the data and the teacher come from, and checkpointing."""
+
+    data: str | None = None
+    teacher: str | None = None
+    distill_prompts: Path | None = None
+    distill_class_labels: str | None = None
+    distill_num: int = Field(512, ge=1)
+    guidance: float = Field(DEFAULT_GUIDANCE, ge=0)
+    checkpoint_every: int = Field(0, ge=0)
+    resume: bool = False
+
+    @model_validator(mode="after")
+    def _one_condition_source(self) -> FinetuneOptions:
+        if self.distill_prompts is not None and self.distill_class_labels is not None:
+            raise ValueError("give --distill-prompts or --distill-class-labels, not both")
+        return self
+
+    def technique(self) -> FinetuneConfig:
+        return FinetuneConfig(**self.model_dump(include=set(FinetuneConfig.model_fields)))
+
+
+def is_conditional(subject: Subject) -> bool:
+    """A text-to-image or DiT pipeline (trained on VAE latents with conditions)."""
+    return subject.is_pipeline and any(
+        getattr(subject.obj, c, None) is not None for c in ("text_encoder", "transformer")
+    )
+
+
+def _finetune_model(model, config: FinetuneConfig, data=None, teacher=None, **inputs):
+    """`apply(model, FinetuneConfig(...), data=images, teacher=original)`."""
+    if data is None:
+        raise ConfigError("finetune needs training data: apply(model, config, data=images)")
+    return finetune(model, data, config, teacher=teacher, **inputs)
+
+
+@register("finetune", FinetuneOptions, launched=True, api={FinetuneConfig: _finetune_model})
+def run_finetune(
+    subject: Subject, options: FinetuneOptions, folder: Path | None = None, progress: bool = True, **context
+):
+    config = options.technique()
+    data_free = options.distill_prompts is not None or options.distill_class_labels is not None
+    conditional = is_conditional(subject)
+    if not conditional and (config.distill or config.feature_distill) and options.teacher is None:
+        raise ConfigError("--distill / --feature-distill need --teacher (the original model)")
+    if data_free and not conditional:
+        raise ConfigError("--distill-prompts / --distill-class-labels need a text-to-image or DiT pipeline folder")
+    if (options.checkpoint_every or options.resume) and folder is None:
+        raise ConfigError("checkpoints and --resume need an output folder")
+    run = {"out": folder, "checkpoint_every": options.checkpoint_every, "resume": options.resume}
+    if conditional:
+        student = load(folder) if options.resume else subject.denoiser
+        check_trainable(student)
+        prompts = read_prompts(options.distill_prompts) if options.distill_prompts is not None else None
+        labels = None
+        if options.distill_class_labels is not None:
+            labels = parse_class_labels(options.distill_class_labels, None).tolist()
+        recovery = prepare_recovery(
+            subject.obj, student, options.data, options.teacher, prompts, labels, options.distill_num,
+            DISTILL_STEPS, options.guidance, options.seed,
+        )  # fmt: skip
+        if (config.distill or config.feature_distill) and recovery.teacher is None:
+            raise ConfigError("distillation needs --teacher (no original recorded in the model's history)")
+        finetune(student, recovery.data, config, teacher=recovery.teacher, progress=progress, **run)
+        subject.set_denoiser(student)
+        return subject
+    student = subject.denoiser
+    check_trainable(student)
+    original = load(options.teacher) if options.teacher is not None else None
+    if original is not None and original.config.sample_size != student.config.sample_size:
+        raise ConfigError("--teacher works on another image size than the model")
+    size, channels = student.config.sample_size, student.config.in_channels
+    images = load_images(options.data or "digits", size=size, channels=channels)
+    finetune(student, images, config, teacher=original, progress=progress, **run)
+    return subject
