@@ -37,4 +37,6 @@ def test_command_defaults_come_from_the_config_classes():
     from slimfusion.cli.compression import PRUNE
     from slimfusion.cli.deploy import LOWRANK
 
-    assert PRUNE["ratio"] == StructuralConfig().ratio and LOWRANK["layers"] == LowRankConfig.model_fields["layers"].default
+    assert (
+        PRUNE["ratio"] == StructuralConfig().ratio and LOWRANK["layers"] == LowRankConfig.model_fields["layers"].default
+    )
