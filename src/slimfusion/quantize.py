@@ -129,6 +129,7 @@ def _attach_casts(model: nn.Module, dtype: torch.dtype) -> None:
                 output[key] = _cast(output[key], torch.float32)
         return output
 
+    # plain torch hooks, not HookRegistry: these stay for the model's life and must survive copy.deepcopy
     model.register_forward_pre_hook(pre, with_kwargs=True)
     model.register_forward_hook(post)
 

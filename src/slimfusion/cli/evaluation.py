@@ -32,6 +32,7 @@ from slimfusion.pipelines import load_for_sampling
 from slimfusion.progress import console
 from slimfusion.report import load_results, write_report
 from slimfusion.sample import DEFAULT_GUIDANCE, SampleConfig, load_samples, sample_to_folder
+from slimfusion.skip.plan import solver_of
 
 
 @app.command()
@@ -74,7 +75,7 @@ def info(
         )
     plan = summary["skip_plan"]
     if plan:
-        steps = f"{plan['steps']} {plan['scheduler'].removesuffix('Scheduler')} steps"
+        steps = f"{plan['steps']} {solver_of(plan['scheduler'])} steps"
         table.add_row("skip plan", f"{plan['method']}, {steps}, {plan['macs_ratio']:.1%} of the MACs kept")
     Console().print(table)
 

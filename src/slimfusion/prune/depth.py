@@ -27,6 +27,7 @@ from torch import nn
 
 from slimfusion.diffusion import noise_scheduler, target_of
 from slimfusion.errors import ConfigError
+from slimfusion.hooks import tapped
 from slimfusion.metrics.cost import count_macs, count_params
 from slimfusion.models.families import DepthUnit, example_inputs, family_name, family_of
 from slimfusion.models.io import FAMILIES, build, replay_removals
@@ -52,16 +53,16 @@ def gated(model: nn.Module, gates: dict[str, torch.Tensor]) -> Iterator[None]:
     g = 0 bypasses the unit (exactly what removing it gives); a differentiable g is the learned variant's mask.
     """
     by_name = {u.name: u for u in depth_units(model)}
-    handles = []
+    taps = []
     for name, gate in gates.items():
-        for first, last, channels in by_name[name].bypass:
+        for i, (first, last, channels) in enumerate(by_name[name].bypass):
             state: dict = {}
 
             def grab(_module, args, kwargs, state=state, channels=channels):
                 hidden = args[0] if args else kwargs["hidden_states"]
                 state["h"] = hidden[:, :channels] if hidden.ndim == 4 else hidden
 
-            def mix(_module, _args, _kwargs, output, state=state, gate=gate):
+            def mix(_module, output, state=state, gate=gate):
                 if isinstance(output, tuple):
                     return (gate * output[0] + (1 - gate) * state["h"], *output[1:])
                 if hasattr(output, "sample"):
@@ -69,13 +70,10 @@ def gated(model: nn.Module, gates: dict[str, torch.Tensor]) -> Iterator[None]:
                     return output
                 return gate * output + (1 - gate) * state["h"]
 
-            handles.append(model.get_submodule(first).register_forward_pre_hook(grab, with_kwargs=True))
-            handles.append(model.get_submodule(last).register_forward_hook(mix, with_kwargs=True))
-    try:
+            taps.append((model.get_submodule(first), f"slimfusion_bypass_in:{name}:{i}", grab, None))
+            taps.append((model.get_submodule(last), f"slimfusion_bypass_out:{name}:{i}", None, mix))
+    with tapped(taps):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 # ----------------------------------------------------------------------------------------------------- removal

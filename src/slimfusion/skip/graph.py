@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from slimfusion.errors import ConfigError
+from slimfusion.hooks import tapped
 from slimfusion.models.families import example_inputs, family_name, family_of
 
 
@@ -54,7 +55,6 @@ def consumers(model: nn.Module, units: list[str]) -> dict[str, set[str] | None]:
     produced: dict[int, str] = {}
     read: dict[str, set[int]] = {u: set() for u in units}
     keep_alive: list[torch.Tensor] = []
-    handles = []
 
     def on_input(name):
         def hook(_module, args, kwargs):
@@ -63,7 +63,7 @@ def consumers(model: nn.Module, units: list[str]) -> dict[str, set[str] | None]:
         return hook
 
     def on_output(name):
-        def hook(_module, _args, _kwargs, output):
+        def hook(_module, output):
             for t in tree_leaves(output):
                 if isinstance(t, torch.Tensor):
                     produced.setdefault(id(t), name)
@@ -71,14 +71,8 @@ def consumers(model: nn.Module, units: list[str]) -> dict[str, set[str] | None]:
 
         return hook
 
-    for name, module in modules.items():
-        handles.append(module.register_forward_pre_hook(on_input(name), with_kwargs=True))
-        handles.append(module.register_forward_hook(on_output(name), with_kwargs=True))
-    try:
+    with tapped((m, "slimfusion_consumers", on_input(n), on_output(n)) for n, m in modules.items()):
         model(**example_inputs(model, 1))
-    finally:
-        for handle in handles:
-            handle.remove()
     result: dict[str, set[str] | None] = {u: set() for u in units}
     read_anywhere = set().union(*read.values())
     for tensor_id, producer in produced.items():

@@ -28,6 +28,7 @@ from diffusers.hooks.hooks import CacheContext, _set_cache_context
 from torch import nn
 
 from slimfusion.errors import ConfigError
+from slimfusion.hooks import tap
 from slimfusion.models.families import example_inputs
 
 PEERS = ("first-block-cache", "pyramid-attention-broadcast")
@@ -48,26 +49,26 @@ class MacsMeter:
         self.macs = {m: int(v) for m, v in per_module.items() if v and not any(True for _ in m.children())}
         self.calls: Counter = Counter()
         self.forwards = 0
-        self._handles: list = []
+        self._removers: list = []
         with self, torch.no_grad():  # the reference: what one plain forward spends
             model(**example_inputs(model, 1))
         self.per_forward = self._spent()
         self.calls, self.forwards = Counter(), 0
 
     def __enter__(self) -> MacsMeter:
-        def count(module, _args):
+        def count(module, _args, _kwargs):
             self.calls[module] += 1
 
-        def step(_module, _args):
+        def step(_module, _args, _kwargs):
             self.forwards += 1
 
-        self._handles = [m.register_forward_pre_hook(count) for m in self.macs]
-        self._handles.append(self.model.register_forward_pre_hook(step))
+        self._removers = [tap(m, "slimfusion_macs_meter", before=count) for m in self.macs]
+        self._removers.append(tap(self.model, "slimfusion_macs_meter_forward", before=step))
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for handle in self._handles:
-            handle.remove()
+        for remove in reversed(self._removers):
+            remove()
 
     def ratio(self) -> float:
         if not self.forwards:
@@ -113,11 +114,11 @@ def diffusers_cache(model: nn.Module, method: str, **settings: Any) -> Iterator[
         last[0] = state["t"] = t
         _set_cache_context(model, CacheContext(name="cond", timestep=t))
 
-    handle = model.register_forward_pre_hook(set_context, with_kwargs=True)
+    remove = tap(model, "slimfusion_cache_context", before=set_context)
     try:
         yield
     finally:
-        handle.remove()
+        remove()
         _set_cache_context(model, None)
         for module in model.modules():  # only the hooks this block added (a skip plan's may be around it)
             if hasattr(module, "_diffusers_hook"):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from torch import nn
 
-from slimfusion.diffusion.schedulers import SOLVERS
 from slimfusion.errors import ConfigError
 from slimfusion.models.meta import get_meta
 from slimfusion.pipelines import denoiser_name, is_pipeline_object
@@ -37,9 +36,8 @@ def chosen_plan(
     if chosen is None and stored:
         chosen = SkipPlan.model_validate(stored)
     if chosen is not None:
-        solver = SOLVERS[scheduler].class_name if scheduler in SOLVERS else scheduler
         try:
-            check_plan(chosen, denoiser, solver, steps)
+            check_plan(chosen, denoiser, scheduler, steps)
         except ConfigError as exc:
             if plan is None:  # the stored plan: say how to sample without it
                 raise ConfigError(f"{exc} (the model folder's own plan; --no-plan samples without it)") from exc

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimfusion.hooks import tapped
 from slimfusion.sample import SampleConfig, sample
 from slimfusion.sparsify.masks import PrunableLayer
 
@@ -47,16 +48,16 @@ class InputStats:
         return (2 * self.hessian / max(1, self.tokens)).float()
 
 
+def _observer(stats: InputStats):
+    return lambda module, args, kwargs: stats(module, args)
+
+
 def collect(layers: dict[str, PrunableLayer], run: Callable[[], None], hessian: bool) -> dict[str, InputStats]:
     """Run `run()` with a statistics hook on every layer; the hooks are removed afterwards, whatever happens."""
     stats = {name: InputStats(layer, hessian) for name, layer in layers.items()}
-    handles = [layer.register_forward_pre_hook(stats[name]) for name, layer in layers.items()]
-    try:
-        with torch.no_grad():
-            run()
-    finally:
-        for handle in handles:
-            handle.remove()
+    taps = [(layer, "slimfusion_input_stats", _observer(stats[name]), None) for name, layer in layers.items()]
+    with tapped(taps), torch.no_grad():
+        run()
     return {name: s for name, s in stats.items() if s.tokens}  # a layer that never ran has nothing to measure
 
 

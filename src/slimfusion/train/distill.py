@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimfusion.errors import ConfigError
+from slimfusion.hooks import tap
 from slimfusion.models.families import distill_blocks, example_inputs, family_of
 
 
@@ -26,16 +27,16 @@ def feature_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> to
 
 
 class _Tap:
-    """Forward hooks that keep the latest output of each named block (first element when a block returns a tuple)."""
+    """Hooks that keep the latest output of each named block (first element when a block returns a tuple)."""
 
     def __init__(self, model: nn.Module, names: list[str]):
         modules = dict(model.named_modules())
         self.outputs: dict[str, torch.Tensor] = {}
-        self.handles = [modules[n].register_forward_hook(self._keep(n)) for n in names]
+        self.removers = [tap(modules[n], "slimfusion_feature_tap", after=self._keep(n)) for n in names]
         self.names = names
 
     def _keep(self, name: str):
-        def hook(_module, _inputs, output):
+        def hook(_module, output):
             self.outputs[name] = output[0] if isinstance(output, tuple) else output
 
         return hook
@@ -45,8 +46,8 @@ class _Tap:
         return out
 
     def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
+        for remove in self.removers:
+            remove()
 
 
 class Student(nn.Module):
@@ -89,9 +90,9 @@ class Student(nn.Module):
         return self._teacher_tap.take() if self._teacher_tap is not None else []
 
     def close(self) -> None:
-        for tap in (self._student_tap, self._teacher_tap):
-            if tap is not None:
-                tap.remove()
+        for taps in (self._student_tap, self._teacher_tap):
+            if taps is not None:
+                taps.remove()
 
 
 def _adapter(student: torch.Tensor, teacher: torch.Tensor) -> nn.Module:
