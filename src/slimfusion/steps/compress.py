@@ -15,7 +15,7 @@ from slimfusion.models.families import example_inputs, family_name
 from slimfusion.models.io import STORAGES
 from slimfusion.models.meta import get_meta
 from slimfusion.prune import DepthConfig, StructuralConfig, prune
-from slimfusion.prune.conditioning import parse_class_labels
+from slimfusion.prune.conditioning import encode_prompts, parse_class_labels
 from slimfusion.prune.importance import METHODS
 from slimfusion.quantize import QuantizeConfig, quantize
 from slimfusion.sparsify import SparsityConfig, sparsify
@@ -87,9 +87,9 @@ def calibration_conditions(subject: Subject, prompts: Path | None, class_labels:
     if prompts is not None:
         if kind != "UNet2DConditionModel":
             raise ConfigError(f"--prompts is for text-to-image UNets, not {kind}")
-        if not subject.is_pipeline or getattr(subject.obj, "text_encoder", None) is None:
-            raise ConfigError("--prompts needs a pipeline folder with text_encoder/ and tokenizer/")
-        return embed(subject.obj, read_prompts(prompts))
+        if subject.is_pipeline and getattr(subject.obj, "text_encoder", None) is not None:
+            return embed(subject.obj, read_prompts(prompts))
+        return encode_prompts(subject.source or "", read_prompts(prompts))  # a partial pipeline folder's own files
     if class_labels is not None:
         if kind not in ("DiTTransformer2DModel", "Transformer2DModel"):
             raise ConfigError(f"--class-labels is for class-conditional DiTs, not {kind}")
@@ -152,6 +152,16 @@ def run_quantize(
     return subject
 
 
+def read_conditions(values: dict, prompts_key: str, labels_key: str) -> dict:
+    """A copy of `values` with a prompts file read into its prompts and "3,7" parsed into class labels."""
+    values = dict(values)
+    if isinstance(values.get(prompts_key), (str, Path)):
+        values[prompts_key] = read_prompts(Path(values[prompts_key]))
+    if isinstance(values.get(labels_key), str):
+        values[labels_key] = parse_class_labels(values[labels_key], None).tolist()
+    return values
+
+
 def parse_sparsity(value) -> dict:
     """0.5 -> {"sparsity": 0.5}; "text_encoder=0.475,unet=0.35" or a mapping -> {"sparsities": {...}}."""
     if value is None:
@@ -180,15 +190,9 @@ class SparsifyOptions(SparsityConfig):
     def _command_line_forms(cls, values):
         if not isinstance(values, dict):
             return values
-        values = dict(values)
+        values = read_conditions(values, "calib_prompts", "calib_class_labels")
         if isinstance(values.get("sparsity"), (str, dict)):
             values |= parse_sparsity(values.pop("sparsity"))
-        prompts = values.get("calib_prompts")
-        if isinstance(prompts, (str, Path)):
-            values["calib_prompts"] = read_prompts(Path(prompts))
-        labels = values.get("calib_class_labels")
-        if isinstance(labels, str):
-            values["calib_class_labels"] = parse_class_labels(labels, None).tolist()
         return values
 
     @field_validator("storage")

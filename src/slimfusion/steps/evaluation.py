@@ -6,11 +6,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from slimfusion.data.prompts import read_prompts
 from slimfusion.evaluate import EvaluateConfig, evaluate
-from slimfusion.prune.conditioning import parse_class_labels
 from slimfusion.report import write_report
-from slimfusion.steps.compress import comma_list
+from slimfusion.steps.compress import comma_list, read_conditions
 from slimfusion.steps.registry import register
 from slimfusion.steps.subject import Subject
 
@@ -27,13 +25,9 @@ class EvaluateOptions(EvaluateConfig):
     def _command_line_forms(cls, values):
         if not isinstance(values, dict):
             return values
-        values = dict(values)
+        values = read_conditions(values, "prompts", "class_labels")
         if isinstance(values.get("metrics"), str):
             values["metrics"] = comma_list(values["metrics"])
-        if isinstance(values.get("prompts"), (str, Path)):
-            values["prompts"] = read_prompts(Path(values["prompts"]))
-        if isinstance(values.get("class_labels"), str):
-            values["class_labels"] = parse_class_labels(values["class_labels"], None).tolist()
         return values
 
     def technique(self) -> EvaluateConfig:

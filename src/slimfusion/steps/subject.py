@@ -19,9 +19,19 @@ class Subject:
 
     @classmethod
     def load(cls, source: str | Path) -> Subject:
-        """Resolve a path, `builtin:NAME` or hub id once: a pipeline folder gives its pipeline, else the model."""
+        """Resolve a path, `builtin:NAME` or hub id once: a pipeline folder gives its pipeline, else the model.
+
+        A partial pipeline folder (diffusers cannot build its class from the components present, e.g. no VAE) gives
+        its denoiser; its other components are read from the folder when a step needs them.
+        """
         text = str(source)
-        return cls(load_pipeline(text) if is_pipeline(text) else load(text), text)
+        if is_pipeline(text):
+            try:
+                return cls(load_pipeline(text), text)
+            except ValueError as exc:  # diffusers' "expected [...] but only {...} were passed"
+                if "were passed" not in str(exc):
+                    raise
+        return cls(load(text), text)
 
     @property
     def is_pipeline(self) -> bool:

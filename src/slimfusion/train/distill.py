@@ -32,7 +32,7 @@ class _Tap:
     def __init__(self, model: nn.Module, names: list[str]):
         modules = dict(model.named_modules())
         self.outputs: dict[str, torch.Tensor] = {}
-        self.removers = [tap(modules[n], "slimfusion_feature_tap", after=self._keep(n)) for n in names]
+        self.removers = [tap(modules[n], f"slimfusion_feature_tap:{id(self)}", after=self._keep(n)) for n in names]
         self.names = names
 
     def _keep(self, name: str):

@@ -169,6 +169,7 @@ def fit(
             if checkpoint_every and step % checkpoint_every == 0 and not last:
                 _checkpoint(accelerator, Path(out), model, student, optimizer, ema, gen, config, step, running)
             if stop_at is not None and step == stop_at:
+                accelerator.unwrap_model(student).close()  # the hooks go, as after a kill
                 return model
     accelerator.wait_for_everyone()
     accelerator.unwrap_model(student).close()
