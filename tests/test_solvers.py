@@ -77,3 +77,30 @@ def test_cli_sample_records_the_solver(unet, tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads((out / "sampling.json").read_text())
     assert (record["scheduler"], record["spacing"], record["karras"]) == ("dpm++3m", "trailing", True)
+
+
+def test_ssim_refuses_sample_sets_from_different_solvers(unet, tmp_path):
+    from slimfusion.evaluate import EvaluateConfig, evaluate
+    from slimfusion.sample import sample_to_folder
+
+    base = SampleConfig(num=2, steps=3, batch_size=2)
+    sample_to_folder(unet, base, tmp_path / "ddim")
+    sample_to_folder(unet, base.model_copy(update={"scheduler": "unipc"}), tmp_path / "unipc")
+    sample_to_folder(unet, base.model_copy(update={"karras": True, "scheduler": "unipc"}), tmp_path / "karras")
+    config = EvaluateConfig(metrics=["ssim"])
+    with pytest.raises(ConfigError, match="differ in scheduler"):
+        evaluate(str(tmp_path / "unipc"), config, original=str(tmp_path / "ddim"), progress=False)
+    with pytest.raises(ConfigError, match="differ in karras"):
+        evaluate(str(tmp_path / "karras"), config, original=str(tmp_path / "unipc"), progress=False)
+
+
+def test_unknown_solver_is_one_line_on_every_verb(tmp_path):
+    from test_cli import run_cli
+
+    for verb, extra in (("sample", ["--out", str(tmp_path / "s")]), ("evaluate", ["--metrics", "cost"])):
+        result = run_cli(verb, "builtin:digits-ddpm", "--scheduler", "dpm", *extra)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            "error: --scheduler: unknown scheduler 'dpm'; choose one of " + ", ".join(SOLVERS) + " (got 'dpm')"
+        ]
+    assert not (tmp_path / "s").exists()

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.console import Console
 from rich.table import Table
 
 from slimfusion.data import load_images
+from slimfusion.diffusion.schedulers import known_solver
 from slimfusion.errors import ConfigError
 from slimfusion.metrics.accuracy import accuracy_unavailable, asked_digits, digit_accuracy
 from slimfusion.metrics.clip import clip_score_or_reason
@@ -76,6 +77,8 @@ class EvaluateConfig(BaseModel):
     plan: str | None = None
     no_plan: bool = False
 
+    _known_solver = field_validator("scheduler")(classmethod(lambda cls, value: known_solver(value)))
+
     def sample_config(self):
         return SampleConfig(
             num=self.num,
@@ -123,12 +126,11 @@ def _resolve(spec, config: EvaluateConfig, progress: bool, plan: str | None = No
 
 
 def _same_noise(a: dict, b: dict) -> None:
-    for key in ("seed", "steps", "scheduler", "indices", "prompts", "class_labels"):
-        if key not in a and key in ("prompts", "class_labels") and b.get(key) is None:
-            continue  # records from before conditional sampling: unconditional
-        if key not in a or key not in b:
+    defaults = {"prompts": None, "class_labels": None, "spacing": None, "karras": False}  # what older records mean
+    for key in ("seed", "steps", "scheduler", "spacing", "karras", "indices", "prompts", "class_labels"):
+        if key not in defaults and (key not in a or key not in b):
             raise ConfigError("SSIM / PSNR need samples from identical noise; a samples folder lacks sampling.json")
-        if a[key] != b[key]:
+        if a.get(key, defaults.get(key)) != b.get(key, defaults.get(key)):
             raise ConfigError(
                 f"SSIM / PSNR need samples from identical noise and conditions; the two sets differ in {key}"
             )

@@ -18,7 +18,8 @@ import torch
 from accelerate import PartialState
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from slimfusion.diffusion import SOLVERS, image_generator, in_batches, make_scheduler, predictor, run_chain, start_noise
+from slimfusion.diffusion import image_generator, in_batches, make_scheduler, predictor, run_chain, start_noise
+from slimfusion.diffusion.schedulers import known_solver
 from slimfusion.errors import ConfigError, CorruptFileError, NotAModelError
 from slimfusion.grids import labelled_grid
 from slimfusion.images import make_grid, save_image, to_uint8
@@ -72,12 +73,7 @@ class SampleConfig(BaseModel):
     guidance: float = Field(DEFAULT_GUIDANCE, ge=0)
     negative_prompt: str | None = None
 
-    @field_validator("scheduler")
-    @classmethod
-    def _known_solver(cls, value: str) -> str:
-        if value not in SOLVERS:
-            raise ValueError(f"unknown scheduler {value!r}; choose one of {', '.join(SOLVERS)}")
-        return value
+    _known_solver = field_validator("scheduler")(classmethod(lambda cls, value: known_solver(value)))
 
     @property
     def conditional(self) -> bool:
@@ -169,12 +165,19 @@ def sample_to_folder(model, config: SampleConfig, out: str | Path, overwrite: bo
     state = PartialState(cpu=not torch.cuda.is_available())
     partial = target.parent / f".{target.name}.partial"
     if state.is_main_process:
+        if partial.is_symlink() or partial.is_file():
+            partial.unlink()  # never write through a link planted at the working folder's name
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
     state.wait_for_everyone()
     start = time.perf_counter()
     mine = shard_indices(config.num, config.batch_size, state.process_index, state.num_processes)
-    images = sample(model.to(state.device), config, indices=mine, progress=state.is_local_main_process)
+    try:
+        images = sample(model.to(state.device), config, indices=mine, progress=state.is_local_main_process)
+    except BaseException:
+        if state.is_main_process:
+            shutil.rmtree(partial, ignore_errors=True)  # a failed run leaves nothing behind
+        raise
     arrays = to_uint8(images)
     for i, arr in zip(mine, arrays, strict=True):
         save_image(arr, partial / f"sample_{i:05d}.png")

@@ -70,7 +70,8 @@ def first_error(exc) -> str:
     field = ".".join(str(p) for p in err["loc"])
     if not field:  # a check across fields: its message says it all
         return err["msg"].removeprefix("Value error, ")
-    return f"--{field.replace('_', '-')}: {err['msg']} (got {err.get('input')!r})"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"--{field.replace('_', '-')}: {message} (got {err.get('input')!r})"
 
 
 def make_config(cls, **values):

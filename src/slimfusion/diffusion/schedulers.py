@@ -64,6 +64,13 @@ def noise_scheduler(model: nn.Module, num_train_timesteps: int = 1000) -> DDPMSc
     return DDPMScheduler.from_config(schedule_of(model, num_train_timesteps))
 
 
+def known_solver(name: str) -> str:
+    """`name` if it is a row of the table (a pydantic field validator: ValueError otherwise)."""
+    if name not in SOLVERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SOLVERS)}")
+    return name
+
+
 def solver_class(name: str):
     if name not in SOLVERS:
         raise ConfigError(f"unknown scheduler {name!r}; choose one of {', '.join(SOLVERS)}")

@@ -12,7 +12,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from slimfusion.diffusion import SOLVERS, calibration_noise, make_scheduler, predictor
+from slimfusion.diffusion import calibration_noise, make_scheduler, predictor
+from slimfusion.diffusion.schedulers import known_solver
 from slimfusion.errors import ConfigError
 from slimfusion.skip.deepcache import deepcache_reuse
 from slimfusion.skip.dipgo import plan_from_scores, train_pruner
@@ -91,8 +92,7 @@ class SkipConfig(BaseModel):
 
     @model_validator(mode="after")
     def _solver_fits(self) -> SkipConfig:
-        if self.scheduler not in SOLVERS:
-            raise ValueError(f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SOLVERS)}")
+        known_solver(self.scheduler)
         if self.method == "dipgo" and self.scheduler != "ddim":
             raise ValueError(
                 f"DiP-GO learns plans on the DDIM chain; --scheduler {self.scheduler} works with deepcache"

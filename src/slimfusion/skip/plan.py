@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +84,15 @@ def save_plan(plan: SkipPlan, path: str | Path) -> Path:
     """Write the plan as indented JSON (atomically: a temporary file renamed into place)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.partial")
-    tmp.write_text(plan.model_dump_json(indent=1))
-    tmp.replace(target)
+    # created exclusively under a fresh name (never through a link planted at a predictable path), then renamed
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(plan.model_dump_json(indent=1))
+        os.replace(name, target)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
     return target
 
 
