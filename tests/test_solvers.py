@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import slimfusion
 from slimfusion.cli import app
-from slimfusion.diffusion import SOLVERS, make_scheduler
+from slimfusion.diffusion import SOLVERS, make_scheduler, noise_scheduler
 from slimfusion.errors import ConfigError
 from slimfusion.sample import SampleConfig, sample
 
@@ -31,6 +31,8 @@ def test_every_solver_samples_seeded_and_batch_invariant(unet, solver):
     assert torch.allclose(rebatched, full, atol=1e-5)  # multistep history starts afresh per batch
     scheduler = make_scheduler(unet, solver, 4)
     assert type(scheduler).__name__ == SOLVERS[solver].class_name
+    # every solver runs on the model's own training schedule (Heun / LCM once took their own default betas)
+    assert torch.allclose(scheduler.alphas_cumprod, noise_scheduler(unet).alphas_cumprod)
 
 
 def test_solvers_differ_and_spacing_changes_the_timesteps(unet):

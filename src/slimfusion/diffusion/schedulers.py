@@ -44,6 +44,11 @@ SOLVERS: dict[str, Solver] = {
     "lcm": Solver("LCMScheduler", note="consistency models (step-distilled students)"),
 }
 SPACINGS = ("leading", "trailing", "linspace")
+# What a model was trained with: every solver takes these from the model's schedule. The rest (spacing, offsets,
+# clipping, orders) is the solver's own unless asked for. Passing the whole config is not enough: diffusers'
+# from_config drops the keys a config lists in `_use_default_values`, so a DDPM config's default betas (1e-4..0.02)
+# would silently become HeunDiscreteScheduler's / LCMScheduler's own defaults (8.5e-4..0.012).
+SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type")
 
 
 def default_scheduler_config(num_train_timesteps: int = 1000, clip_sample: bool = True) -> dict:
@@ -93,6 +98,8 @@ def build_scheduler(config: dict, name: str, spacing: str | None = None, karras:
     them. The class's own defaults stand for everything else, so "ddim" on a DDIM config is that same scheduler.
     """
     cls, solver = solver_class(name), SOLVERS[name]
+    if config.get("_class_name") != cls.__name__ and name not in ("ddim", "ddpm"):
+        config = {k: config[k] for k in SCHEDULE_KEYS if k in config}  # the model's schedule, the solver's defaults
     overrides = dict(solver.config)
     if spacing is not None:
         if spacing not in SPACINGS:
