@@ -23,6 +23,7 @@ import hashlib
 import json
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -136,8 +137,7 @@ def write(rows: list[dict], floor: float, fd0: float, args, code: str) -> None:
     lines = [
         "# Fewer steps on builtin:digits-ddpm: training-free solvers",
         "",
-        f"Command: `.venv/bin/python benchmarks/steps_digits.py --num {args.num}{' --time' if args.time else ''}`"
-        f" (code {code})",
+        f"Command: `.venv/bin/python benchmarks/steps_digits.py {' '.join(sys.argv[1:])}` (code {code})",
         "",
         f"FD (digits features, not FID) of {args.num} samples vs all 1,797 digits. The original (DDIM 50, float32):"
         f" FD {fd0:.3f}; noise floor (FD between two independent sample sets of it): {floor:.3f}."

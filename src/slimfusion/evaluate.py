@@ -26,11 +26,11 @@ from slimfusion.metrics.cost import count_macs, count_params, measure_latency
 from slimfusion.metrics.fd import frechet_distance
 from slimfusion.metrics.fid import MISSING_WEIGHTS
 from slimfusion.metrics.stats import compute_stats, load_stats
-from slimfusion.pipelines import load_for_sampling
+from slimfusion.pipelines import denoiser_of, load_for_sampling
 from slimfusion.progress import console
 from slimfusion.sample import DEFAULT_GUIDANCE, SampleConfig, load_samples, sample, source_of
 from slimfusion.skip.plan import measured_macs_ratio
-from slimfusion.skip.use import denoiser_of, sampling_plan
+from slimfusion.skip.use import sampling_plan
 
 METRICS = ("fd", "fid", "accuracy", "clip", "ssim", "psnr", "cost")
 Metric = Literal["fd", "fid", "accuracy", "clip", "ssim", "psnr", "cost"]

@@ -11,11 +11,9 @@ from collections.abc import Sequence
 
 import torch
 
-from slimfusion.diffusion import in_batches, use_scheduler
+from slimfusion.diffusion import SOLVERS, in_batches, use_scheduler
 from slimfusion.diffusion.latents import encode
 from slimfusion.errors import ConfigError
-
-STOCHASTIC = ("ddpm", "dpm++2m-sde", "lcm")  # solvers that draw fresh noise at every step
 
 
 def conditions_of(config, indices: Sequence[int]) -> list:
@@ -46,7 +44,7 @@ def check_conditions(pipe, config) -> None:
         bad = [c for c in config.class_labels if not 0 <= c < classes]
         if bad:
             raise ConfigError(f"--class-labels {bad[0]} is out of range: the model has classes 0..{classes - 1}")
-        if config.scheduler in STOCHASTIC:
+        if SOLVERS[config.scheduler].stochastic:
             raise ConfigError(
                 f"DiTPipeline draws {config.scheduler} step noise from torch's global generator (not seeded per "
                 "image); use a deterministic --scheduler such as ddim, dpm++2m or unipc"

@@ -194,6 +194,11 @@ def denoiser_name(pipe) -> str:
     raise NotAModelError(f"{type(pipe).__name__} has no unet or transformer")
 
 
+def denoiser_of(sampler) -> nn.Module:
+    """The denoiser of a pipeline object (its unet / transformer), or the model itself."""
+    return getattr(sampler, denoiser_name(sampler)) if is_pipeline_object(sampler) else sampler
+
+
 def pipeline_index(path: Path) -> dict[str, Any]:
     """The parsed model_index.json of a pipeline folder (one-line error when unreadable)."""
     return _read_json(path / INDEX)

@@ -57,11 +57,6 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def recipe_verbs() -> list[str]:
-    """The verbs a recipe may use: every registered step."""
-    return list(STEPS)
-
-
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe file; any problem is one ConfigError naming the step and what is allowed."""
     file = Path(path)
@@ -84,7 +79,7 @@ def load_recipe(path: str | Path) -> Recipe:
             raise ConfigError(f"recipe step {number}: one verb per step, got {', '.join(step) or 'none'}")
         ((verb, options),) = step.items()
         if verb not in STEPS:
-            raise ConfigError(f"recipe step {number}: unknown step {verb!r}; allowed: {', '.join(recipe_verbs())}")
+            raise ConfigError(f"recipe step {number}: unknown step {verb!r}; allowed: {', '.join(STEPS)}")
         options = {k.replace("-", "_"): v for k, v in (options or {}).items()}
         step[verb] = options
         recipe._parsed.append(_validate_step(file, number, verb, options))

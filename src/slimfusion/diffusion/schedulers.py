@@ -23,11 +23,12 @@ class Solver:
     config: dict = field(default_factory=dict)
     karras: bool = False  # whether `use_karras_sigmas` exists on the class
     note: str = ""
+    stochastic: bool = False  # draws fresh noise at every step
 
 
 SOLVERS: dict[str, Solver] = {
     "ddim": Solver("DDIMScheduler", note="deterministic (eta 0), first order"),
-    "ddpm": Solver("DDPMScheduler", note="ancestral; needs many steps"),
+    "ddpm": Solver("DDPMScheduler", note="ancestral; needs many steps", stochastic=True),
     "dpm++2m": Solver(
         "DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}, True, "multistep, 2nd"
     ),
@@ -35,13 +36,17 @@ SOLVERS: dict[str, Solver] = {
         "DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 3}, True, "multistep, 3rd"
     ),
     "dpm++2m-sde": Solver(
-        "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}, True, "stochastic"
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2},
+        True,
+        "stochastic",
+        True,
     ),
     "unipc": Solver("UniPCMultistepScheduler", {"solver_order": 2}, True, "predictor-corrector, 2nd order"),
     "deis": Solver("DEISMultistepScheduler", {"solver_order": 2}, True, "multistep exponential integrator"),
     "euler": Solver("EulerDiscreteScheduler", {}, True, "first order in sigma"),
     "heun": Solver("HeunDiscreteScheduler", {}, True, "second order; two evaluations per step"),
-    "lcm": Solver("LCMScheduler", note="consistency models (step-distilled students)"),
+    "lcm": Solver("LCMScheduler", note="consistency models (step-distilled students)", stochastic=True),
 }
 SPACINGS = ("leading", "trailing", "linspace")
 # What a model was trained with: every solver takes these from the model's schedule. The rest (spacing, offsets,

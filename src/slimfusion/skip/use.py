@@ -13,14 +13,9 @@ from torch import nn
 
 from slimfusion.errors import ConfigError
 from slimfusion.models.meta import get_meta
-from slimfusion.pipelines import denoiser_name, is_pipeline_object
+from slimfusion.pipelines import denoiser_of
 from slimfusion.skip.hooks import apply_plan
 from slimfusion.skip.plan import SkipPlan, check_plan, load_plan
-
-
-def denoiser_of(sampler) -> nn.Module:
-    """The denoiser of a model or pipeline object (what plans hook into)."""
-    return getattr(sampler, denoiser_name(sampler)) if is_pipeline_object(sampler) else sampler
 
 
 def chosen_plan(

@@ -9,10 +9,29 @@ module with one `@register` (docs/architecture.md walks through it).
 
 from __future__ import annotations
 
-from slimfusion.steps.registry import STEPS, Step, apply, default, option_defaults, register, technique_configs
+from slimfusion.steps.registry import (
+    STEPS,
+    Step,
+    apply,
+    config_of,
+    default,
+    option_defaults,
+    register,
+    technique_configs,
+)
 from slimfusion.steps.subject import Subject
 
 # importing the step modules registers them
 from slimfusion.steps import compress, evaluation, skipping, training  # noqa: E402, F401  isort: skip
 
-__all__ = ["STEPS", "Step", "Subject", "apply", "default", "option_defaults", "register", "technique_configs"]
+__all__ = [
+    "STEPS",
+    "Step",
+    "Subject",
+    "apply",
+    "config_of",
+    "default",
+    "option_defaults",
+    "register",
+    "technique_configs",
+]

@@ -13,13 +13,13 @@ from slimfusion.errors import ConfigError
 from slimfusion.lowrank import LowRankConfig, lowrank
 from slimfusion.models.families import example_inputs, family_name
 from slimfusion.models.io import STORAGES
-from slimfusion.models.meta import get_meta
+from slimfusion.models.meta import get_meta, history
 from slimfusion.prune import DepthConfig, StructuralConfig, prune
 from slimfusion.prune.conditioning import encode_prompts, parse_class_labels
 from slimfusion.prune.importance import METHODS
 from slimfusion.quantize import QuantizeConfig, quantize
 from slimfusion.sparsify import SparsityConfig, sparsify
-from slimfusion.steps.registry import register
+from slimfusion.steps.registry import config_of, register
 from slimfusion.steps.subject import Subject
 from slimfusion.train.conditional_data import embed
 
@@ -78,7 +78,7 @@ class PruneOptions(StructuralConfig):
                 calib_sample_steps=self.calib_sample_steps,
                 seed=self.seed,
             )
-        return StructuralConfig(**self.model_dump(include=set(StructuralConfig.model_fields)))
+        return config_of(self, StructuralConfig)
 
 
 def calibration_conditions(subject: Subject, prompts: Path | None, class_labels: str | None):
@@ -134,7 +134,7 @@ class LowRankOptions(LowRankConfig):
 def run_lowrank(
     subject: Subject, options: LowRankOptions, folder: Path | None = None, progress: bool = True, **context
 ):
-    lowrank(subject.denoiser, LowRankConfig(**options.model_dump()))
+    lowrank(subject.denoiser, config_of(options, LowRankConfig))
     return subject
 
 
@@ -148,7 +148,7 @@ class QuantizeOptions(QuantizeConfig):
 def run_quantize(
     subject: Subject, options: QuantizeOptions, folder: Path | None = None, progress: bool = True, **context
 ):
-    quantize(subject.denoiser, QuantizeConfig(**options.model_dump()))
+    quantize(subject.denoiser, config_of(options, QuantizeConfig))
     return subject
 
 
@@ -203,7 +203,7 @@ class SparsifyOptions(SparsityConfig):
         return value
 
     def technique(self) -> SparsityConfig:
-        return SparsityConfig(**self.model_dump(include=set(SparsityConfig.model_fields)))
+        return config_of(self, SparsityConfig)
 
 
 @register("sparsify", SparsifyOptions, api={SparsityConfig: sparsify})
@@ -219,8 +219,4 @@ def run_sparsify(
 def sparsified_now(subject: Subject) -> list:
     """The models of the subject whose last history step is sparsify (what a sparsify step just changed)."""
     models = [subject.obj] if not subject.is_pipeline else list(subject.obj.components.values())
-    return [
-        m
-        for m in models
-        if isinstance(m, torch.nn.Module) and (get_meta(m).get("history") or [{}])[-1].get("step") == "sparsify"
-    ]
+    return [m for m in models if isinstance(m, torch.nn.Module) and history(m) and history(m)[-1]["step"] == "sparsify"]

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from slimfusion.evaluate import EvaluateConfig, evaluate
 from slimfusion.report import write_report
 from slimfusion.steps.compress import comma_list, read_conditions
-from slimfusion.steps.registry import register
+from slimfusion.steps.registry import config_of, register
 from slimfusion.steps.subject import Subject
 
 
@@ -31,7 +31,7 @@ class EvaluateOptions(EvaluateConfig):
         return values
 
     def technique(self) -> EvaluateConfig:
-        return EvaluateConfig(**self.model_dump(include=set(EvaluateConfig.model_fields)))
+        return config_of(self, EvaluateConfig)
 
 
 @register("evaluate", EvaluateOptions, makes_model=False, launched=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -76,7 +75,6 @@ def option_defaults(options: type[BaseModel]) -> dict[str, Any]:
     return {name: default(options, name) for name in options.model_fields}
 
 
-def folder_of(folder: Path | None) -> Path:
-    if folder is None:
-        raise ConfigError("this step writes files: it needs an output folder")
-    return folder
+def config_of(options: BaseModel, cls: type[BaseModel]) -> BaseModel:
+    """The technique config inside a step's options: the fields the config class has."""
+    return cls(**options.model_dump(include=set(cls.model_fields)))

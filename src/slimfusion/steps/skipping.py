@@ -11,7 +11,7 @@ from slimfusion.sample import DEFAULT_GUIDANCE
 from slimfusion.skip import SkipConfig, SkipPlan, save_plan, skip_plan, store_plan
 from slimfusion.skip.picture import plan_picture
 from slimfusion.steps.compress import calibration_conditions
-from slimfusion.steps.registry import register
+from slimfusion.steps.registry import config_of, register
 from slimfusion.steps.subject import Subject
 from slimfusion.train.conditional_data import NULL_CLASS, embed
 
@@ -26,7 +26,7 @@ class SkipOptions(SkipConfig):
     guidance: float = DEFAULT_GUIDANCE
 
     def technique(self) -> SkipConfig:
-        return SkipConfig(**self.model_dump(include=set(SkipConfig.model_fields)))
+        return config_of(self, SkipConfig)
 
 
 def make_plan(subject: Subject, options: SkipOptions, progress: bool = True) -> SkipPlan:

@@ -7,7 +7,14 @@ from pathlib import Path
 from torch import nn
 
 from slimfusion.models.io import load, save
-from slimfusion.pipelines import denoiser_name, is_pipeline, is_pipeline_object, load_pipeline, save_pipeline
+from slimfusion.pipelines import (
+    denoiser_name,
+    denoiser_of,
+    is_pipeline,
+    is_pipeline_object,
+    load_pipeline,
+    save_pipeline,
+)
 
 
 class Subject:
@@ -40,7 +47,7 @@ class Subject:
     @property
     def denoiser(self) -> nn.Module:
         """The unet / transformer of a pipeline, else the model."""
-        return getattr(self.obj, denoiser_name(self.obj)) if self.is_pipeline else self.obj
+        return denoiser_of(self.obj)
 
     def set_denoiser(self, model: nn.Module) -> None:
         if self.is_pipeline:

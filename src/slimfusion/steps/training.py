@@ -13,7 +13,7 @@ from slimfusion.models.families import check_trainable
 from slimfusion.models.io import load
 from slimfusion.prune.conditioning import parse_class_labels
 from slimfusion.sample import DEFAULT_GUIDANCE
-from slimfusion.steps.registry import register
+from slimfusion.steps.registry import config_of, register
 from slimfusion.steps.subject import Subject
 from slimfusion.train import FinetuneConfig, finetune
 from slimfusion.train.recover import prepare_recovery
@@ -40,7 +40,7 @@ class FinetuneOptions(FinetuneConfig):
         return self
 
     def technique(self) -> FinetuneConfig:
-        return FinetuneConfig(**self.model_dump(include=set(FinetuneConfig.model_fields)))
+        return config_of(self, FinetuneConfig)
 
 
 def is_conditional(subject: Subject) -> bool:

@@ -13,7 +13,7 @@ from torch import nn
 
 from slimfusion.errors import ConfigError
 from slimfusion.models.meta import original_source
-from slimfusion.pipelines import denoiser_name, load_pipeline
+from slimfusion.pipelines import denoiser_of, load_pipeline
 from slimfusion.sample import DEFAULT_GUIDANCE
 from slimfusion.train.conditional_data import caption_folder_trainset, digits_trainset, distill_trainset
 from slimfusion.train.trainset import TrainSet
@@ -64,5 +64,5 @@ def prepare_recovery(
         trainset = digits_trainset(pipe, drop)
     else:
         trainset = caption_folder_trainset(pipe, data, drop)
-    teacher_model = None if teacher_pipe is None else getattr(teacher_pipe, denoiser_name(teacher_pipe))
+    teacher_model = None if teacher_pipe is None else denoiser_of(teacher_pipe)
     return Recovery(pipe, trainset, teacher_model, data_free)
