@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from slimfusion.data import load_images
-from slimfusion.diffusion.schedulers import known_solver
+from slimfusion.diffusion.schedulers import known_solver, stored_sampler
 from slimfusion.errors import ConfigError
 from slimfusion.metrics.accuracy import accuracy_unavailable, asked_digits, digit_accuracy
 from slimfusion.metrics.clip import clip_score_or_reason
@@ -28,7 +28,15 @@ from slimfusion.metrics.fid import MISSING_WEIGHTS
 from slimfusion.metrics.stats import compute_stats, load_stats
 from slimfusion.pipelines import denoiser_of, load_for_sampling
 from slimfusion.progress import console
-from slimfusion.sample import DEFAULT_GUIDANCE, SampleConfig, load_samples, sample, source_of
+from slimfusion.sample import (
+    DEFAULT_GUIDANCE,
+    SAMPLER_FIELDS,
+    SampleConfig,
+    load_samples,
+    sample,
+    source_of,
+    with_own_sampler,
+)
 from slimfusion.skip.plan import measured_macs_ratio
 from slimfusion.skip.use import sampling_plan
 
@@ -80,17 +88,11 @@ class EvaluateConfig(BaseModel):
     _known_solver = field_validator("scheduler")(classmethod(lambda cls, value: known_solver(value)))
 
     def sample_config(self):
+        """The sampling settings; sampler fields left unset stay unset, so a step-distilled model uses its own."""
+        keys = ("num", "steps", "scheduler", "spacing", "karras", "seed", "batch_size", "prompts", "class_labels")
+        values = self.model_dump(include={*keys, "guidance"})
         return SampleConfig(
-            num=self.num,
-            steps=self.steps,
-            scheduler=self.scheduler,
-            spacing=self.spacing,
-            karras=self.karras,
-            seed=self.seed,
-            batch_size=self.batch_size,
-            prompts=self.prompts,
-            class_labels=self.class_labels,
-            guidance=self.guidance,
+            **{k: v for k, v in values.items() if k not in SAMPLER_FIELDS or k in self.model_fields_set}
         )
 
 
@@ -114,20 +116,28 @@ def _resolve(spec, config: EvaluateConfig, progress: bool, plan: str | None = No
         return _Images(images=images, record=record)
     sampler = spec if held else load_for_sampling(spec)
     name = source_of(sampler) if held else spec
-    sample_config = config.sample_config()
+    sample_config = with_own_sampler(sampler, config.sample_config())
     no_plan = config.no_plan and target
     start = time.perf_counter()
-    with sampling_plan(sampler, plan, no_plan, config.scheduler, config.steps) as chosen:
+    with sampling_plan(sampler, plan, no_plan, sample_config.scheduler, sample_config.steps) as chosen:
         images = sample(sampler, sample_config.model_copy(update={"no_plan": True}), progress=progress)
     rate = len(images) / (time.perf_counter() - start)
     used = None if chosen is None else (plan or "stored in the model")
-    record = sample_config.model_dump() | {"model": name, "indices": list(range(config.num)), "plan": used}
+    own = stored_sampler(denoiser_of(sampler)) is not None
+    record = sample_config.model_dump() | {
+        "model": name, "indices": list(range(config.num)), "plan": used, "own_sampler": own
+    }  # fmt: skip
     return _Images(images=images, record=record, model=denoiser_of(sampler), images_per_s=rate, plan=chosen)
 
 
 def _same_noise(a: dict, b: dict) -> None:
+    """Refuse SSIM / PSNR between sets from different noise or conditions. The solver must match too, unless one side
+    is a step-distilled model on its own sampler (compared with the original's from the same starting noise)."""
     defaults = {"prompts": None, "class_labels": None, "spacing": None, "karras": False}  # what older records mean
-    for key in ("seed", "steps", "scheduler", "spacing", "karras", "indices", "prompts", "class_labels"):
+    keys = ["seed", "indices", "prompts", "class_labels"]
+    if not (a.get("own_sampler") or b.get("own_sampler")):
+        keys += ["steps", "scheduler", "spacing", "karras"]
+    for key in keys:
         if key not in defaults and (key not in a or key not in b):
             raise ConfigError("SSIM / PSNR need samples from identical noise; a samples folder lacks sampling.json")
         if a.get(key, defaults.get(key)) != b.get(key, defaults.get(key)):

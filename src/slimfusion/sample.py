@@ -19,7 +19,7 @@ from accelerate import PartialState
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from slimfusion.diffusion import image_generator, in_batches, make_scheduler, predictor, run_chain, start_noise
-from slimfusion.diffusion.schedulers import known_solver
+from slimfusion.diffusion.schedulers import known_solver, stored_sampler
 from slimfusion.errors import ConfigError, CorruptFileError, NotAModelError
 from slimfusion.grids import labelled_grid
 from slimfusion.images import make_grid, save_image, to_uint8
@@ -27,7 +27,7 @@ from slimfusion.models.families import family_name
 from slimfusion.models.io import replace_folder
 from slimfusion.models.meta import get_meta
 from slimfusion.pipeline_sample import check_conditions, conditions_of, sample_pipeline
-from slimfusion.pipelines import is_pipeline_object
+from slimfusion.pipelines import denoiser_of, is_pipeline_object
 from slimfusion.skip.use import sampling_plan
 
 __all__ = ["SampleConfig", "image_generator", "make_scheduler", "sample", "sample_to_folder", "save_samples"]
@@ -94,10 +94,24 @@ def sample(model, config: SampleConfig, indices: Sequence[int] | None = None, pr
 
     A skip plan applies as `config.plan` / `config.no_plan` say (by default the one stored in the model).
     """
+    config = with_own_sampler(model, config)
     with sampling_plan(model, config.plan, config.no_plan, config.scheduler, config.steps):
         if is_pipeline_object(model):
             return sample_pipeline(model, config, indices, progress)
         return _sample_denoiser(model, config, indices, progress)
+
+
+SAMPLER_FIELDS = ("scheduler", "steps", "spacing", "guidance")
+
+
+def with_own_sampler(model, config: SampleConfig) -> SampleConfig:
+    """`config` with a step-distilled model's own sampler (solver, steps, spacing, guidance) for every one of those
+    fields the caller did not set; other models keep the defaults (DDIM, 50 steps)."""
+    stored = stored_sampler(denoiser_of(model) if is_pipeline_object(model) else model)
+    if not stored:
+        return config
+    update = {k: stored[k] for k in SAMPLER_FIELDS if k not in config.model_fields_set and k in stored}
+    return config.model_copy(update=update)
 
 
 def _sample_denoiser(model, config: SampleConfig, indices: Sequence[int] | None, progress: bool) -> torch.Tensor:

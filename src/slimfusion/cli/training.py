@@ -1,4 +1,4 @@
-"""Verbs that train: train (from scratch), finetune (recovery), train-features, train-builtin."""
+"""Verbs that train: train (from scratch), finetune (recovery), distill-steps, train-features, train-builtin."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ from slimfusion.models.meta import history
 from slimfusion.models.zoo import build_architecture
 from slimfusion.progress import console
 from slimfusion.steps import Subject, option_defaults
+from slimfusion.steps.step_distill import StepDistillOptions
+from slimfusion.steps.step_distill import run_distill_steps as run_distill_step
 from slimfusion.steps.training import FinetuneOptions, is_conditional
 from slimfusion.steps.training import run_finetune as run_finetune_step
 from slimfusion.train import TrainConfig, train_diffusion
@@ -185,3 +187,79 @@ def train_builtin(
     else:
         build_digits_dit(out, make_config(BuiltinConfig, seed=seed, **chosen), vae_source=vae)
     console.print(f"saved {out}")
+
+
+STEP = option_defaults(StepDistillOptions)
+
+
+@app.command("distill-steps")
+def distill_steps(
+    model: ModelArg,
+    out: OutOpt,
+    method: Annotated[str, typer.Option(help="progressive | consistency")] = STEP["method"],
+    to_steps: Annotated[int, typer.Option(help="the student's sampling steps K")] = STEP["to_steps"],
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="model distilled from (default: the original a pruned model came from, else MODEL itself)"),
+    ] = None,
+    teacher_steps: Annotated[
+        int | None,
+        typer.Option(help="progressive: teacher's DDIM steps, K x 2^rounds (default >= 32); consistency: grid (50)"),
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="digits (default), digits:all, an image folder (pipelines: with captions)")
+    ] = None,
+    distill_prompts: Annotated[
+        Path | None, typer.Option(help="data-free: the teacher pipeline generates training latents from these prompts")
+    ] = None,
+    distill_class_labels: Annotated[
+        str | None, typer.Option(help="data-free for DiT pipelines: class labels, e.g. 0,1,2")
+    ] = None,
+    distill_num: Annotated[int, typer.Option(help="data-free: latents the teacher generates")] = STEP["distill_num"],
+    guidance: Annotated[
+        float, typer.Option(help="conditional pipelines: the teacher's guidance scale, folded into the student")
+    ] = STEP["guidance"],
+    steps: Annotated[int, typer.Option(help="optimizer steps (progressive: per round)")] = STEP["steps"],
+    batch_size: Annotated[int, typer.Option(help="images per step (per process)")] = STEP["batch_size"],
+    lr: Annotated[float, typer.Option(help="AdamW learning rate after warm-up")] = STEP["lr"],
+    ema_decay: Annotated[float, typer.Option(help="EMA decay (the EMA weights are saved)")] = STEP["ema_decay"],
+    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")] = STEP["mixed_precision"],
+    seed: Annotated[int, typer.Option(help="seed for batches and noise")] = STEP["seed"],
+    checkpoint_every: Annotated[int, typer.Option(help="checkpoint (EMA model + training state) every N steps")] = STEP[
+        "checkpoint_every"
+    ],
+    resume: Annotated[bool, typer.Option(help="continue exactly from the checkpoint in --out")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+) -> None:
+    """Distil MODEL into a student that samples in --to-steps steps (progressive or consistency distillation).
+
+    The saved student carries its sampler (DDIM with trailing spacing, or LCMScheduler) as scheduler_config.json:
+    `slimfusion sample` uses it by default, and plain diffusers loads it with the scheduler class's from_pretrained.
+    A pruned / sparse MODEL is distilled from its unpruned original (--teacher, or the one recorded in its history).
+    """
+    options = make_config(
+        StepDistillOptions,
+        method=method,
+        to_steps=to_steps,
+        teacher=teacher,
+        teacher_steps=teacher_steps,
+        data=data,
+        distill_prompts=distill_prompts,
+        distill_class_labels=distill_class_labels,
+        distill_num=distill_num,
+        guidance=guidance,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        ema_decay=ema_decay,
+        mixed_precision=mixed_precision,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+    )
+    check_run_folder(out, resume, overwrite)
+    subject = Subject.load(model)
+    run_distill_step(subject, options, out)
+    if is_main_process():
+        subject.save(out, overwrite=True)
+        console.print(f"saved {out}")

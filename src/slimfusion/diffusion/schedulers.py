@@ -117,9 +117,24 @@ def build_scheduler(config: dict, name: str, spacing: str | None = None, karras:
     return cls.from_config(config, **overrides)
 
 
+def scheduler_from(config: dict):
+    """A scheduler object from a full saved config (its `_class_name` names the diffusers class)."""
+    return getattr(diffusers, config["_class_name"]).from_config(config)
+
+
+def stored_sampler(model: nn.Module) -> dict | None:
+    """The sampler a step-distilled model was trained for (solver, steps, spacing, guidance, scheduler config)."""
+    return get_meta(model).get("sampler")
+
+
 def make_scheduler(model: nn.Module, name: str, steps: int, spacing: str | None = None, karras: bool = False):
-    """Scheduler `name` built from the model's training schedule, set to `steps` steps."""
-    scheduler = build_scheduler(schedule_of(model), name, spacing, karras)
+    """Scheduler `name` built from the model's training schedule, set to `steps` steps (a step-distilled model's
+    own scheduler config when `name` is its solver: e.g. LCMScheduler with the grid it was distilled on)."""
+    stored = stored_sampler(model)
+    if stored and stored["scheduler"] == name and spacing in (None, stored["spacing"]) and not karras:
+        scheduler = scheduler_from(stored["config"])
+    else:
+        scheduler = build_scheduler(schedule_of(model), name, spacing, karras)
     if steps > scheduler.config.num_train_timesteps:
         raise ConfigError(f"--steps {steps} exceeds the model's {scheduler.config.num_train_timesteps} train timesteps")
     scheduler.set_timesteps(steps)

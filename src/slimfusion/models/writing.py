@@ -18,7 +18,7 @@ from torch import nn
 
 from slimfusion import __version__
 from slimfusion.models.families import family_name
-from slimfusion.models.format import FORMAT_VERSION, META_FILE, STORAGES
+from slimfusion.models.format import FORMAT_VERSION, META_FILE, SCHEDULER_FILE, STORAGES
 from slimfusion.models.meta import get_meta
 from slimfusion.models.shapes import shape_overrides
 from slimfusion.models.sparse_storage import SPARSE_FILE, encode
@@ -98,6 +98,9 @@ def write_meta(model: nn.Module, folder: Path) -> None:
         "skip_plan": meta.get("skip_plan"),
         "storage": meta.get("storage", "dense"),
     }
+    if meta.get("sampler"):  # a step-distilled student: its scheduler beside it, as diffusers' from_pretrained reads it
+        record["sampler"] = meta["sampler"]
+        (folder / SCHEDULER_FILE).write_text(json.dumps(meta["sampler"]["config"], indent=2))
     for key in ("removed_modules", "transforms"):
         if meta.get(key):
             record[key] = meta[key]

@@ -22,7 +22,7 @@ from slimfusion.steps.registry import (
 from slimfusion.steps.subject import Subject
 
 # importing the step modules registers them
-from slimfusion.steps import compress, evaluation, skipping, training  # noqa: E402, F401  isort: skip
+from slimfusion.steps import compress, evaluation, skipping, step_distill, training  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "STEPS",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +20,17 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import gather_object
 from torch import nn
 
-from slimfusion.diffusion import noise_scheduler, schedule_of, target_of
+from slimfusion.diffusion import noise_scheduler, schedule_of
 from slimfusion.errors import ConfigError
-from slimfusion.models.families import check_trainable, example_inputs, family_of, no_label_dropout
+from slimfusion.models.families import check_trainable, example_inputs, no_label_dropout
 from slimfusion.models.io import save
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.progress import progress_bar
 from slimfusion.sparsify import keep_masks
 from slimfusion.train import state as train_state
 from slimfusion.train.config import TrainConfig
-from slimfusion.train.distill import Student, feature_loss, output_loss
+from slimfusion.train.distill import Student
+from slimfusion.train.objective import DenoisingObjective, Objective
 from slimfusion.train.trainset import TrainSet, as_trainset
 
 
@@ -74,6 +76,8 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     stop_at: int | None = None,
+    objective: Objective | None = None,
+    extras: Callable[[Path], None] | None = None,
 ) -> nn.Module:
     """Train `model` in place with the DDPM loss (plus distillation terms when the config has them).
 
@@ -91,13 +95,15 @@ def fit(
         resume (`bool`, defaults to False): continue from the checkpoint in `out`.
         progress (`bool`, defaults to True): progress bar with loss and steps/s (main process only).
         stop_at (`int`, optional): return after this step without finishing (simulates a killed run in tests).
+        objective (`Objective`, optional): what a step minimises (default: the denoising loss, plus distillation
+            terms); step distillation passes its own (`slimfusion.train.step_distill`).
+        extras (`Callable`, optional): writes more files into every checkpoint (e.g. a progressive round's teacher).
 
     Returns:
         `model` with its EMA weights loaded, in eval mode, with the step recorded in its history.
     """
     check_trainable(model)
     data = as_trainset(data)
-    denoise = family_of(model).denoise
     expected = tuple(next(iter(example_inputs(model, 1).values())).shape[1:])
     if tuple(data.inputs.shape[1:]) != expected:
         raise ConfigError(f"training inputs have shape {tuple(data.inputs.shape[1:])}; the model takes {expected}")
@@ -116,6 +122,8 @@ def fit(
     if teacher is not None:
         teacher.eval().requires_grad_(False)
     student = Student(model, teacher, features=feature_weight > 0)
+    if objective is None:
+        objective = DenoisingObjective(noising, teacher, distill, feature_weight, accelerator.unwrap_model)
     if teacher is not None:
         teacher.to(accelerator.device)
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -141,20 +149,9 @@ def fit(
             idx = torch.randint(0, len(data), (config.batch_size,), generator=gen)
             clean, cond = data.draw(idx, gen)
             noise = torch.randn(clean.shape, generator=gen).to(accelerator.device)
-            t = torch.randint(0, noising.config.num_train_timesteps, (len(clean),), generator=gen)
-            t = t.to(accelerator.device)
-            noisy = noising.add_noise(clean, noise, t)
+            t = objective.timesteps(len(clean), gen).to(accelerator.device)
             with accelerator.autocast():
-                target = None
-                if teacher is not None:
-                    with torch.no_grad():
-                        target = denoise(teacher, noisy, t, cond)
-                pred, features = student(noisy, t, cond)
-                truth = target_of(noising, clean, noise, t)
-                loss = output_loss(pred.float(), truth, None if target is None else target.float(), distill)
-                if feature_weight:
-                    teacher_features = accelerator.unwrap_model(student).teacher_features()
-                    loss = loss + feature_weight * feature_loss(features, teacher_features)
+                loss = objective.loss(student, clean, cond, noise, t)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(student.parameters(), config.grad_clip)
@@ -167,7 +164,7 @@ def fit(
             bar.update(task, completed=step, status=f"loss {running:.4f}  {rate:.2f} steps/s")
             last = step == config.steps or step == stop_at
             if checkpoint_every and step % checkpoint_every == 0 and not last:
-                _checkpoint(accelerator, Path(out), model, student, optimizer, ema, gen, config, step, running)
+                _checkpoint(accelerator, Path(out), model, student, optimizer, ema, gen, config, step, running, extras)
             if stop_at is not None and step == stop_at:
                 accelerator.unwrap_model(student).close()  # the hooks go, as after a kill
                 return model
@@ -209,7 +206,7 @@ def _teacher_name(teacher: nn.Module | None) -> str | None:
     return None if teacher is None else get_meta(teacher).get("source")
 
 
-def _checkpoint(accelerator, out, model, student, optimizer, ema, gen, config, step, running) -> None:
+def _checkpoint(accelerator, out, model, student, optimizer, ema, gen, config, step, running, extras=None) -> None:
     """Write the EMA model of `step` plus the exact training state into `out`, atomically (main process)."""
     rng_states = [gen.get_state()]
     if accelerator.num_processes > 1:
@@ -230,6 +227,8 @@ def _checkpoint(accelerator, out, model, student, optimizer, ema, gen, config, s
                 ema_state=ema.state_dict(),
                 rng_states=rng_states,
             )
+            if extras is not None:
+                extras(folder)
 
         save(snapshot.eval(), out, overwrite=True, extras=write)
     accelerator.wait_for_everyone()

@@ -1,0 +1,101 @@
+"""The distill-steps step: a few-step student (progressive or consistency distillation) of a model or pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from slimfusion.data import load_images
+from slimfusion.data.prompts import read_prompts
+from slimfusion.diffusion.schedulers import scheduler_from, stored_sampler
+from slimfusion.errors import ConfigError
+from slimfusion.models.families import check_trainable
+from slimfusion.models.io import load
+from slimfusion.models.meta import history, original_source
+from slimfusion.prune.conditioning import parse_class_labels
+from slimfusion.steps.registry import config_of, register
+from slimfusion.steps.subject import Subject
+from slimfusion.steps.training import DISTILL_STEPS, is_conditional
+from slimfusion.train.recover import prepare_recovery
+from slimfusion.train.step_distill import StepDistillConfig, distill_steps
+
+COMPRESSING = ("prune", "prune-depth", "sparsify", "lowrank")  # steps after which the model is no teacher of itself
+
+
+class StepDistillOptions(StepDistillConfig):
+    """distill-steps' options: StepDistillConfig plus data, teacher and checkpointing."""
+
+    data: str | None = None
+    teacher: str | None = None
+    distill_prompts: Path | None = None
+    distill_class_labels: str | None = None
+    distill_num: int = Field(512, ge=1)
+    checkpoint_every: int = Field(0, ge=0)
+    resume: bool = False
+
+    @model_validator(mode="after")
+    def _one_condition_source(self) -> StepDistillOptions:
+        if self.distill_prompts is not None and self.distill_class_labels is not None:
+            raise ValueError("give --distill-prompts or --distill-class-labels, not both")
+        return self
+
+    def technique(self) -> StepDistillConfig:
+        return config_of(self, StepDistillConfig)
+
+
+def teacher_source(student, teacher: str | None) -> str | None:
+    """--teacher, else the original a compressed student was made from; None: the model teaches itself.
+
+    A compressed student without a recorded original is refused (distilling it from itself would only keep its
+    compression damage), as is a model that is already a step-distilled student.
+    """
+    if teacher is not None:
+        return teacher
+    if stored_sampler(student) is not None:
+        raise ConfigError("the model is already step-distilled; pass --teacher (the model it was distilled from)")
+    source = original_source(student)
+    if source is None and any(step["step"] in COMPRESSING for step in history(student)):
+        raise ConfigError("a compressed student needs --teacher (no original is recorded in its history)")
+    return source
+
+
+def _distill_model(model, config: StepDistillConfig, data=None, teacher=None, **inputs):
+    """`apply(model, StepDistillConfig(...), data=images, teacher=original)`."""
+    if data is None:
+        raise ConfigError("distill-steps needs training data: apply(model, config, data=images)")
+    return distill_steps(model, data, config, teacher=teacher, **inputs)
+
+
+@register("distill-steps", StepDistillOptions, launched=True, api={StepDistillConfig: _distill_model})
+def run_distill_steps(
+    subject: Subject, options: StepDistillOptions, folder: Path | None = None, progress: bool = True, **context
+):
+    config = options.technique()
+    if (options.checkpoint_every or options.resume) and folder is None:
+        raise ConfigError("checkpoints and --resume need an output folder")
+    run = {"out": folder, "checkpoint_every": options.checkpoint_every, "resume": options.resume}
+    student = subject.denoiser
+    check_trainable(student)
+    source = teacher_source(student, options.teacher)
+    if is_conditional(subject):
+        prompts = read_prompts(options.distill_prompts) if options.distill_prompts is not None else None
+        labels = None
+        if options.distill_class_labels is not None:
+            labels = parse_class_labels(options.distill_class_labels, None).tolist()
+        recovery = prepare_recovery(
+            subject.obj, student, options.data, source, prompts, labels, options.distill_num, DISTILL_STEPS,
+            config.guidance, config.seed, drop=0.0,
+        )  # fmt: skip
+        distill_steps(student, recovery.data, config, teacher=recovery.teacher, progress=progress, **run)
+        subject.set_denoiser(student)
+        subject.obj.scheduler = scheduler_from(stored_sampler(student)["config"])
+        return subject
+    if config.guidance != 1.0:
+        raise ConfigError("--guidance applies to conditional pipelines; an unconditional model has none to fold in")
+    teacher = None if source is None else load(source)
+    if teacher is not None and teacher.config.sample_size != student.config.sample_size:
+        raise ConfigError("--teacher works on another image size than the model")
+    images = load_images(options.data or "digits", size=student.config.sample_size, channels=student.config.in_channels)
+    distill_steps(student, images, config, teacher=teacher, progress=progress, **run)
+    return subject
