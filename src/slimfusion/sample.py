@@ -174,6 +174,7 @@ def sample_to_folder(model, config: SampleConfig, out: str | Path, overwrite: bo
     target = Path(out)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
+    config = with_own_sampler(model, config)  # what sampling.json records is what ran
     if is_pipeline_object(model):
         check_conditions(model, config)  # before any folder exists
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -200,7 +201,10 @@ def sample_to_folder(model, config: SampleConfig, out: str | Path, overwrite: bo
     seconds = time.perf_counter() - start
     if state.is_main_process:
         _merge_shards(partial, state.num_processes, config)
-        record = config.model_dump() | {"model": source_of(model), "processes": state.num_processes}
+        own = stored_sampler(denoiser_of(model) if is_pipeline_object(model) else model) is not None
+        record = config.model_dump() | {
+            "model": source_of(model), "processes": state.num_processes, "own_sampler": own
+        }  # fmt: skip
         (partial / SAMPLING_FILE).write_text(json.dumps(record, indent=2))
         replace_folder(partial, target)  # the same atomic swap as model folders
     state.wait_for_everyone()

@@ -82,6 +82,11 @@ def make_config(cls, **values):
         raise ConfigError(first_error(exc)) from exc
 
 
+def given(**values):
+    """The options the user gave (typer default None = not given), so a config's own defaults fill the rest."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     if resume:
         if not out.exists():

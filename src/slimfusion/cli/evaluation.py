@@ -15,6 +15,7 @@ from slimfusion.cli.common import (
     ModelArg,
     OutOpt,
     conditions_from_options,
+    given,
     is_main_process,
     make_config,
     print_rows,
@@ -77,15 +78,26 @@ def info(
     if plan:
         steps = f"{plan['steps']} {solver_of(plan['scheduler'])} steps"
         table.add_row("skip plan", f"{plan['method']}, {steps}, {plan['macs_ratio']:.1%} of the MACs kept")
+    sampler = summary["sampler"]
+    if sampler:
+        spacing = f", {sampler['spacing']} spacing" if sampler.get("spacing") else ""
+        table.add_row("sampler (step-distilled)", f"{sampler['scheduler']}, {sampler['steps']} steps{spacing}")
     Console().print(table)
 
 
 PromptsOpt = Annotated[Path | None, typer.Option(help="text-to-image: a file of prompts, one per line")]
 LabelsOpt = Annotated[str | None, typer.Option(help="class-conditional (DiT): comma list of labels, e.g. 3,7")]
-GuidanceOpt = Annotated[float, typer.Option(help="classifier-free guidance scale of conditional pipelines (1: off)")]
+GuidanceOpt = Annotated[
+    float | None,
+    typer.Option(help=f"classifier-free guidance of conditional pipelines (1: off; default {DEFAULT_GUIDANCE})"),
+]
+# steps / scheduler / guidance left unset: a step-distilled model samples with its own sampler, others DDIM 50
 PlanOpt = Annotated[Path | None, typer.Option(help="skip plan (from skip-plan) to sample with")]
 NoPlanOpt = Annotated[bool, typer.Option(help="ignore a skip plan saved in the model folder")]
-SchedulerOpt = Annotated[str, typer.Option(help=f"solver: {' | '.join(SOLVERS)}")]
+SchedulerOpt = Annotated[
+    str | None, typer.Option(help=f"solver: {' | '.join(SOLVERS)} (default: ddim, or a distilled model's own)")
+]
+StepsOpt = Annotated[int | None, typer.Option(help="denoising steps (default: 50, or a distilled model's own)")]
 SpacingOpt = Annotated[str | None, typer.Option(help="timestep spacing: leading | trailing | linspace")]
 KarrasOpt = Annotated[bool, typer.Option(help="Karras sigmas (dpm++, unipc, deis, euler, heun)")]
 
@@ -95,15 +107,15 @@ def sample(
     model: ModelArg,
     out: OutOpt,
     num: Annotated[int, typer.Option(help="number of images")] = 64,
-    steps: Annotated[int, typer.Option(help="denoising steps")] = 50,
-    scheduler: SchedulerOpt = "ddim",
+    steps: StepsOpt = None,
+    scheduler: SchedulerOpt = None,
     spacing: SpacingOpt = None,
     karras: KarrasOpt = False,
     seed: Annotated[int, typer.Option(help="base seed; image i uses (seed, i)")] = 0,
     batch_size: Annotated[int, typer.Option(help="images per forward")] = 64,
     prompts: PromptsOpt = None,
     class_labels: LabelsOpt = None,
-    guidance: GuidanceOpt = DEFAULT_GUIDANCE,
+    guidance: GuidanceOpt = None,
     negative_prompt: Annotated[str | None, typer.Option(help="text-to-image: prompt to steer away from")] = None,
     component: Annotated[str | None, typer.Option(help="pipeline component (default: unet/transformer)")] = None,
     plan: PlanOpt = None,
@@ -119,16 +131,13 @@ def sample(
     config = make_config(
         SampleConfig,
         num=num,
-        steps=steps,
-        scheduler=scheduler,
         seed=seed,
         batch_size=batch_size,
-        guidance=guidance,
         negative_prompt=negative_prompt,
-        spacing=spacing,
         karras=karras,
         plan=str(plan) if plan is not None else None,
         no_plan=no_plan,
+        **given(steps=steps, scheduler=scheduler, spacing=spacing, guidance=guidance),
         **conditions_from_options(prompts, class_labels),
     )
     refuse_existing(out, overwrite)
@@ -197,13 +206,13 @@ def evaluate(
     ] = None,
     prompts: PromptsOpt = None,
     class_labels: LabelsOpt = None,
-    guidance: GuidanceOpt = DEFAULT_GUIDANCE,
+    guidance: GuidanceOpt = None,
     clip_model: Annotated[str | None, typer.Option(help="local CLIP model folder (safetensors) for the CLIP score")] = (
         None
     ),
     num: Annotated[int, typer.Option(help="images to sample from a model")] = 1000,
-    steps: Annotated[int, typer.Option(help="sampling steps when sampling a model")] = 50,
-    scheduler: SchedulerOpt = "ddim",
+    steps: StepsOpt = None,
+    scheduler: SchedulerOpt = None,
     spacing: SpacingOpt = None,
     karras: KarrasOpt = False,
     seed: Annotated[int, typer.Option(help="sampling seed (the original uses the same)")] = 0,
@@ -221,17 +230,14 @@ def evaluate(
         EvaluateConfig,
         metrics=names,
         num=num,
-        steps=steps,
         seed=seed,
         batch_size=batch_size,
         inception_weights=inception_weights,
-        guidance=guidance,
         clip_model=clip_model,
         plan=str(plan) if plan is not None else None,
         no_plan=no_plan,
-        scheduler=scheduler,
-        spacing=spacing,
         karras=karras,
+        **given(steps=steps, scheduler=scheduler, spacing=spacing, guidance=guidance),
         **conditions_from_options(prompts, class_labels),
     )
     result = run_evaluate(target, config, ref=ref, original=original)

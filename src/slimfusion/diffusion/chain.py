@@ -69,6 +69,8 @@ def predictor(
 ) -> Predict:
     """The model's noise prediction for a batch, conditioned and guided (classifier-free guidance, written once).
 
+    `t` is one timestep for the batch (sampling) or one per item (step distillation's teacher).
+
     Item k of the batch gets condition `indices[k] mod len(conditions)` (default: k); with `guidance` != 1 and a
     `null` condition, the prediction is uncond + guidance * (cond - uncond).
     """
@@ -78,11 +80,11 @@ def predictor(
 
     def predict(x: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
         idx = torch.arange(len(x)) if indices is None else indices
-        t, cond = t.to(x.device), conditions[idx.to(conditions.device) % len(conditions)]
+        t, cond = t.to(x.device).expand(len(x)), conditions[idx.to(conditions.device) % len(conditions)]
         if guidance == 1.0 or null is None:
-            return denoise(model, x, t.expand(len(x)), cond)
+            return denoise(model, x, t, cond)
         both = torch.cat([null.expand(len(x), *null.shape[1:]), cond])
-        uncond, text = denoise(model, torch.cat([x, x]), t.expand(2 * len(x)), both).chunk(2)
+        uncond, text = denoise(model, torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
         return uncond + guidance * (text - uncond)
 
     return predict

@@ -37,6 +37,7 @@ def model_info(source: str, component: str | None = None) -> dict[str, Any]:
         "history": meta.get("history", []),
         "transforms": meta.get("transforms", []),
         "skip_plan": _plan_summary(meta.get("skip_plan")),
+        "sampler": {k: v for k, v in (meta.get("sampler") or {}).items() if k != "config"} or None,
         "sparsity": sparsity_of(model),
         "storage": meta.get("storage", "dense"),
     }

@@ -155,18 +155,22 @@ class ProgressiveObjective:
     def timesteps(self, n: int, gen: torch.Generator) -> torch.Tensor:
         return self.starts[torch.randint(0, len(self.starts), (n,), generator=gen)]
 
-    def loss(self, student, clean, cond, noise, t) -> torch.Tensor:
+    @torch.no_grad()
+    def target(self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """The clean estimate x~ whose one DDIM step from (z, t) lands where the teacher's two steps land."""
         p = self.process
         mid, end = self.mid_of.to(t.device)[t], self.end_of.to(t.device)[t]
-        a_t, s_t = p.coefficients(t, clean)
+        z_mid = p.ddim(z, self.teacher(z, t, cond), t, mid)
+        z_end = p.ddim(z_mid, self.teacher(z_mid, mid, cond), mid, end)
+        (a_t, s_t), (a_e, s_e) = p.coefficients(t, z), p.coefficients(end, z)
+        return (z_end - (s_e / s_t) * z) / (a_e - (s_e / s_t) * a_t)
+
+    def loss(self, student, clean, cond, noise, t) -> torch.Tensor:
+        a_t, s_t = self.process.coefficients(t, clean)
         z = a_t * clean + s_t * noise
-        with torch.no_grad():
-            z_mid = p.ddim(z, self.teacher(z, t, cond), t, mid)
-            z_end = p.ddim(z_mid, self.teacher(z_mid, mid, cond), mid, end)
-            a_e, s_e = p.coefficients(end, clean)
-            target = (z_end - (s_e / s_t) * z) / (a_e - (s_e / s_t) * a_t)
+        target = self.target(z, t, cond)
         pred, _ = student(z, t, cond)
-        estimate, _ = p.split(z, pred.float(), t)
+        estimate, _ = self.process.split(z, pred.float(), t)
         return ((a_t / s_t) ** 2 * (estimate - target) ** 2).mean()
 
 
