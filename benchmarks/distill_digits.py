@@ -25,6 +25,7 @@ from slimfusion.data import load_images
 from slimfusion.models.io import load, save
 from slimfusion.models.meta import get_meta
 from slimfusion.prune import StructuralConfig, prune
+from slimfusion.steps import Subject
 from slimfusion.train.step_distill import StepDistillConfig, distill_steps
 
 
@@ -36,7 +37,10 @@ def run(name: str, settings: dict, make, work: Path, record: dict, code: str) ->
     kept = make()
     wall = round(time.perf_counter() - start, 1)
     for suffix, model in kept.items():
-        save(model, work / f"{name}{suffix}", overwrite=True)
+        if isinstance(model, Subject):
+            model.save(work / f"{name}{suffix}", overwrite=True)  # a pipeline folder
+        else:
+            save(model, work / f"{name}{suffix}", overwrite=True)
     record[name] = {"settings": settings, "commit": code, "wall_s": wall, "students": [f"{name}{s}" for s in kept]}
     (work / "students.json").write_text(json.dumps(record, indent=2))
     print(f"{name}: {wall:.0f} s", flush=True)

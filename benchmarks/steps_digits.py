@@ -34,6 +34,7 @@ from slimfusion.diffusion import SOLVERS
 from slimfusion.metrics.consistency import ssim
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
 from slimfusion.models.io import load
+from slimfusion.models.meta import get_meta
 from slimfusion.quantize import QuantizeConfig, quantize
 from slimfusion.sample import SampleConfig, sample
 
@@ -41,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "steps_digits.md"
 SEED, FLOOR_SEED = 1000, 1001
 NFES = (4, 6, 8, 10, 15, 25, 50)
+STUDENT_NFES = (1, 2, 4, 8)  # a consistency student samples at any step count
 SOLVER_ROWS = ("ddim", "dpm++2m", "dpm++3m", "dpm++2m-sde", "unipc", "deis", "euler", "heun", "ddpm")
 
 
@@ -54,14 +56,41 @@ def steps_for(solver: str, nfe: int) -> int:
     return (nfe + 1) // 2 if solver == "heun" else nfe
 
 
-def images_of(model, solver: str, nfe: int, num: int, seed: int = SEED, batch: int = 250, **extra) -> torch.Tensor:
-    config = SampleConfig(num=num, steps=steps_for(solver, nfe), scheduler=solver, seed=seed, batch_size=batch, **extra)
+def images_of(model, solver: str | None, nfe: int, num: int, seed: int = SEED, batch: int = 250) -> torch.Tensor:
+    """`num` seeded samples at `nfe` evaluations; solver None: a step-distilled student's own sampler."""
+    if solver is None:
+        config = SampleConfig(num=num, steps=nfe, seed=seed, batch_size=batch)
+    else:
+        config = SampleConfig(num=num, steps=steps_for(solver, nfe), scheduler=solver, seed=seed, batch_size=batch)
     return sample(model, config, progress=False).float()
 
 
 def key_of(row: dict, args) -> str:
-    text = json.dumps({k: row[k] for k in ("solver", "nfe", "precision", "karras")} | {"num": args.num}, sort_keys=True)
+    fields = {k: row[k] for k in ("solver", "nfe", "precision", "karras")} | {"num": args.num}
+    if row.get("student"):
+        fields |= {"student": row["student"], "trained": row["trained"]}
+    text = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def student_rows(folder: Path | None) -> list[dict]:
+    """Rows of the students benchmarks/distill_digits.py made: each at its own sampler's step counts."""
+    if folder is None:
+        return []
+    record = json.loads((folder / "students.json").read_text())
+    rows = []
+    for run, entry in record.items():
+        for name in entry["students"]:
+            sampler = get_meta(load(folder / name))["sampler"]
+            nfes = STUDENT_NFES if sampler["scheduler"] == "lcm" else (sampler["steps"],)
+            for nfe in nfes:
+                for precision in ("float32", "bf16"):
+                    rows.append(
+                        {"student": name, "solver": f"{sampler['scheduler']} (student)", "nfe": nfe,
+                         "precision": precision, "karras": False, "run": run, "wall_s": entry["wall_s"],
+                         "trained": entry["commit"]}
+                    )  # fmt: skip
+    return rows
 
 
 def rows_wanted(args) -> list[dict]:
@@ -79,6 +108,7 @@ def main() -> None:
     parser.add_argument("--time", action="store_true", help="also time the rows (run alone on the machine)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--work", default="runs/steps_digits")
+    parser.add_argument("--students", type=Path, default=None, help="work folder of benchmarks/distill_digits.py")
     args = parser.parse_args()
     unknown = [s for s in args.solvers + args.bf16 if s not in SOLVERS]
     if unknown:
@@ -89,21 +119,21 @@ def main() -> None:
     cache_file = work / "rows.json"
     cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
     code = commit()
-    models = {"float32": load("builtin:digits-ddpm")}
-    models["bf16"] = quantize(copy.deepcopy(models["float32"]), QuantizeConfig(scheme="bf16"))
+    models = {(None, "float32"): load("builtin:digits-ddpm")}
+    models[None, "bf16"] = quantize(copy.deepcopy(models[None, "float32"]), QuantizeConfig(scheme="bf16"))
     reference = feature_stats(digit_features(load_images("digits:all", 16, 1)))
-    original = images_of(models["float32"], "ddim", 50, args.num)
-    second = images_of(models["float32"], "ddim", 50, args.num, seed=FLOOR_SEED)
+    original = images_of(models[None, "float32"], "ddim", 50, args.num)
+    second = images_of(models[None, "float32"], "ddim", 50, args.num, seed=FLOOR_SEED)
     floor = frechet_distance(*feature_stats(digit_features(original)), *feature_stats(digit_features(second)))
     base_fd = frechet_distance(*feature_stats(digit_features(original)), *reference)
-    rows = rows_wanted(args)
+    rows = rows_wanted(args) + student_rows(args.students)
     for row in rows:
         key = key_of(row, args)
         if key in cache and cache[key].get("commit") == code:
             row.update(cache[key])
             continue
         start = time.perf_counter()
-        images = images_of(models[row["precision"]], row["solver"], row["nfe"], args.num)
+        images = images_of(model_of(row, models, args), solver_of(row), row["nfe"], args.num)
         fd = frechet_distance(*feature_stats(digit_features(images)), *reference)
         row.update(fd=fd, ssim=ssim(images, original), commit=code)
         row["sample_s"] = round(time.perf_counter() - start, 1)
@@ -115,18 +145,33 @@ def main() -> None:
     write(rows, floor, base_fd, args, code)
 
 
+def model_of(row: dict, models: dict, args):
+    """The original (float32 / bf16) or a student, loaded once and kept in `models`."""
+    key = (row.get("student"), row["precision"])
+    if key not in models:
+        model = load(args.students / row["student"])
+        models[key] = quantize(model, QuantizeConfig(scheme="bf16")) if row["precision"] == "bf16" else model
+    return models[key]
+
+
+def solver_of(row: dict) -> str | None:
+    return None if row.get("student") else row["solver"]
+
+
 def time_rows(rows: list[dict], models: dict, args) -> None:
     """Seconds for 64 images, every row in alternation with DDIM 50 float32 (ratios from one run)."""
-    timed = [r for r in rows if r["solver"] in ("ddim", "dpm++2m", "unipc") or r["precision"] == "bf16"]
+    timed = [
+        r for r in rows if r["solver"] in ("ddim", "dpm++2m", "unipc") or r["precision"] == "bf16" or r.get("student")
+    ]
     base = {"solver": "ddim", "nfe": 50, "precision": "float32"}
     runs = [base, *timed]
     for row in runs:  # warm-up
-        images_of(models[row["precision"]], row["solver"], row["nfe"], 64, batch=64)
+        images_of(model_of(row, models, args), solver_of(row), row["nfe"], 64, batch=64)
     seconds: dict[int, list[float]] = {id(r): [] for r in runs}
     for _ in range(args.rounds):
         for row in runs:
             start = time.perf_counter()
-            images_of(models[row["precision"]], row["solver"], row["nfe"], 64, batch=64)
+            images_of(model_of(row, models, args), solver_of(row), row["nfe"], 64, batch=64)
             seconds[id(row)].append(time.perf_counter() - start)
     reference = statistics.median(seconds[id(base)])
     for row in timed:
@@ -153,14 +198,57 @@ def write(rows: list[dict], floor: float, fd0: float, args, code: str) -> None:
         "|---|---|---:|---|---:|---|---:|---:|",
     ]
     for r in rows:
+        if r.get("student"):
+            continue
         within = "yes" if r["fd"] - fd0 <= floor else "no"
         speed = f"{r['speedup']:.2f}x" if "speedup" in r else ""
         lines.append(
             f"| {r['solver']} | {r['precision']} | {r['nfe']} | {r['fd']:.3f} | {r['fd'] / fd0:.2f} | {within} |"
             f" {r['ssim']:.3f} | {speed} |"
         )
-    lines += ["", *reading(rows, fd0, floor)]
+    lines += ["", *reading([r for r in rows if not r.get("student")], fd0, floor)]
+    students = [r for r in rows if r.get("student")]
+    if students:
+        lines += ["", *student_table(students, fd0, floor, args)]
     RESULT.write_text("\n".join(lines) + "\n")
+
+
+def student_table(rows: list[dict], fd0: float, floor: float, args) -> list[str]:
+    """Step-distilled students (benchmarks/distill_digits.py), each on its own sampler, and the goals' verdicts."""
+    lines = [
+        "## Step-distilled students",
+        "",
+        f"Made by `benchmarks/distill_digits.py` (work folder `{args.students}`); distillation wall time on this"
+        " 2-core machine per run (a progressive run makes all its round students). Same FD / SSIM / timing as above.",
+        "",
+        "| student | sampler | precision | NFE | FD | FD / original | within floor | SSIM | speedup | distilled in |",
+        "|---|---|---|---:|---|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        within = "yes" if r["fd"] - fd0 <= floor else "no"
+        speed = f"{r['speedup']:.2f}x" if "speedup" in r else ""
+        lines.append(
+            f"| {r['student']} | {r['solver']} | {r['precision']} | {r['nfe']} | {r['fd']:.3f} | {r['fd'] / fd0:.2f} |"
+            f" {within} | {r['ssim']:.3f} | {speed} | {r['wall_s'] / 60:.1f} min |"
+        )
+    everything = [r for r in rows if "speedup" in r]
+    ok = [r for r in everything if r["fd"] - fd0 <= floor]
+    lines += [""]
+    if ok:
+        best = max(ok, key=lambda r: r["speedup"])
+        lines.append(
+            f"Fastest student within the noise floor: {best['student']} {best['precision']} at {best['nfe']} NFE,"
+            f" {best['speedup']:.2f}x DDIM 50 float32, FD {best['fd']:.3f}."
+        )
+    else:
+        lines.append("No student is within the noise floor.")
+    if everything:
+        fastest = max(everything, key=lambda r: r["speedup"])
+        lines.append(
+            f"Fastest student at all: {fastest['student']} {fastest['precision']} at {fastest['nfe']} NFE,"
+            f" {fastest['speedup']:.2f}x, FD {fastest['fd']:.3f} ({fastest['fd'] / fd0:.2f}x the original's)."
+        )
+    return lines
 
 
 def reading(rows: list[dict], fd0: float, floor: float) -> list[str]:

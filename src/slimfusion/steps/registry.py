@@ -76,5 +76,6 @@ def option_defaults(options: type[BaseModel]) -> dict[str, Any]:
 
 
 def config_of(options: BaseModel, cls: type[BaseModel]) -> BaseModel:
-    """The technique config inside a step's options: the fields the config class has."""
-    return cls(**options.model_dump(include=set(cls.model_fields)))
+    """The technique config inside a step's options: the fields the config class has, those left unset staying
+    unset (a distilled model's own sampler fills unset sampling fields)."""
+    return cls(**options.model_dump(include=set(cls.model_fields), exclude_unset=True))
