@@ -1,7 +1,8 @@
 """slimfusion: make diffusion models smaller and faster, and prove what it cost in image quality.
 
 One verb and one config per technique: `slimfusion.prune(model, StructuralConfig(...))`,
-`slimfusion.finetune(model, images, FinetuneConfig(...), teacher=...)`, `slimfusion.sample(model, SampleConfig(...))`,
+`slimfusion.finetune(model, images, FinetuneConfig(...), teacher=...)`,
+`slimfusion.distill_steps(model, images, StepDistillConfig(...))`, `slimfusion.sample(model, SampleConfig(...))`,
 `slimfusion.evaluate(target, EvaluateConfig(...), ref=..., original=...)`,
 `slimfusion.skip_plan(model, SkipConfig(...))` + `with slimfusion.apply_plan(model, plan):`,
 `slimfusion.sparsify(model_or_pipeline, SparsityConfig(...))`, `slimfusion.lowrank(model, LowRankConfig(...))`,
@@ -24,6 +25,7 @@ from slimfusion.skip import SkipConfig, apply_plan, load_plan, save_plan, skip_p
 from slimfusion.sparsify import SparsityConfig, sparsify  # noqa: E402
 from slimfusion.steps import apply  # noqa: E402
 from slimfusion.train import FinetuneConfig, finetune  # noqa: E402
+from slimfusion.train.step_distill import StepDistillConfig, distill_steps  # noqa: E402
 
 __all__ = [
     "DepthConfig",
@@ -34,10 +36,12 @@ __all__ = [
     "SampleConfig",
     "SkipConfig",
     "SparsityConfig",
+    "StepDistillConfig",
     "StructuralConfig",
     "__version__",
     "apply",
     "apply_plan",
+    "distill_steps",
     "evaluate",
     "finetune",
     "load",
