@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from slimfusion.errors import ConfigError, SlimfusionError
 from slimfusion.models.io import atomic_folder
+from slimfusion.models.source import check_source
 from slimfusion.steps import STEPS, Subject
 
 QUALITY_NOTE = (
@@ -147,6 +148,7 @@ def run_recipe(recipe_path: str | Path, out: str | Path, launcher: str = "none",
     recipe = load_recipe(recipe_path)
     if not any(STEPS[verb].makes_model for verb, _, _ in recipe.verbs()):
         raise ConfigError("the recipe has no step that makes a model")
+    check_source(recipe.model)  # before the run folder exists
     out = Path(out)
     check_out_folder(out)
     steps_dir = out / "steps"

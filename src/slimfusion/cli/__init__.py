@@ -23,18 +23,36 @@ from slimfusion.cli.common import quiet_libraries
 from slimfusion.errors import SlimfusionError
 from slimfusion.progress import console
 
+try:  # typer >= 0.24 vendors click: its usage errors have no public alias there
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    from typer.exceptions import Abort
+except ImportError:  # typer on the shared click package
+    from click.exceptions import Abort, NoArgsIsHelpError, UsageError
+
 
 def main() -> None:
     """Entry point: bad input ends in one line on stderr and exit code 2, never a traceback."""
     quiet_libraries()
     try:
-        app()  # typer reports usage errors itself (exit 2)
+        code = app(standalone_mode=False)  # usage errors come back to us, to be printed in one line
+    except NoArgsIsHelpError as exc:  # a bare `slimfusion` / `slimfusion VERB`: the help, as asked
+        exc.show()
+        sys.exit(0)
+    except UsageError as exc:
+        where = exc.ctx.command_path.replace("root", "slimfusion", 1) if exc.ctx is not None else "slimfusion"
+        _fail(f"{exc.format_message()} (see `{where} --help`)")
     except (SlimfusionError, FileExistsError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
+        _fail(str(exc))
+    except (Abort, KeyboardInterrupt):
         console.print("interrupted")
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {' '.join(message.split())}", highlight=False, soft_wrap=True)
+    sys.exit(2)
 
 
 __all__ = ["app", "main"]

@@ -19,6 +19,7 @@ from slimfusion.errors import CorruptFileError, FormatVersionError, NotAModelErr
 from slimfusion.models.families import FAMILIES, build
 from slimfusion.models.format import FORMAT_VERSION, META_FILE, PICKLE_SUFFIXES, RECORDED
 from slimfusion.models.meta import set_meta
+from slimfusion.models.record import check_record
 from slimfusion.models.shapes import _apply_overrides, _resize_explained_tensors, replay_removals
 from slimfusion.models.sparse_storage import decode
 from slimfusion.models.transforms import finish_all, rebuild_all
@@ -47,6 +48,7 @@ def read_slimfusion_json(folder: Path) -> dict[str, Any] | None:
         raise FormatVersionError(
             f"{file} has format version {version}; this slimfusion {__version__} reads up to {FORMAT_VERSION}: upgrade"
         )
+    check_record(data, file)
     return data
 
 

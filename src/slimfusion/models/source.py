@@ -38,6 +38,18 @@ def load(source: str | Path, component: str | None = None) -> nn.Module:
     raise ModelNotFoundError(f"model not found: {text} (no such folder, builtin:NAME or hub id)")
 
 
+def check_source(source: str | Path) -> None:
+    """Refuse, without loading anything, a source that is no folder, no known builtin:NAME and no hub id."""
+    text = str(source)
+    if text.startswith(PREFIX):
+        if text[len(PREFIX) :] not in BUILTINS:
+            name = text[len(PREFIX) :]
+            raise ModelNotFoundError(f"unknown builtin:{name}; available: {', '.join(PREFIX + n for n in BUILTINS)}")
+        return
+    if not Path(text).expanduser().exists() and not _looks_like_hub_id(text):
+        raise ModelNotFoundError(f"model not found: {text} (no such folder, builtin:NAME or hub id)")
+
+
 def _looks_like_hub_id(text: str) -> bool:
     parts = text.split("/")
     return len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text

@@ -12,6 +12,8 @@ import json
 import numpy as np
 import torch
 
+from slimfusion.errors import CorruptFileError
+
 SPARSE_FILE = "slimfusion_sparse.safetensors"
 FORMAT = "slimfusion-sparse-bitmask"
 MASK, VALUES = "::mask", "::values"
@@ -41,16 +43,30 @@ def decode(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None) ->
     """The dense state dict of a file written by `encode` (other safetensors files pass through unchanged)."""
     if not metadata or metadata.get("format") != FORMAT:
         return tensors
-    shapes = json.loads(metadata["shapes"])
+    try:
+        shapes = json.loads(metadata["shapes"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(f"compact weights: unreadable shapes metadata ({exc})") from exc
     state = {k: v for k, v in tensors.items() if not k.endswith((MASK, VALUES))}
-    for key, shape in shapes.items():
+    for key, shape in (shapes.items() if isinstance(shapes, dict) else ()):
+        mask, values = tensors.get(key + MASK), tensors.get(key + VALUES)
+        if mask is None or values is None or not _is_shape(shape):
+            raise CorruptFileError(f"compact weights: {key} has no mask / values or a malformed shape {shape!r}")
         count = int(np.prod(shape))
-        bits = np.unpackbits(tensors[key + MASK].numpy(), count=count).astype(bool)
-        values = tensors[key + VALUES]
+        # checked against what the file holds before anything is allocated: the mask has one bit per element
+        if (count + 7) // 8 != mask.numel() or mask.dtype != torch.uint8:
+            raise CorruptFileError(f"compact weights: {key} declares {count} elements, its mask holds {mask.numel()} B")
+        bits = np.unpackbits(mask.numpy(), count=count).astype(bool)
+        if int(bits.sum()) != values.numel():
+            raise CorruptFileError(f"compact weights: {key}'s mask and values disagree ({values.numel()} values)")
         dense = torch.zeros(count, dtype=values.dtype)
         dense[torch.from_numpy(bits)] = values
         state[key] = dense.view(shape)
     return state
+
+
+def _is_shape(shape) -> bool:
+    return isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
 
 
 def is_compact(metadata: dict[str, str] | None) -> bool:

@@ -161,7 +161,8 @@ def fit(
             value = accelerator.reduce(loss.detach(), "mean").item()
             running = value if running is None else 0.98 * running + 0.02 * value
             rate = (step - first_step + 1) / (time.perf_counter() - start)
-            bar.update(task, completed=step, status=f"loss {running:.4f}  {rate:.2f} steps/s")
+            images = rate * config.batch_size * world
+            bar.update(task, completed=step, status=f"loss {running:.4f}  {rate:.2f} steps/s  {images:.0f} img/s")
             last = step == config.steps or step == stop_at
             if checkpoint_every and step % checkpoint_every == 0 and not last:
                 _checkpoint(accelerator, Path(out), model, student, optimizer, ema, gen, config, step, running, extras)
