@@ -305,3 +305,34 @@ def test_bombs_are_bounded(tmp_path, capsys, bomb):
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert time.perf_counter() - start < 10 and grown_kib < 1 << 20
+
+
+def test_leftovers_of_a_killed_write_are_cleaned_by_the_next_one(tmp_path):
+    for leftover in (".m.tmp-1a2b3c4d", ".m.old-5e6f7a8b"):
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "weights").write_text("half")
+    (tmp_path / ".other.tmp-1a2b3c4d").mkdir()  # another destination's: not ours to touch
+    save(tiny_model("UNet2DModel"), tmp_path / "m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-1a2b3c4d", "m"]
+
+
+def test_a_failing_disk_is_one_typed_line(tmp_path, capsys, monkeypatch):
+    """Fault injection: the final rename fails as on a full disk; the API raises OutputError, the CLI prints one line
+    and the user's earlier folder is intact."""
+    import errno
+
+    from slimfusion.errors import OutputError
+
+    _tiny(tmp_path)
+
+    def full(self, target):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "rename", full)
+    with pytest.raises(OutputError, match="No space left"):
+        save(tiny_model("UNet2DModel"), tmp_path / "out")
+    code, _, err = run_main(["quantize", str(tmp_path / TINY), "--out", str(tmp_path / "q")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "No space left" in err
+    monkeypatch.undo()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "q").exists()
+    assert [p.name for p in tmp_path.iterdir()] == [TINY]

@@ -27,3 +27,12 @@ class ConfigError(SlimfusionError, ValueError):
 
 class DataError(SlimfusionError, ValueError):
     """A data set that is missing, empty or unreadable."""
+
+
+class OutputError(SlimfusionError, OSError):
+    """An output that cannot be written: read-only folder, no space left, permission denied (path and cause named)."""
+
+
+def output_error(target, exc: OSError) -> OutputError:
+    """The OutputError for an OSError met while writing `target`."""
+    return OutputError(f"cannot write {target}: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""))

@@ -43,6 +43,8 @@ def main() -> None:
         _fail(f"{exc.format_message()} (see `{where} --help`)")
     except (SlimfusionError, FileExistsError) as exc:
         _fail(str(exc))
+    except OSError as exc:  # read-only, no space, permission: the OS's cause and the path, in one line
+        _fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
     except (Abort, KeyboardInterrupt):
         console.print("interrupted")
         sys.exit(130)

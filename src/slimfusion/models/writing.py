@@ -5,6 +5,7 @@ renamed into place only when complete).
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import shutil
 import uuid
@@ -17,6 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from slimfusion import __version__
+from slimfusion.errors import SlimfusionError, output_error
 from slimfusion.models.families import family_name
 from slimfusion.models.format import FORMAT_VERSION, META_FILE, SCHEDULER_FILE, STORAGES
 from slimfusion.models.meta import get_meta
@@ -67,14 +69,34 @@ def save(
 @contextlib.contextmanager
 def atomic_folder(target: Path) -> Iterator[Path]:
     """Yield a hidden sibling folder to fill; it replaces `target` when the block ends, or is deleted on any error."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(target)
+    except OSError as exc:
+        raise output_error(target, exc) from exc
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         yield tmp
         replace_folder(tmp, target)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, SlimfusionError):
+            raise
+        raise output_error(target, exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def clean_stale(target: Path) -> None:
+    """Delete what a killed earlier write to `target` left beside it (`.NAME.tmp-*`, `.NAME.old-*`): a write to one
+    destination at a time is the contract, so any such sibling is a leftover."""
+    leftovers = [p for kind in ("tmp", "old") for p in target.parent.glob(f".{glob.escape(target.name)}.{kind}-*")]
+    for leftover in leftovers:
+        if leftover.is_symlink() or leftover.is_file():
+            leftover.unlink()
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def write_compact(model: nn.Module, folder: Path) -> None:
