@@ -336,3 +336,25 @@ def test_a_failing_disk_is_one_typed_line(tmp_path, capsys, monkeypatch):
     monkeypatch.undo()
     assert not (tmp_path / "out").exists() and not (tmp_path / "q").exists()
     assert [p.name for p in tmp_path.iterdir()] == [TINY]
+
+
+API_ROWS = [r for r in ROWS if r[1][0] in ("info", "run") and not r[0].startswith("usage")]
+
+
+@pytest.mark.parametrize("name,argv,setup", API_ROWS, ids=[r[0] for r in API_ROWS])
+def test_the_api_raises_a_typed_error(tmp_path, monkeypatch, name, argv, setup):
+    """The same rows through the Python API (load / run_recipe): a SlimfusionError, never a bare library error."""
+    import slimfusion
+    from slimfusion.errors import SlimfusionError
+
+    monkeypatch.chdir(tmp_path)
+    if setup is not None:
+        setup(tmp_path)
+    if name == "run-out-foreign":
+        (tmp_path / "r.yaml").write_text("model: builtin:digits-ddpm\nsteps:\n  - quantize: {scheme: bf16}\n")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    with pytest.raises(SlimfusionError):
+        if args[0] == "info":
+            slimfusion.load(args[1])
+        else:
+            slimfusion.run_recipe(args[1], args[3])
