@@ -186,6 +186,19 @@ def test_dit_students_distill_progressively(tmp_path):
         method="progressive", to_steps=2, teacher_steps=4, teacher=str(teacher), distill_class_labels="0,1",
         distill_num=4, **FAST,
     )  # fmt: skip
+    with pytest.raises(ConfigError, match="use --method progressive"):
+        run_distill_steps(subject, options.model_copy(update={"method": "consistency"}), progress=False)
     run_distill_steps(subject, options, progress=False)
     images = sample(subject.obj, SampleConfig(num=1, class_labels=[1]), progress=False)
     assert torch.isfinite(images).all()
+
+
+def test_a_sparse_student_keeps_its_zeros(images):
+    from slimfusion.sparsify import SparsityConfig, sparsify, sparsity_of
+
+    teacher = tiny_model("UNet2DModel")
+    student = sparsify(copy.deepcopy(teacher), SparsityConfig(method="magnitude", sparsity=0.5), progress=False)
+    before = sparsity_of(student)["sparsity"]
+    config = StepDistillConfig(to_steps=2, teacher_steps=8, **FAST)
+    distill_steps(student, images, config, teacher=teacher, progress=False)
+    assert before > 0.4 and sparsity_of(student)["sparsity"] == pytest.approx(before)

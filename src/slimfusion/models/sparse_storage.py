@@ -48,7 +48,7 @@ def decode(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None) ->
     except (KeyError, json.JSONDecodeError) as exc:
         raise CorruptFileError(f"compact weights: unreadable shapes metadata ({exc})") from exc
     state = {k: v for k, v in tensors.items() if not k.endswith((MASK, VALUES))}
-    for key, shape in (shapes.items() if isinstance(shapes, dict) else ()):
+    for key, shape in shapes.items() if isinstance(shapes, dict) else ():
         mask, values = tensors.get(key + MASK), tensors.get(key + VALUES)
         if mask is None or values is None or not _is_shape(shape):
             raise CorruptFileError(f"compact weights: {key} has no mask / values or a malformed shape {shape!r}")

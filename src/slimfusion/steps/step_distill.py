@@ -13,6 +13,7 @@ from slimfusion.errors import ConfigError
 from slimfusion.models.families import check_trainable
 from slimfusion.models.io import load
 from slimfusion.models.meta import history, original_source
+from slimfusion.pipeline_sample import pipeline_kind
 from slimfusion.prune.conditioning import parse_class_labels
 from slimfusion.steps.registry import config_of, register
 from slimfusion.steps.subject import Subject
@@ -79,6 +80,11 @@ def run_distill_steps(
     check_trainable(student)
     source = teacher_source(student, options.teacher)
     if is_conditional(subject):
+        if config.method == "consistency" and pipeline_kind(subject.obj) == "class":
+            raise ConfigError(
+                "a consistency student samples with LCMScheduler, whose step noise DiTPipeline draws from torch's"
+                " global generator (not per image): use --method progressive for DiT pipelines"
+            )
         prompts = read_prompts(options.distill_prompts) if options.distill_prompts is not None else None
         labels = None
         if options.distill_class_labels is not None:
