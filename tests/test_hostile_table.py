@@ -100,6 +100,48 @@ def _compact_claims(shape: list[int]):
     return make
 
 
+def _sd_pipeline(change):
+    def make(tmp: Path) -> None:
+        from conftest import tiny_sd_pipeline
+
+        from slimfusion.pipelines import save_pipeline
+
+        save_pipeline(tiny_sd_pipeline(), tmp / "sd")
+        change(tmp / "sd")
+
+    return make
+
+
+def _plan_for_missing_block(tmp: Path) -> None:
+    from slimfusion.skip import SkipConfig, save_plan, skip_plan
+
+    _tiny(tmp)
+    plan = skip_plan(tiny_model("UNet2DModel"), SkipConfig(method="deepcache", steps=4, interval=2), progress=False)
+    save_plan(plan, tmp / "p.json")
+    record = json.loads((tmp / "p.json").read_text())
+    text = json.dumps(record).replace("mid_block", "no_such_block")
+    (tmp / "p.json").write_text(text)
+
+
+def _integer_weights(tmp: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    _tiny(tmp)
+    file = tmp / TINY / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(file))
+    state["conv_in.weight"] = state["conv_in.weight"].to(torch.int32)
+    save_file(state, str(file))
+
+
+def _shard_outside(tmp: Path) -> None:
+    _tiny(tmp)
+    weights = tmp / TINY / "diffusion_pytorch_model.safetensors"
+    (tmp / "elsewhere.safetensors").write_bytes(weights.read_bytes())
+    weights.unlink()
+    index = {"metadata": {}, "weight_map": {"conv_in.weight": "../elsewhere.safetensors"}}
+    (tmp / TINY / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(index))
+
+
 def _pickle_only(tmp: Path) -> None:
     (tmp / "pk").mkdir()
     (tmp / "pk" / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel"}))
@@ -222,6 +264,24 @@ ROWS = [
     ("samples-bad-npz", ["evaluate", "{tmp}/s2", "--metrics", "fd", "--ref", "digits"], _file("s2/samples.npz", "x")),
     ("pipeline-index-bad-json", ["info", "{tmp}/pipe"], _file("pipe/model_index.json", "{")),
     ("pipeline-unknown-class", ["sample", "{tmp}/pipe", "--out", "{tmp}/o"], _pipeline({"unet": ["nope", "Nope"]})),
+    (
+        "pipeline-scheduler-corrupt",
+        ["info", "{tmp}/sd"],
+        _sd_pipeline(lambda f: (f / "scheduler" / "scheduler_config.json").write_text("{")),
+    ),
+    (
+        "pipeline-tokenizer-missing",
+        ["sample", "{tmp}/sd", "--out", "{tmp}/o", "--prompts", "{tmp}/sd/model_index.json"],
+        _sd_pipeline(lambda f: __import__("shutil").rmtree(f / "tokenizer")),
+    ),
+    (
+        "plan-names-missing-block",
+        ["sample", "{tmp}/tiny", "--plan", "{tmp}/p.json", "--out", "{tmp}/o"],
+        _plan_for_missing_block,
+    ),
+    ("weights-integer-dtype", ["info", "{tmp}/tiny"], _integer_weights),
+    ("meta-removed-modules-bogus", ["info", "{tmp}/tiny"], _meta(removed_modules=["down_blocks.9.nothing"])),
+    ("shard-index-outside-folder", ["info", "{tmp}/tiny"], _shard_outside),
     ("stats-missing-data", ["stats", "{tmp}/nope", "--out", "{tmp}/s.npz"], None),
     # hostile recipes
     ("recipe-yaml-syntax", ["run", "{tmp}/r.yaml", "--out", "{tmp}/o"], _recipe("model: [unclosed")),

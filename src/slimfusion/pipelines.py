@@ -17,7 +17,7 @@ import diffusers
 from huggingface_hub import snapshot_download
 from torch import nn
 
-from slimfusion.errors import ModelNotFoundError, NotAModelError
+from slimfusion.errors import CorruptFileError, ModelNotFoundError, NotAModelError
 from slimfusion.models.families import FAMILIES
 from slimfusion.models.io import (
     _looks_like_hub_id,
@@ -70,6 +70,14 @@ def load_pipeline(source: str | Path, **replace: Any):
         path = _hub_pipeline(str(source))
     index = _read_json(path / INDEX)
     cls = _pipeline_class(index, path)
+    absent = [
+        name
+        for name, spec in index.items()
+        if not name.startswith("_") and name not in replace and _is_component(spec) and spec[1] not in FAMILIES
+        and not (path / name).is_dir()
+    ]  # fmt: skip
+    if absent:  # diffusers would build a default tokenizer / scheduler in its place, or fail deep inside
+        raise CorruptFileError(f"{path}: {INDEX} lists {', '.join(absent)} but the folder has no such sub-folder")
     components: dict[str, Any] = {}
     for name, spec in index.items():
         if name.startswith("_") or name in replace or not _is_component(spec):

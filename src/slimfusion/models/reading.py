@@ -68,6 +68,10 @@ def load_model_folder(path: Path) -> nn.Module:
     overrides = (meta or {}).get("shape_overrides", {})
     _apply_overrides(model, overrides)
     _resize_explained_tensors(model, state, overrides, path)
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and v.is_floating_point() != own[k].is_floating_point()]
+    if wrong:  # load_state_dict would cast integers into float weights without a word
+        raise CorruptFileError(f"{path}: {wrong[0]} is stored as {state[wrong[0]].dtype}, the model needs floats")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -97,7 +101,11 @@ def _meta_fields(meta: dict[str, Any] | None) -> dict[str, Any]:
 def _weight_files(path: Path) -> list[Path]:
     indexes = sorted(path.glob("*.safetensors.index.json"))
     if indexes:
-        shards = sorted(set(_read_json(indexes[0]).get("weight_map", {}).values()))
+        weight_map = _read_json(indexes[0]).get("weight_map", {})
+        shards = sorted(set(weight_map.values())) if isinstance(weight_map, dict) else []
+        outside = [s for s in shards if not isinstance(s, str) or (path / s).resolve().parent != path.resolve()]
+        if outside or not shards:
+            raise CorruptFileError(f"{indexes[0]}: shard names must be files inside the model folder (got {outside})")
         missing = [s for s in shards if not (path / s).exists()]
         if missing:
             raise CorruptFileError(f"{path}: shard(s) listed in {indexes[0].name} are missing: {', '.join(missing)}")
