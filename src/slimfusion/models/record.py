@@ -34,7 +34,7 @@ class MetaRecord(_Open):
     format_version: int
     slimfusion_version: str | None = None
     class_: str | None = Field(None, alias="class")
-    shape_overrides: dict[str, list[int]] = Field(default_factory=dict)
+    shape_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
     history: list[HistoryEntry] = Field(default_factory=list)
     scheduler: dict[str, Any] | None = None
     skip_plan: dict[str, Any] | None = None
