@@ -202,8 +202,13 @@ def test_deepcache_uniform_and_non_uniform_schedules():
     picks = full_steps(50, 5, uniform=False, center=15)
     assert len(picks) == 10 and picks[0] == 0 and picks == sorted(set(picks))
     gaps = [b - a for a, b in zip(picks, picks[1:], strict=False)]
-    near = min(range(len(picks)), key=lambda i: abs(picks[i] - 15))
-    assert gaps[max(0, near - 1)] <= max(gaps)  # densest around the center
+    # densest around the center: the smallest gap touches step 15, and gaps grow with the distance from it
+    smallest = gaps.index(min(gaps))
+    assert 15 in (picks[smallest], picks[smallest + 1])
+    middle = [(a + b) / 2 for a, b in zip(picks, picks[1:], strict=False)]
+    farthest = max(range(len(gaps)), key=lambda i: abs(middle[i] - 15))
+    assert gaps[farthest] > 2 * min(gaps)
+    assert full_steps(50, 5, uniform=False, center=40) != picks  # the center moves the dense part
 
 
 @pytest.mark.parametrize(("interval", "branch"), [(3, 0), (2, 1), (4, 3)])
