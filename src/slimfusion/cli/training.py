@@ -51,8 +51,8 @@ def train(
     lr: Annotated[float, typer.Option(help="peak AdamW learning rate")] = 5e-4,
     seed: Annotated[int, typer.Option(help="seed for init, batches and noise")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="checkpoint (EMA model + training state) every N steps")] = 0,
-    resume: Annotated[bool, typer.Option(help="continue exactly from the checkpoint in --out")] = False,
-    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a diffusion model from scratch with the DDPM loss (how builtin:digits-ddpm was made)."""
     config = make_config(TrainConfig, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
@@ -64,13 +64,28 @@ def train(
     save_final(model, out)
 
 
+DataOpt = Annotated[
+    str | None, typer.Option(help="digits (default), digits:all, an image folder (pipelines: with captions)")
+]
+DistillPromptsOpt = Annotated[
+    Path | None, typer.Option(help="data-free: the teacher pipeline generates training latents from these prompts")
+]
+DistillLabelsOpt = Annotated[str | None, typer.Option(help="data-free for DiT pipelines: class labels, e.g. 0,1,2")]
+BatchOpt = Annotated[int, typer.Option(help="images per step (per process)")]
+LrOpt = Annotated[float, typer.Option(help="AdamW learning rate after warm-up")]
+EmaOpt = Annotated[float, typer.Option(help="EMA decay (the EMA weights are saved)")]
+PrecisionOpt = Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")]
+SeedOpt = Annotated[int, typer.Option(help="seed for batches and noise")]
+CheckpointOpt = Annotated[int, typer.Option(help="checkpoint (EMA model + training state) every N steps")]
+ResumeOpt = Annotated[bool, typer.Option(help="continue exactly from the checkpoint in --out")]
+OverwriteOpt = Annotated[bool, typer.Option(help="replace --out if it exists")]
+
+
 @app.command()
 def finetune(
     model: ModelArg,
     out: OutOpt,
-    data: Annotated[
-        str | None, typer.Option(help="digits (default), digits:all, an image folder (pipelines: with captions)")
-    ] = None,
+    data: DataOpt = None,
     steps: Annotated[int, typer.Option(help="optimizer steps")] = TUNE["steps"],
     teacher: Annotated[
         str | None, typer.Option(help="original model or pipeline to distil from (default: the one pruned from)")
@@ -81,29 +96,23 @@ def finetune(
     feature_distill: Annotated[float, typer.Option(help="weight of block-output distillation")] = TUNE[
         "feature_distill"
     ],
-    distill_prompts: Annotated[
-        Path | None, typer.Option(help="data-free: the teacher pipeline generates training latents from these prompts")
-    ] = None,
-    distill_class_labels: Annotated[
-        str | None, typer.Option(help="data-free for DiT pipelines: class labels, e.g. 0,1,2")
-    ] = None,
+    distill_prompts: DistillPromptsOpt = None,
+    distill_class_labels: DistillLabelsOpt = None,
     distill_num: Annotated[int, typer.Option(help="data-free: latents the teacher generates")] = TUNE["distill_num"],
     guidance: Annotated[float, typer.Option(help="data-free: the teacher's guidance scale")] = TUNE["guidance"],
-    batch_size: Annotated[int, typer.Option(help="images per step (per process)")] = TUNE["batch_size"],
-    lr: Annotated[float, typer.Option(help="AdamW learning rate after warm-up")] = TUNE["lr"],
+    batch_size: BatchOpt = TUNE["batch_size"],
+    lr: LrOpt = TUNE["lr"],
     warmup_steps: Annotated[int, typer.Option(help="linear warm-up steps")] = TUNE["warmup_steps"],
     lr_decay: Annotated[str, typer.Option(help="after warm-up: constant | cosine (to 0 at the end)")] = TUNE[
         "lr_decay"
     ],
-    ema_decay: Annotated[float, typer.Option(help="EMA decay (the EMA weights are saved)")] = TUNE["ema_decay"],
+    ema_decay: EmaOpt = TUNE["ema_decay"],
     grad_clip: Annotated[float, typer.Option(help="max gradient norm")] = TUNE["grad_clip"],
-    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")] = TUNE["mixed_precision"],
-    seed: Annotated[int, typer.Option(help="seed for batches and noise")] = TUNE["seed"],
-    checkpoint_every: Annotated[int, typer.Option(help="checkpoint (EMA model + training state) every N steps")] = TUNE[
-        "checkpoint_every"
-    ],
-    resume: Annotated[bool, typer.Option(help="continue exactly from the checkpoint in --out")] = False,
-    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+    mixed_precision: PrecisionOpt = TUNE["mixed_precision"],
+    seed: SeedOpt = TUNE["seed"],
+    checkpoint_every: CheckpointOpt = TUNE["checkpoint_every"],
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Recover a compressed model: DDPM loss, optional distillation from --teacher, EMA weights saved.
 
@@ -149,7 +158,7 @@ def train_features(
     out: OutOpt,
     epochs: Annotated[int, typer.Option(help="passes over the digits train split")] = 40,
     seed: Annotated[int, typer.Option(help="seed for init, order and augmentation")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Train the digit classifier that gives the offline FD feature space (how builtin:digits-features was made)."""
     refuse_existing(out, overwrite)
@@ -167,7 +176,7 @@ def train_builtin(
     steps: Annotated[int, typer.Option(help="steps (0: default, VAE 3000, denoisers 6000)")] = 0,
     vae: Annotated[str, typer.Option(help="the VAE the latent models use")] = "builtin:digits-vae",
     seed: Annotated[int, typer.Option(help="seed for everything")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Make a latent built-in from scratch (how builtin:digits-vae / -t2i / -dit were made).
 
@@ -206,30 +215,22 @@ def distill_steps(
         int | None,
         typer.Option(help="progressive: teacher's DDIM steps, K x 2^rounds (default >= 32); consistency: grid (50)"),
     ] = None,
-    data: Annotated[
-        str | None, typer.Option(help="digits (default), digits:all, an image folder (pipelines: with captions)")
-    ] = None,
-    distill_prompts: Annotated[
-        Path | None, typer.Option(help="data-free: the teacher pipeline generates training latents from these prompts")
-    ] = None,
-    distill_class_labels: Annotated[
-        str | None, typer.Option(help="data-free for DiT pipelines: class labels, e.g. 0,1,2")
-    ] = None,
+    data: DataOpt = None,
+    distill_prompts: DistillPromptsOpt = None,
+    distill_class_labels: DistillLabelsOpt = None,
     distill_num: Annotated[int, typer.Option(help="data-free: latents the teacher generates")] = STEP["distill_num"],
     guidance: Annotated[
         float, typer.Option(help="conditional pipelines: the teacher's guidance scale, folded into the student")
     ] = STEP["guidance"],
     steps: Annotated[int, typer.Option(help="optimizer steps (progressive: per round)")] = STEP["steps"],
-    batch_size: Annotated[int, typer.Option(help="images per step (per process)")] = STEP["batch_size"],
-    lr: Annotated[float, typer.Option(help="AdamW learning rate after warm-up")] = STEP["lr"],
-    ema_decay: Annotated[float, typer.Option(help="EMA decay (the EMA weights are saved)")] = STEP["ema_decay"],
-    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")] = STEP["mixed_precision"],
-    seed: Annotated[int, typer.Option(help="seed for batches and noise")] = STEP["seed"],
-    checkpoint_every: Annotated[int, typer.Option(help="checkpoint (EMA model + training state) every N steps")] = STEP[
-        "checkpoint_every"
-    ],
-    resume: Annotated[bool, typer.Option(help="continue exactly from the checkpoint in --out")] = False,
-    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+    batch_size: BatchOpt = STEP["batch_size"],
+    lr: LrOpt = STEP["lr"],
+    ema_decay: EmaOpt = STEP["ema_decay"],
+    mixed_precision: PrecisionOpt = STEP["mixed_precision"],
+    seed: SeedOpt = STEP["seed"],
+    checkpoint_every: CheckpointOpt = STEP["checkpoint_every"],
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Distil MODEL into a student that samples in --to-steps steps (progressive or consistency distillation).
 
