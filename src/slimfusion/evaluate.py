@@ -269,7 +269,10 @@ def print_result(result: dict[str, Any]) -> None:
         "plan_macs_ratio": "skip plan: kept MACs share",
         "macs_per_step": "MACs per step with the plan",
     }
-    table = Table(title=f"{result['target']} ({result['num']} images)")
+    sampling = result.get("sampling") or {}
+    how = f", {sampling['scheduler']} {sampling['steps']} steps" if sampling.get("scheduler") else ""
+    own = " (its own sampler)" if sampling.get("own_sampler") else ""
+    table = Table(title=f"{result['target']} ({result['num']} images{how}{own})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result["metrics"].items():
