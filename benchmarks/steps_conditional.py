@@ -76,7 +76,7 @@ def train(args, work: Path, record: dict, code: str) -> None:
     jobs = {"t2i-consistency": (t2i, {"steps": args.t2i_steps}), "dit-progressive": (dit, {"round": args.round_steps})}
     for name in args.only:
         make, settings = jobs[name]
-        run(name, settings, make, work, record, code)
+        run(name, settings, make, work, record, code, args.reuse)
 
 
 def main() -> None:
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default="runs/steps_conditional")
+    parser.add_argument("--reuse", action="store_true", help="keep students of the same settings from older code")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(args.work)
@@ -154,7 +155,7 @@ def section(name: str, prefix: str, work: Path, record: dict, real, args) -> lis
                     frechet_distance(*stats, *ref),
                 )
             )
-    wall = f"{entry['wall_s'] / 60:.1f} min (one run, all its students)" if entry else "not trained"
+    wall = f"{entry['wall_s'] / 60:.1f} min (one run, all its students; code {entry['commit']})" if entry else "none"
     lines = [
         "",
         f"## builtin:{name}",

@@ -76,6 +76,7 @@ def run_distill_steps(
     if (options.checkpoint_every or options.resume) and folder is None:
         raise ConfigError("checkpoints and --resume need an output folder")
     run = {"out": folder, "checkpoint_every": options.checkpoint_every, "resume": options.resume}
+    run["on_round"] = context.get("on_round")  # Python callers: keep every progressive round's student
     student = subject.denoiser
     check_trainable(student)
     source = teacher_source(student, options.teacher)
