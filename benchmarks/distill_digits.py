@@ -4,7 +4,8 @@
 
 Students (each one `distill_steps` run on the CPU of this machine, wall time recorded in `--work`/students.json):
 - consistency: consistency distillation from the original (samples in any 1-8 steps with its LCMScheduler);
-- progressive: one run 32 -> 16 -> 8 -> 4 -> 2 -> 1 DDIM steps, `--round-steps` per round, every round's student kept;
+- progressive: one run `--start` (32) -> ... -> 2 -> 1 DDIM steps, `--round-steps` per round, every round's student
+  kept;
 - pruned-consistency: the original pruned by Diff-Pruning (T = 0.05, ratio 0.25: 56% of the MACs), not fine-tuned,
   then consistency-distilled from the unpruned original (recovery and step distillation in one run).
 A student is rebuilt when its settings or the code's commit change.
@@ -53,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2500, help="consistency runs: optimizer steps")
     parser.add_argument("--round-steps", type=int, default=500, help="progressive: optimizer steps per round")
+    parser.add_argument("--start", type=int, default=32, help="progressive: the teacher's DDIM steps (a power of 2)")
     parser.add_argument("--only", nargs="*", default=["consistency", "progressive", "pruned-consistency"])
     parser.add_argument("--work", default="runs/distill_digits")
     parser.add_argument("--reuse", action="store_true", help="keep students of the same settings from older code")
@@ -72,7 +74,7 @@ def main() -> None:
 
     def progressive() -> dict:
         model, kept = load("builtin:digits-ddpm"), {}
-        config = StepDistillConfig(method="progressive", to_steps=1, teacher_steps=32, steps=args.round_steps)
+        config = StepDistillConfig(method="progressive", to_steps=1, teacher_steps=args.start, steps=args.round_steps)
 
         def keep(student) -> None:
             kept[f"-{get_meta(student)['sampler']['steps']}"] = copy.deepcopy(student)
@@ -88,7 +90,7 @@ def main() -> None:
 
     jobs = {
         "consistency": (consistency, {"steps": args.steps}),
-        "progressive": (progressive, {"round_steps": args.round_steps, "from": 32}),
+        "progressive": (progressive, {"round_steps": args.round_steps, "from": args.start}),
         "pruned-consistency": (pruned_consistency, {"steps": args.steps, "prune": "diff-pruning 0.25"}),
     }
     for name in args.only:

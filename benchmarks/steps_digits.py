@@ -4,6 +4,12 @@ Regenerates benchmarks/results/steps_digits.md:
 
     .venv/bin/python benchmarks/steps_digits.py --num 2000
 
+and, with the step-distilled students of benchmarks/distill_digits.py next to the solvers at the same evaluations,
+benchmarks/results/steps_digits_students.md:
+
+    .venv/bin/python benchmarks/steps_digits.py --num 2000 --students runs/distill_digits --solvers ddim unipc \
+        --nfes 1 2 4 8 --bf16 unipc --time --result benchmarks/results/steps_digits_students.md
+
 Quality: FD (digits features, not FID) of `--num` samples vs all 1,797 digits; the noise floor is the FD between two
 independent sample sets of the original (DDIM 50, float32). (A bootstrap over generated images is not used: resampling
 with replacement duplicates images, shrinks their covariance and biases FD upward, so its interval misses the
@@ -109,6 +115,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--work", default="runs/steps_digits")
     parser.add_argument("--students", type=Path, default=None, help="work folder of benchmarks/distill_digits.py")
+    parser.add_argument("--result", default=str(RESULT.relative_to(ROOT)), help="the table to write")
     args = parser.parse_args()
     unknown = [s for s in args.solvers + args.bf16 if s not in SOLVERS]
     if unknown:
@@ -210,7 +217,7 @@ def write(rows: list[dict], floor: float, fd0: float, args, code: str) -> None:
     students = [r for r in rows if r.get("student")]
     if students:
         lines += ["", *student_table(students, fd0, floor, args)]
-    RESULT.write_text("\n".join(lines) + "\n")
+    (ROOT / args.result).write_text("\n".join(lines) + "\n")
 
 
 def student_table(rows: list[dict], fd0: float, floor: float, args) -> list[str]:
