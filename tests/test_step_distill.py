@@ -175,7 +175,7 @@ def test_conditional_students_fold_guidance_and_save_their_scheduler(tmp_path):
     assert images.shape[0] == 1 and torch.isfinite(images).all()
 
 
-def test_dit_students_distill_progressively(tmp_path):
+def test_dit_students_distill_progressively(tmp_path, monkeypatch):
     from slimfusion.steps import Subject
     from slimfusion.steps.step_distill import StepDistillOptions, run_distill_steps
 
@@ -183,16 +183,21 @@ def test_dit_students_distill_progressively(tmp_path):
     slimfusion.save_pipeline(tiny_dit_pipeline(), teacher)
     subject = Subject.load(teacher)
     options = StepDistillOptions(
-        method="progressive", to_steps=2, teacher_steps=8, teacher=str(teacher), distill_class_labels="0,1",
+        method="progressive", to_steps=2, teacher_steps=8, teacher=str(teacher), distill_class_labels="0,1", guidance=2.0,
         distill_num=4, **FAST,
     )  # fmt: skip
     with pytest.raises(ConfigError, match="use --method progressive"):
         run_distill_steps(subject, options.model_copy(update={"method": "consistency"}), progress=False)
+    import slimfusion.train.step_distill as module
+
+    guided = []
+    monkeypatch.setattr(module, "_Teacher", lambda t, null, g: guided.append(g) or _Teacher(t, null, g))
     rounds = []
     run_distill_steps(
         subject, options, progress=False, on_round=lambda m: rounds.append(get_meta(m)["sampler"]["steps"])
     )
     assert rounds == [4, 2]  # every round's student is handed out (benchmarks keep them)
+    assert guided == [2.0, 1.0]  # guidance is folded in once: round 2's teacher already carries it
     images = sample(subject.obj, SampleConfig(num=1, class_labels=[1]), progress=False)
     assert torch.isfinite(images).all()
 

@@ -275,7 +275,8 @@ def distill_steps(
             if round_ > 0:
                 teacher = _round_teacher(out, round_) if resume and round_ == first_round else _frozen(model)
             grid = ddim_grid(schedule, config.teacher_of() // 2**round_)
-            objective = ProgressiveObjective(process, _Teacher(teacher, null, config.guidance), grid)
+            guidance = config.guidance if round_ == 0 else 1.0  # a previous round's student has the guidance folded in
+            objective = ProgressiveObjective(process, _Teacher(teacher, null, guidance), grid)
         else:
             objective = ConsistencyObjective(
                 process, _Teacher(teacher, null, config.guidance), model, config.teacher_of(), len(process.alphas)
