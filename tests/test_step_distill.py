@@ -183,8 +183,8 @@ def test_dit_students_distill_progressively(tmp_path, monkeypatch):
     slimfusion.save_pipeline(tiny_dit_pipeline(), teacher)
     subject = Subject.load(teacher)
     options = StepDistillOptions(
-        method="progressive", to_steps=2, teacher_steps=8, teacher=str(teacher), distill_class_labels="0,1", guidance=2.0,
-        distill_num=4, **FAST,
+        method="progressive", to_steps=2, teacher_steps=8, teacher=str(teacher), distill_class_labels="0,1",
+        guidance=2.0, distill_num=4, **FAST,
     )  # fmt: skip
     with pytest.raises(ConfigError, match="use --method progressive"):
         run_distill_steps(subject, options.model_copy(update={"method": "consistency"}), progress=False)
