@@ -6,7 +6,8 @@ Students (each one `distill_steps` run on the CPU of this machine, wall time rec
 - consistency: consistency distillation from the original (samples in any 1-8 steps with its LCMScheduler);
 - progressive: one run `--start` (32) -> ... -> 2 -> 1 DDIM steps, `--round-steps` per round, every round's student
   kept;
-- pruned-consistency: the original pruned by Diff-Pruning (T = 0.05, ratio 0.25: 56% of the MACs), not fine-tuned,
+- pruned-consistency: the original pruned at ratio 0.25 (56% of the MACs; `--prune-method`, default Diff-Pruning
+  T = 0.05), not fine-tuned,
   then consistency-distilled from the unpruned original (recovery and step distillation in one run).
 A student is rebuilt when its settings or the code's commit change.
 """
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2500, help="consistency runs: optimizer steps")
     parser.add_argument("--round-steps", type=int, default=500, help="progressive: optimizer steps per round")
     parser.add_argument("--start", type=int, default=32, help="progressive: the teacher's DDIM steps (a power of 2)")
+    parser.add_argument("--prune-method", default="diff-pruning", help="how the pruned student is pruned (ratio 0.25)")
     parser.add_argument("--only", nargs="*", default=["consistency", "progressive", "pruned-consistency"])
     parser.add_argument("--work", default="runs/distill_digits")
     parser.add_argument("--reuse", action="store_true", help="keep students of the same settings from older code")
@@ -84,14 +86,14 @@ def main() -> None:
 
     def pruned_consistency() -> dict:
         teacher, model = load("builtin:digits-ddpm"), load("builtin:digits-ddpm")
-        prune(model, StructuralConfig(method="diff-pruning", threshold=0.05, ratio=0.25), data=images)
+        prune(model, StructuralConfig(method=args.prune_method, threshold=0.05, ratio=0.25), data=images)
         config = StepDistillConfig(method="consistency", to_steps=4, steps=args.steps)
         return {"": distill_steps(model, images, config, teacher=teacher, progress=False)}
 
     jobs = {
         "consistency": (consistency, {"steps": args.steps}),
         "progressive": (progressive, {"round_steps": args.round_steps, "from": args.start}),
-        "pruned-consistency": (pruned_consistency, {"steps": args.steps, "prune": "diff-pruning 0.25"}),
+        "pruned-consistency": (pruned_consistency, {"steps": args.steps, "prune": f"{args.prune_method} 0.25"}),
     }
     for name in args.only:
         make, settings = jobs[name]

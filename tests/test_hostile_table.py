@@ -281,7 +281,8 @@ ROWS = [
         _plan_for_missing_block,
     ),
     ("weights-integer-dtype", ["info", "{tmp}/tiny"], _integer_weights),
-    ("meta-removed-modules-bogus", ["info", "{tmp}/tiny"], _meta(removed_modules=["down_blocks.9.nothing"])),
+    ("meta-removed-modules-not-lists", ["info", "{tmp}/tiny"], _meta(removed_modules=["down_blocks.0"])),
+    ("meta-removed-modules-bogus", ["info", "{tmp}/tiny"], _meta(removed_modules=[["down_blocks.9.nothing"]])),
     ("shard-index-outside-folder", ["info", "{tmp}/tiny"], _shard_outside),
     ("stats-missing-data", ["stats", "{tmp}/nope", "--out", "{tmp}/s.npz"], None),
     # hostile recipes

@@ -85,7 +85,7 @@ def test_accelerate_launcher_wraps_only_training_and_sampling_steps(tmp_path):
     from slimfusion.recipe import launched_command
     from slimfusion.steps import STEPS
 
-    assert sorted(v for v, s in STEPS.items() if s.launched) == ["evaluate", "finetune"]
+    assert sorted(v for v, s in STEPS.items() if s.launched) == ["distill-steps", "evaluate", "finetune"]
     context = {"model": "builtin:digits-ddpm"}
     tune = launched_command("finetune", {"steps": 5}, "m", tmp_path / "01-finetune", context)
     assert tune[1:4] == ["-m", "accelerate.commands.launch", "-m"] and tune[4:6] == ["slimfusion", "finetune"]

@@ -40,7 +40,7 @@ class MetaRecord(_Open):
     skip_plan: dict[str, Any] | None = None
     storage: Literal["dense", "compact"] = "dense"
     sampler: SamplerRecord | None = None
-    removed_modules: list[str] = Field(default_factory=list)
+    removed_modules: list[list[str]] = Field(default_factory=list)  # per depth step, the module paths it removed
     transforms: list[dict[str, Any]] = Field(default_factory=list)
 
 
