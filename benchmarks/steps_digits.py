@@ -187,7 +187,8 @@ def time_rows(rows: list[dict], models: dict, args) -> None:
 
 def write(rows: list[dict], floor: float, fd0: float, args, code: str) -> None:
     lines = [
-        "# Fewer steps on builtin:digits-ddpm: training-free solvers",
+        "# Fewer steps on builtin:digits-ddpm: training-free solvers"
+        + (" and step-distilled students" if args.students else ""),
         "",
         f"Command: `.venv/bin/python benchmarks/steps_digits.py {' '.join(sys.argv[1:])}` (code {code})",
         "",
