@@ -13,8 +13,8 @@ Students (trained here first, wall time recorded in `--work`/students.json; rebu
 Rows: the original at DDIM 25 with guidance 2 (the reference), the original at 1-8 DDIM steps (no training), each
 student at 1-8 steps. Accuracy: share of `--num` samples builtin:digits-features labels as the asked digit (t2i: 30
 prompts, three wordings per digit; DiT: labels 0-9). FD (digits features, not FID) vs all 1,797 digits and vs the
-original's DDIM-25 samples (the original's own row: the noise floor, FD between two independent sample sets of it).
-Two training-free solvers (DDIM, UniPC) at 1-8 steps are the baseline the students must beat.
+original's DDIM-25 samples (the noise floor, FD between two independent sample sets of the original, is stated above
+each table). DDIM at 1-8 steps (no training) is the baseline the students must beat.
 """
 
 from __future__ import annotations
