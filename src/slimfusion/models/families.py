@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from diffusers.models.activations import GEGLU
@@ -380,35 +378,4 @@ def check_trainable(model: nn.Module) -> None:
     distill_blocks(model)
 
 
-MAX_PARAMS = int(float(os.environ.get("SLIMFUSION_MAX_PARAMS", "2e10")))  # bigger configs are refused (see build)
-
-
-def build(family: Family, config: dict[str, Any]) -> nn.Module:
-    """Instantiate a family's class from a config dict, with freshly initialised weights.
-
-    The config is first built on the meta device (no memory) and refused if it has more than `MAX_PARAMS` parameters
-    (environment SLIMFUSION_MAX_PARAMS, default 2e10), so a config.json with absurd widths cannot exhaust memory.
-    """
-    with torch.device("meta"):
-        probe = _construct(family, config)
-    count = sum(p.numel() for p in probe.parameters())
-    if count > MAX_PARAMS:
-        raise NotAModelError(
-            f"config describes a {_name(family)} of {count:.3g} parameters, above the limit {MAX_PARAMS:.3g}"
-            " (raise SLIMFUSION_MAX_PARAMS if that is really meant)"
-        )
-    return _construct(family, config)
-
-
-def _construct(family: Family, config: dict[str, Any]) -> nn.Module:
-    cls = family.load_class()
-    try:
-        if family.library == "transformers":
-            return cls(cls.config_class.from_dict(config))
-        return cls.from_config(config)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # diffusers' / transformers' bad-config errors
-        raise NotAModelError(f"config.json does not describe a valid {_name(family)}: {exc}") from exc
-
-
-def _name(family: Family) -> str:
-    return family.class_path.rsplit(":", 1)[-1]
+from slimfusion.models.build import MAX_PARAMS, build  # noqa: E402, F401  (re-exported: where callers look)
