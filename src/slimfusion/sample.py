@@ -107,7 +107,7 @@ SAMPLER_FIELDS = ("scheduler", "steps", "spacing", "guidance")
 def with_own_sampler(model, config: SampleConfig) -> SampleConfig:
     """`config` with a step-distilled model's own sampler (solver, steps, spacing, guidance) for every one of those
     fields the caller did not set; other models keep the defaults (DDIM, 50 steps)."""
-    stored = stored_sampler(denoiser_of(model) if is_pipeline_object(model) else model)
+    stored = stored_sampler(denoiser_of(model))
     if not stored:
         return config
     update = {k: stored[k] for k in SAMPLER_FIELDS if k not in config.model_fields_set and k in stored}
@@ -201,7 +201,7 @@ def sample_to_folder(model, config: SampleConfig, out: str | Path, overwrite: bo
     seconds = time.perf_counter() - start
     if state.is_main_process:
         _merge_shards(partial, state.num_processes, config)
-        own = stored_sampler(denoiser_of(model) if is_pipeline_object(model) else model) is not None
+        own = stored_sampler(denoiser_of(model)) is not None
         record = config.model_dump() | {
             "model": source_of(model), "processes": state.num_processes, "own_sampler": own
         }  # fmt: skip
