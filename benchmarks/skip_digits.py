@@ -30,6 +30,8 @@ from pathlib import Path
 
 import torch
 
+from runinfo import commit
+
 from slimfusion.data import load_digits_split
 from slimfusion.errors import ConfigError
 from slimfusion.metrics.consistency import ssim
@@ -100,7 +102,9 @@ def timings(model, rows: dict[str, tuple[object, int]], rounds: int = 5) -> dict
 def dipgo_plan(model, target: float, args, name: str) -> tuple[SkipPlan, float]:
     """DiP-GO's plan for `target`: read from `--plans` when it holds one (made by `--train-plans`), else trained here.
     Returns (plan, seconds it took to train, as recorded)."""
-    if args.plans and (Path(args.plans) / f"{name}.json").exists():
+    if args.plans:  # a missing plan fails: retraining it here (on another device) would silently change the table
+        if not (Path(args.plans) / f"{name}.json").exists():
+            raise SystemExit(f"{args.plans}/{name}.json is missing: make it with --train-plans {args.plans}")
         plan = load_plan(Path(args.plans) / f"{name}.json")
         check_plan(plan, model, "DDIMScheduler", STEPS)
         wanted = {"iterations": args.iterations, "target": target, "lr": args.lr, "batch_size": args.batch}
@@ -120,9 +124,12 @@ def dipgo_plan(model, target: float, args, name: str) -> tuple[SkipPlan, float]:
     start = time.perf_counter()
     plan = skip_plan(model.to(args.device), config, progress=args.progress)
     model.to("cpu")
-    plan.settings |= {"plan_s": round(time.perf_counter() - start, 1), "device": str(args.device)}
-    if args.plans:  # kept for the next run with the same --plans
-        save_plan(plan, Path(args.plans) / f"{name}.json")
+    plan.settings |= {
+        "plan_s": round(time.perf_counter() - start, 1),
+        "device": str(args.device),
+        "torch": torch.__version__,
+        "commit": commit(),
+    }
     return plan, plan.settings["plan_s"]
 
 
@@ -130,13 +137,15 @@ def train_plans(args) -> None:
     """Only the DiP-GO plans (the slow part), saved into `--train-plans` for a later `--plans` run."""
     folder = Path(args.train_plans)
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(load("builtin:digits-ddpm"), t, f"dipgo-{t}") for t in TARGETS]
+    jobs = [("builtin:digits-ddpm", t, f"dipgo-{t}") for t in TARGETS]
     if args.compose:
-        jobs.append((load(args.pruned), COMPOSE_TARGET, f"pruned-dipgo-{COMPOSE_TARGET}"))
-    for model, target, name in jobs:
+        jobs.append((args.pruned, COMPOSE_TARGET, f"pruned-dipgo-{COMPOSE_TARGET}"))
+    for source, target, name in jobs:
         if args.only and name not in args.only:
             continue
-        plan, seconds = dipgo_plan(model, target, args, name)
+        if source == args.pruned and not Path(source).exists():
+            build_pruned(Path(source))
+        plan, seconds = dipgo_plan(load(source), target, args, name)
         save_plan(plan, folder / f"{name}.json")
         print(f"{name}: kept {plan.macs_ratio:.3f} in {seconds:.0f}s", flush=True)
 

@@ -17,7 +17,7 @@ from slimfusion.evaluate import EvaluateConfig, evaluate
 from slimfusion.metrics.consistency import psnr, ssim
 from slimfusion.metrics.stats import compute_stats, load_stats, save_stats
 from slimfusion.report import write_report
-from slimfusion.sample import SampleConfig, sample_to_folder
+from slimfusion.sample import SampleConfig, sample_to_folder, save_samples
 
 
 def test_ssim_identical_is_one_and_drops_with_noise():
@@ -37,11 +37,22 @@ def test_stats_round_trip_and_bad_files(tmp_path):
     loaded = load_stats(save_stats(stats, tmp_path / "s.npz"))
     assert loaded["num"] == 20 and loaded["space"] == "digits-features"
     assert np.array_equal(loaded["mu"], stats["mu"]) and np.array_equal(loaded["sigma"], stats["sigma"])
+    assert np.allclose(loaded["features"], stats["features"]) and loaded["features"].shape[0] == 20
+    save_stats(stats | {"features": None}, tmp_path / "old.npz")  # as files before KD / KID were
+    result = evaluate(
+        images_folder(tmp_path, images), EvaluateConfig(metrics=["fd", "kd"]), ref=str(tmp_path / "old.npz")
+    )
+    assert "fd" in result["metrics"] and "older slimfusion" in result["skipped"]["kd"]
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(CorruptFileError, match="not a slimfusion statistics file"):
         load_stats(tmp_path / "bad.npz")
     with pytest.raises(ConfigError, match="not found"):
         load_stats(tmp_path / "missing.npz")
+
+
+def images_folder(root, images) -> str:
+    save_samples(images, root / "images")
+    return str(root / "images")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +73,7 @@ def test_evaluate_samples_against_themselves(sample_sets, tmp_path):
     result = evaluate(str(sample_sets / "b"), ref=str(stats), original=str(sample_sets / "a"), progress=False)
     assert result["metrics"]["fd"] == pytest.approx(0.0, abs=1e-6)
     assert result["metrics"]["ssim"] == pytest.approx(1.0)
-    assert set(result["metrics"]) == {"fd", "ssim", "psnr"}  # no cost for a samples folder
+    assert set(result["metrics"]) == {"fd", "kd", "ssim", "psnr"}  # no cost for a samples folder
 
 
 def test_evaluate_refuses_samples_from_other_noise(sample_sets):

@@ -7,27 +7,24 @@ InceptionV3 FID and exists only when its weights are on disk.
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.console import Console
 from rich.table import Table
 
-from slimfusion.data import load_images
 from slimfusion.diffusion.schedulers import known_solver, stored_sampler
 from slimfusion.errors import ConfigError
-from slimfusion.metrics.accuracy import accuracy_unavailable, asked_digits, digit_accuracy
-from slimfusion.metrics.clip import clip_score_or_reason
-from slimfusion.metrics.consistency import psnr, ssim
-from slimfusion.metrics.cost import count_macs, count_params, measure_latency
-from slimfusion.metrics.fd import frechet_distance
-from slimfusion.metrics.fid import MISSING_WEIGHTS
-from slimfusion.metrics.stats import compute_stats, load_stats
+from slimfusion.metrics.cost import count_macs, count_params, latency_runs
+from slimfusion.metrics.intervals import DEFAULT_RESAMPLES, bootstrap, method_text
 from slimfusion.pipelines import denoiser_of, load_for_sampling
 from slimfusion.progress import console
+from slimfusion.quality import Quality, References, quality_of
 from slimfusion.sample import (
     DEFAULT_GUIDANCE,
     SAMPLER_FIELDS,
@@ -40,16 +37,20 @@ from slimfusion.sample import (
 from slimfusion.skip.plan import measured_macs_ratio
 from slimfusion.skip.use import sampling_plan
 
-METRICS = ("fd", "fid", "accuracy", "clip", "ssim", "psnr", "cost")
-Metric = Literal["fd", "fid", "accuracy", "clip", "ssim", "psnr", "cost"]
+COUNTS = ("params", "macs", "plan_macs_ratio", "macs_per_step")  # exact: no interval
+METRICS = ("fd", "kd", "fid", "kid", "accuracy", "clip", "ssim", "psnr", "cost")
+Metric = Literal["fd", "kd", "fid", "kid", "accuracy", "clip", "ssim", "psnr", "cost"]
 
 
 class EvaluateConfig(BaseModel):
     """What to measure and how to sample models.
 
     Args:
-        metrics (`list[str]`, optional): any of fd, fid, ssim, psnr, cost; default: every metric the inputs allow
-            (fd with a reference, ssim + psnr with an original, cost for a model).
+        metrics (`list[str]`, optional): any of fd, kd, fid, kid, accuracy, clip, ssim, psnr, cost; default: every
+            metric the inputs allow (fd + kd with a reference, ssim + psnr with an original, accuracy / clip for
+            conditional samples, cost for a model). kd / kid: the kernel (KID) distance in digits-features /
+            InceptionV3 space.
+        resamples (`int`, defaults to 200): bootstrap resamples behind every 95% interval.
         num (`int`, defaults to 1000): images sampled from a model.
         steps (`int`, defaults to 50): sampling steps.
         scheduler (`str`, defaults to "ddim"): the solver models are sampled with (`slimfusion.diffusion.SOLVERS`).
@@ -84,6 +85,7 @@ class EvaluateConfig(BaseModel):
     clip_model: str | None = None
     plan: str | None = None
     no_plan: bool = False
+    resamples: int = Field(DEFAULT_RESAMPLES, ge=20, le=100_000)
 
     _known_solver = field_validator("scheduler")(classmethod(lambda cls, value: known_solver(value)))
 
@@ -96,7 +98,7 @@ class EvaluateConfig(BaseModel):
         )
 
 
-class _Images(BaseModel):
+class Resolved(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
     images: torch.Tensor
     record: dict[str, Any]
@@ -105,7 +107,7 @@ class _Images(BaseModel):
     plan: Any = None  # the SkipPlan the images were sampled with
 
 
-def _resolve(spec, config: EvaluateConfig, progress: bool, plan: str | None = None, target: bool = True):
+def resolve_subject(spec, config: EvaluateConfig, progress: bool, plan: str | None = None, target: bool = True):
     """A samples folder as is, or a model sampled with the config's seed and solver, with its skip plan: `plan`,
     else the one stored in the model (for the target unless `config.no_plan`; for the original always)."""
     held = not isinstance(spec, (str, Path))  # a model or pipeline object already in memory
@@ -113,7 +115,7 @@ def _resolve(spec, config: EvaluateConfig, progress: bool, plan: str | None = No
         if plan is not None:
             raise ConfigError("--plan applies to a model, not to a samples folder")
         images, record = load_samples(spec)
-        return _Images(images=images, record=record)
+        return Resolved(images=images, record=record)
     sampler = spec if held else load_for_sampling(spec)
     name = source_of(sampler) if held else spec
     sample_config = with_own_sampler(sampler, config.sample_config())
@@ -127,7 +129,7 @@ def _resolve(spec, config: EvaluateConfig, progress: bool, plan: str | None = No
     record = sample_config.model_dump() | {
         "model": name, "indices": list(range(config.num)), "plan": used, "own_sampler": own
     }  # fmt: skip
-    return _Images(images=images, record=record, model=denoiser_of(sampler), images_per_s=rate, plan=chosen)
+    return Resolved(images=images, record=record, model=denoiser_of(sampler), images_per_s=rate, plan=chosen)
 
 
 def _same_noise(a: dict, b: dict) -> None:
@@ -146,19 +148,6 @@ def _same_noise(a: dict, b: dict) -> None:
             )
 
 
-def _reference_stats(ref: str, space: str, config: EvaluateConfig, like: torch.Tensor) -> dict:
-    """Cached statistics, a samples folder, or a data set loaded at the size / channels of the evaluated images."""
-    if ref.endswith(".npz"):
-        stats = load_stats(ref)
-        if stats["space"] != space:
-            raise ConfigError(f"--ref {ref} holds {stats['space']} statistics, {space} ones are needed here")
-        return stats
-    if (Path(ref) / "samples.npz").exists():
-        return compute_stats(load_samples(ref)[0], space, config.inception_weights)
-    images = load_images(ref, size=like.shape[-1], channels=like.shape[1])
-    return compute_stats(images, space, config.inception_weights)
-
-
 def evaluate(
     target,
     config: EvaluateConfig | None = None,
@@ -173,68 +162,84 @@ def evaluate(
             model or pipeline already loaded (e.g. one a recipe holds between steps).
         config (`EvaluateConfig`, optional): metrics and sampling settings.
         ref (`str`, optional): reference data (digits, digits:all, a folder) or cached statistics (.npz from
-            `slimfusion stats`), for fd / fid.
+            `slimfusion stats`), for fd / kd / fid / kid.
         original (`str`, optional): the uncompressed model or its samples folder, for ssim / psnr.
         progress (`bool`, defaults to True): progress bars while sampling.
 
     Returns:
-        {"target", "metrics": {name: value}, "skipped": {name: reason}, "num", "sampling"}.
+        {"target", "metrics": {name: value}, "intervals": {name: [low, high]}, "interval_method", "skipped":
+        {name: reason}, "num", "sampling"}.
     """
     config = config or EvaluateConfig()
-    subject = _resolve(target, config, progress, config.plan)
-    wanted = list(config.metrics) if config.metrics else _default_metrics(subject, ref, original)
-    _check_inputs(wanted, subject, ref, original)
-    values: dict[str, float] = {}
-    skipped: dict[str, str] = {}
-    for space, name in (("digits-features", "fd"), ("inception-v3", "fid")):
-        if name not in wanted:
-            continue
-        if name == "fid" and config.inception_weights is None:
-            skipped["fid"] = MISSING_WEIGHTS
-            continue
-        stats = compute_stats(subject.images, space, config.inception_weights)
-        reference = _reference_stats(ref, space, config, subject.images)
-        values[name] = frechet_distance(stats["mu"], stats["sigma"], reference["mu"], reference["sigma"])
-    if "accuracy" in wanted:
-        reason = accuracy_unavailable(subject.images, subject.record)
-        if reason:
-            skipped["accuracy"] = reason
-        else:
-            values["accuracy"] = digit_accuracy(subject.images, asked_digits(subject.record))
-    if "clip" in wanted:
-        score, reason = clip_score_or_reason(subject.images, subject.record, config.clip_model)
-        if reason:
-            skipped["clip"] = reason
-        else:
-            values["clip"] = score
-    if "ssim" in wanted or "psnr" in wanted:
-        base = _resolve(original, config, progress, target=False)
-        _same_noise(subject.record, base.record)
-        if "ssim" in wanted:
-            values["ssim"] = ssim(subject.images, base.images)
-        if "psnr" in wanted:
-            values["psnr"] = psnr(subject.images, base.images)
+    subject = resolve_subject(target, config, progress, config.plan)
+    wanted = list(config.metrics) if config.metrics else default_metrics(subject, ref, original)
+    check_inputs(wanted, subject, ref, original)
+    quality = measure_quality(subject, wanted, config, QualityInputs.of(wanted, config, ref, original, progress))
+    values, intervals = quality.values(), quality.intervals(config.resamples)
     if "cost" in wanted:
-        values |= {
-            "params": count_params(subject.model),
-            "macs": count_macs(subject.model),
-            "latency_ms": 1000 * measure_latency(subject.model, batch=1),
-            "images_per_s": subject.images_per_s,
-        }
-        if subject.plan is not None:
-            ratio = measured_macs_ratio(subject.plan, subject.model)
-            values |= {"plan_macs_ratio": ratio, "macs_per_step": values["macs"] * ratio}
+        values |= _cost(subject, intervals, config.resamples)
     return {
         "target": target if isinstance(target, (str, Path)) else subject.record.get("model"),
         "metrics": values,
-        "skipped": skipped,
+        "intervals": intervals,
+        "interval_method": method_text(len(subject.images), config.resamples),
+        "skipped": quality.skipped,
         "num": len(subject.images),
         "sampling": {k: v for k, v in subject.record.items() if k != "indices"},
     }
 
 
-def _default_metrics(subject: _Images, ref: str | None, original: str | None) -> list[str]:
-    wanted = ["fd"] if ref else []
+def measure_quality(subject: Resolved, wanted: list[str], config: EvaluateConfig, inputs: QualityInputs) -> Quality:
+    """The quality metrics of a resolved subject against the shared inputs (reference, original's images)."""
+    if inputs.base is not None:
+        _same_noise(subject.record, inputs.base.record)
+    return quality_of(
+        subject.images,
+        subject.record,
+        wanted,
+        inputs.references,
+        base=None if inputs.base is None else inputs.base.images,
+        clip_model=config.clip_model,
+        inception_weights=config.inception_weights,
+    )
+
+
+class QualityInputs(BaseModel):
+    """What subjects are measured against: reference statistics (loaded once) and the original's images."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    references: Any = None
+    base: Resolved | None = None
+
+    @classmethod
+    def of(cls, wanted: list[str], config: EvaluateConfig, ref, original, progress: bool) -> QualityInputs:
+        """The original is sampled here (same seed, noise and conditions) when ssim / psnr are wanted."""
+        needs_base = "ssim" in wanted or "psnr" in wanted
+        return cls(
+            references=References(ref, config.inception_weights) if ref is not None else None,
+            base=resolve_subject(original, config, progress, target=False) if needs_base else None,
+        )
+
+
+def _cost(subject: Resolved, intervals: dict, resamples: int) -> dict[str, Any]:
+    """Parameters and MACs (exact counts), latency (median of 10 forwards; its interval: bootstrap of the median
+    over those 10), sampling throughput, and the skip plan's measured MACs share."""
+    runs = latency_runs(subject.model, batch=1)
+    intervals["latency_ms"] = [1000 * v for v in bootstrap(lambda idx: np.median(np.take(runs, idx)), len(runs))]
+    values = {
+        "params": count_params(subject.model),
+        "macs": count_macs(subject.model),
+        "latency_ms": 1000 * statistics.median(runs),
+        "images_per_s": subject.images_per_s,
+    }
+    if subject.plan is not None:
+        ratio = measured_macs_ratio(subject.plan, subject.model)
+        values |= {"plan_macs_ratio": ratio, "macs_per_step": values["macs"] * ratio}
+    return values
+
+
+def default_metrics(subject: Resolved, ref: str | None, original: str | None) -> list[str]:
+    wanted = ["fd", "kd"] if ref else []
     if subject.record.get("prompts") or subject.record.get("class_labels"):
         wanted += ["accuracy"] + (["clip"] if subject.record.get("prompts") else [])
     wanted += ["ssim", "psnr"] if original else []
@@ -244,40 +249,52 @@ def _default_metrics(subject: _Images, ref: str | None, original: str | None) ->
     return wanted
 
 
-def _check_inputs(wanted: list[str], subject: _Images, ref: str | None, original: str | None) -> None:
-    if ("fd" in wanted or "fid" in wanted) and ref is None:
-        raise ConfigError("fd / fid need --ref (reference data or a statistics .npz from `slimfusion stats`)")
+def check_inputs(wanted: list[str], subject: Resolved, ref: str | None, original: str | None) -> None:
+    if {"fd", "kd", "fid", "kid"} & set(wanted) and ref is None:
+        raise ConfigError("fd / kd / fid / kid need --ref (reference data or statistics .npz from `slimfusion stats`)")
     if ("ssim" in wanted or "psnr" in wanted) and original is None:
         raise ConfigError("ssim / psnr need --original (the uncompressed model or its samples folder)")
     if "cost" in wanted and subject.model is None:
         raise ConfigError("cost needs a model, not a samples folder")
 
 
+LABELS = {
+    "fd": "FD (digits features)",
+    "kd": "KD (digits features, KID's estimator)",
+    "fid": "FID (InceptionV3)",
+    "kid": "KID (InceptionV3)",
+    "accuracy": "prompt / class accuracy",
+    "clip": "CLIP score",
+    "ssim": "SSIM vs original",
+    "psnr": "PSNR vs original (dB)",
+    "params": "parameters",
+    "macs": "MACs",
+    "latency_ms": "latency b=1 (ms)",
+    "images_per_s": "images/s",
+    "plan_macs_ratio": "skip plan: kept MACs share",
+    "macs_per_step": "MACs per step with the plan",
+}
+
+
+def number(value) -> str:
+    """A metric value as the tables print it."""
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}" if value is not None else "-"
+
+
 def print_result(result: dict[str, Any]) -> None:
-    """A rich table of one evaluation; skipped metrics are said, not hidden."""
-    labels = {
-        "fd": "FD (digits features)",
-        "fid": "FID (InceptionV3)",
-        "accuracy": "prompt / class accuracy",
-        "clip": "CLIP score",
-        "ssim": "SSIM vs original",
-        "psnr": "PSNR vs original (dB)",
-        "params": "parameters",
-        "macs": "MACs",
-        "latency_ms": "latency b=1 (ms)",
-        "images_per_s": "images/s",
-        "plan_macs_ratio": "skip plan: kept MACs share",
-        "macs_per_step": "MACs per step with the plan",
-    }
+    """A rich table of one evaluation with each metric's 95% interval; skipped metrics are said, not hidden."""
     sampling = result.get("sampling") or {}
     how = f", {sampling['scheduler']} {sampling['steps']} steps" if sampling.get("scheduler") else ""
     own = " (its own sampler)" if sampling.get("own_sampler") else ""
-    table = Table(title=f"{result['target']} ({result['num']} images{how}{own})")
+    table = Table(title=f"{result['target']} ({result['num']} images{how}{own})", caption=result.get("interval_method"))
     table.add_column("metric")
     table.add_column("value", justify="right")
+    table.add_column("95% interval", justify="right")
+    intervals = result.get("intervals", {})
     for key, value in result["metrics"].items():
-        text = f"{value:,}" if isinstance(value, int) else f"{value:.4g}" if value is not None else "-"
-        table.add_row(labels.get(key, key), text)
+        low_high = intervals.get(key)
+        span = f"{number(low_high[0])} .. {number(low_high[1])}" if low_high else "exact count" if key in COUNTS else ""
+        table.add_row(LABELS.get(key, key), number(value), span)
     Console().print(table)
     for name, reason in result["skipped"].items():
         console.print(f"[yellow]{name} not computed:[/yellow] {reason}", highlight=False, soft_wrap=True)

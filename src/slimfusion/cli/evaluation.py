@@ -1,4 +1,4 @@
-"""Verbs that look at models and their images: info, sample, stats, evaluate, report, demo."""
+"""Verbs that look at models and their images: info, sample, stats, evaluate, compare, report, demo."""
 
 from __future__ import annotations
 
@@ -21,12 +21,15 @@ from slimfusion.cli.common import (
     print_rows,
     refuse_existing,
 )
+from slimfusion.compare import compare as run_compare
+from slimfusion.compare import print_comparison
 from slimfusion.data import load_images
 from slimfusion.demo import run_demo
 from slimfusion.diffusion import SOLVERS
 from slimfusion.errors import SlimfusionError
 from slimfusion.evaluate import EvaluateConfig, print_result
 from slimfusion.evaluate import evaluate as run_evaluate
+from slimfusion.metrics.intervals import DEFAULT_RESAMPLES
 from slimfusion.metrics.stats import compute_stats, save_stats
 from slimfusion.models.info import model_info
 from slimfusion.pipelines import load_for_sampling
@@ -196,52 +199,106 @@ def stats(
     console.print(f"{space} statistics of {len(images)} images -> {out}")
 
 
+RefOpt = Annotated[str | None, typer.Option(help="reference data or statistics .npz, for fd / kd / fid / kid")]
+OriginalOpt = Annotated[str | None, typer.Option(help="uncompressed model or its samples, for ssim / psnr")]
+MetricsOpt = Annotated[
+    str | None,
+    typer.Option(help="comma list of fd,kd,fid,kid,accuracy,clip,ssim,psnr,cost (default: all possible)"),
+]
+ClipOpt = Annotated[str | None, typer.Option(help="local CLIP model folder (safetensors) for the CLIP score")]
+NumOpt = Annotated[int, typer.Option(help="images to sample from a model")]
+SeedOpt = Annotated[int, typer.Option(help="sampling seed (every model uses the same noise)")]
+BatchOpt = Annotated[int, typer.Option(help="images per forward when sampling")]
+InceptionOpt = Annotated[str | None, typer.Option(help="InceptionV3 weights (.safetensors) for FID / KID")]
+ResamplesOpt = Annotated[int, typer.Option(help="bootstrap resamples behind each 95% interval")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="also write the result as JSON here")]
+
+
+def _evaluate_config(metrics: str | None, prompts, class_labels, steps, scheduler, spacing, guidance, **fields):
+    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    return make_config(
+        EvaluateConfig,
+        metrics=names,
+        **fields,
+        **given(steps=steps, scheduler=scheduler, spacing=spacing, guidance=guidance),
+        **conditions_from_options(prompts, class_labels),
+    )
+
+
+def _write_json(result: dict, path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2))
+
+
 @app.command()
 def evaluate(
     target: Annotated[str, typer.Argument(help="model (folder, builtin:NAME) or samples folder")],
-    ref: Annotated[str | None, typer.Option(help="reference data or statistics .npz, for fd / fid")] = None,
-    original: Annotated[str | None, typer.Option(help="uncompressed model or its samples, for ssim / psnr")] = None,
-    metrics: Annotated[
-        str | None, typer.Option(help="comma list of fd,fid,accuracy,clip,ssim,psnr,cost (default: all possible)")
-    ] = None,
+    ref: RefOpt = None,
+    original: OriginalOpt = None,
+    metrics: MetricsOpt = None,
     prompts: PromptsOpt = None,
     class_labels: LabelsOpt = None,
     guidance: GuidanceOpt = None,
-    clip_model: Annotated[str | None, typer.Option(help="local CLIP model folder (safetensors) for the CLIP score")] = (
-        None
-    ),
-    num: Annotated[int, typer.Option(help="images to sample from a model")] = 1000,
+    clip_model: ClipOpt = None,
+    num: NumOpt = 1000,
     steps: StepsOpt = None,
     scheduler: SchedulerOpt = None,
     spacing: SpacingOpt = None,
     karras: KarrasOpt = False,
-    seed: Annotated[int, typer.Option(help="sampling seed (the original uses the same)")] = 0,
-    batch_size: Annotated[int, typer.Option(help="images per forward when sampling")] = 250,
-    inception_weights: Annotated[str | None, typer.Option(help="InceptionV3 weights (.safetensors) for FID")] = None,
+    seed: SeedOpt = 0,
+    batch_size: BatchOpt = 250,
+    inception_weights: InceptionOpt = None,
     plan: Annotated[Path | None, typer.Option(help="skip plan the target (not the original) is sampled with")] = None,
     no_plan: NoPlanOpt = False,
-    as_json: Annotated[Path | None, typer.Option("--json", help="also write the result as JSON here")] = None,
+    resamples: ResamplesOpt = DEFAULT_RESAMPLES,
+    as_json: JsonOpt = None,
 ) -> None:
-    """Quality (FD / FID vs --ref, prompt / class accuracy, CLIP score), consistency (SSIM / PSNR vs --original from
-    identical noise and identical prompts / labels) and cost. Conditional pipelines are sampled with --prompts /
-    --class-labels through their own diffusers pipeline."""
-    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    config = make_config(
-        EvaluateConfig,
-        metrics=names,
-        num=num,
-        seed=seed,
-        batch_size=batch_size,
-        inception_weights=inception_weights,
-        clip_model=clip_model,
-        plan=str(plan) if plan is not None else None,
-        no_plan=no_plan,
-        karras=karras,
-        **given(steps=steps, scheduler=scheduler, spacing=spacing, guidance=guidance),
-        **conditions_from_options(prompts, class_labels),
-    )
+    """Quality (FD / KD / FID / KID vs --ref, prompt / class accuracy, CLIP score), consistency (SSIM / PSNR vs
+    --original from identical noise and identical prompts / labels) and cost, each quality metric with its 95%
+    interval. Conditional pipelines are sampled with --prompts / --class-labels through their own diffusers
+    pipeline."""
+    config = _evaluate_config(
+        metrics, prompts, class_labels, steps, scheduler, spacing, guidance,
+        num=num, seed=seed, batch_size=batch_size, inception_weights=inception_weights, clip_model=clip_model,
+        plan=str(plan) if plan is not None else None, no_plan=no_plan, karras=karras, resamples=resamples,
+    )  # fmt: skip
     result = run_evaluate(target, config, ref=ref, original=original)
     print_result(result)
-    if as_json is not None:
-        as_json.parent.mkdir(parents=True, exist_ok=True)
-        as_json.write_text(json.dumps(result, indent=2))
+    _write_json(result, as_json)
+
+
+@app.command()
+def compare(
+    subjects: Annotated[
+        list[str], typer.Argument(help="models or samples folders; the first is the baseline the rest are compared to")
+    ],
+    ref: RefOpt = None,
+    original: OriginalOpt = None,
+    metrics: MetricsOpt = None,
+    prompts: PromptsOpt = None,
+    class_labels: LabelsOpt = None,
+    guidance: GuidanceOpt = None,
+    clip_model: ClipOpt = None,
+    num: NumOpt = 1000,
+    steps: StepsOpt = None,
+    scheduler: SchedulerOpt = None,
+    spacing: SpacingOpt = None,
+    karras: KarrasOpt = False,
+    seed: SeedOpt = 0,
+    batch_size: BatchOpt = 250,
+    inception_weights: InceptionOpt = None,
+    no_plan: NoPlanOpt = False,
+    resamples: ResamplesOpt = DEFAULT_RESAMPLES,
+    as_json: JsonOpt = None,
+) -> None:
+    """Side by side on identical noise and prompts / labels: each metric's difference to the first subject with its
+    95% interval and a verdict (better, worse, or tie when the interval covers zero)."""
+    config = _evaluate_config(
+        metrics, prompts, class_labels, steps, scheduler, spacing, guidance,
+        num=num, seed=seed, batch_size=batch_size, inception_weights=inception_weights, clip_model=clip_model,
+        no_plan=no_plan, karras=karras, resamples=resamples,
+    )  # fmt: skip
+    result = run_compare(subjects, config, ref=ref, original=original)
+    print_comparison(result)
+    _write_json(result, as_json)

@@ -6,6 +6,7 @@ names exactly one digit ("a handwritten seven", "the digit 7").
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from slimfusion.data.prompts import digit_of_prompt
@@ -34,10 +35,14 @@ def accuracy_unavailable(images: torch.Tensor, record: dict) -> str | None:
     return None
 
 
-@torch.no_grad()
 def digit_accuracy(images: torch.Tensor, digits: list[int | None]) -> float:
     """Share of the images with an asked digit that the classifier labels as that digit."""
+    return float(np.nanmean(digit_hits(images, digits)))
+
+
+@torch.no_grad()
+def digit_hits(images: torch.Tensor, digits: list[int | None]) -> np.ndarray:
+    """Per image [N]: 1 when the classifier reads the asked digit, 0 when not, NaN when none was asked."""
     classifier = load("builtin:digits-features")
-    keep = [i for i, d in enumerate(digits) if d is not None]
-    preds = torch.cat([classifier(chunk).argmax(1) for chunk in images[keep].split(256)])
-    return (preds == torch.tensor([digits[i] for i in keep])).float().mean().item()
+    preds = torch.cat([classifier(chunk).argmax(1) for chunk in images.split(256)]).numpy()
+    return np.array([np.nan if d is None else float(p == d) for p, d in zip(preds, digits, strict=True)])

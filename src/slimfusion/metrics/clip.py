@@ -7,14 +7,16 @@ with pickled weights); no weights are downloaded, so without `--clip-model` the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 MISSING_CLIP = "CLIP score needs local CLIP weights: pass --clip-model DIR (a CLIPModel folder with safetensors)"
 
 
-def clip_score_or_reason(images: torch.Tensor, record: dict, clip_model: str | None) -> tuple[float | None, str | None]:
-    """(score, None), or (None, why it was not computed)."""
+def clip_score_or_reason(images: torch.Tensor, record: dict, clip_model: str | None) -> tuple[Any, str | None]:
+    """(per-image scores [N], None), or (None, why it was not computed)."""
     prompts = record.get("prompts")
     if not prompts:
         return None, "CLIP score is for text-to-image samples (no prompts)"
@@ -24,12 +26,17 @@ def clip_score_or_reason(images: torch.Tensor, record: dict, clip_model: str | N
     if not folder.is_dir() or not list(folder.glob("*.safetensors")):
         return None, f"--clip-model {clip_model}: not a folder with safetensors CLIP weights"
     texts = [prompts[i % len(prompts)] for i in record["indices"]]
-    return clip_score(images, texts, folder), None
+    return clip_scores(images, texts, folder), None
+
+
+def clip_score(images: torch.Tensor, texts: list[str], folder: Path) -> float:
+    """Mean CLIP score of images against their texts."""
+    return float(clip_scores(images, texts, folder).mean())
 
 
 @torch.no_grad()
-def clip_score(images: torch.Tensor, texts: list[str], folder: Path, batch: int = 64) -> float:
-    """Mean CLIP score of images ([N, C, H, W] in [-1, 1]; grey scale is repeated to RGB) against their texts."""
+def clip_scores(images: torch.Tensor, texts: list[str], folder: Path, batch: int = 64) -> np.ndarray:
+    """CLIP score of each image ([N, C, H, W] in [-1, 1]; grey scale is repeated to RGB) against its text [N]."""
     # lazy: importing transformers' CLIP processor warns about torchvision and costs import time for every command
     from transformers import CLIPModel, CLIPProcessor
 
@@ -46,4 +53,4 @@ def clip_score(images: torch.Tensor, texts: list[str], folder: Path, batch: int 
         img = torch.nn.functional.normalize(out.image_embeds, dim=-1)
         txt = torch.nn.functional.normalize(out.text_embeds, dim=-1)
         scores.append(100 * (img * txt).sum(-1).clamp_min(0))
-    return torch.cat(scores).mean().item()
+    return torch.cat(scores).double().numpy()

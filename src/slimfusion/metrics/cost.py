@@ -55,9 +55,14 @@ def folder_bytes(path: str | Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*.safetensors"))
 
 
-@torch.no_grad()
 def measure_latency(model: nn.Module, batch: int = 1, repeats: int = 10, warmup: int = 2) -> float:
     """Median wall-clock seconds of one forward at `batch` on the current device (CPU here)."""
+    return statistics.median(latency_runs(model, batch, repeats, warmup))
+
+
+@torch.no_grad()
+def latency_runs(model: nn.Module, batch: int = 1, repeats: int = 10, warmup: int = 2) -> list[float]:
+    """Wall-clock seconds of `repeats` forwards at `batch`, after `warmup` untimed ones."""
     inputs = example_inputs(model, batch)
     for _ in range(warmup):
         model(**inputs)
@@ -66,7 +71,7 @@ def measure_latency(model: nn.Module, batch: int = 1, repeats: int = 10, warmup:
         start = time.perf_counter()
         model(**inputs)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 def cost_summary(model: nn.Module, batch: int = 1) -> dict[str, Any]:

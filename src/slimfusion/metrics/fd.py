@@ -60,6 +60,23 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(max(0.0, diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean)))
 
 
+class FrechetToReference:
+    """FD of any subset of sample features to fixed reference statistics, fast enough to bootstrap: with R the
+    symmetric square root of the reference covariance, Tr((S R^2)^1/2) = sum of sqrt(eigenvalues of R S R) (one
+    symmetric eigen-solve per draw instead of a general sqrtm)."""
+
+    def __init__(self, features: np.ndarray, mu: np.ndarray, sigma: np.ndarray):
+        self.features, self.mu, self.trace_ref = features, mu, float(np.trace(sigma))
+        values, vectors = np.linalg.eigh(sigma)
+        self.root = (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
+
+    def __call__(self, idx: np.ndarray) -> float:
+        mu, sigma = feature_stats(self.features[idx])
+        diff = mu - self.mu
+        roots = np.sqrt(np.linalg.eigvalsh(self.root @ sigma @ self.root).clip(min=0)).sum()
+        return float(max(0.0, diff @ diff + np.trace(sigma) + self.trace_ref - 2 * roots))
+
+
 def fd_between(images_a: torch.Tensor, images_b: torch.Tensor, extractor: nn.Module | None = None) -> float:
     """FD (digits features) between two image sets in [-1, 1]."""
     stats_a = feature_stats(digit_features(images_a, extractor))

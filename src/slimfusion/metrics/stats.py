@@ -12,6 +12,7 @@ from slimfusion.metrics.fd import digit_features, feature_stats
 from slimfusion.metrics.fid import inception_features
 
 FEATURE_SPACES = ("digits-features", "inception-v3")
+KERNEL_ROWS = 5000  # reference features kept for KID: its estimator is unbiased at any count
 
 
 def features(images: torch.Tensor, space: str, inception_weights: str | Path | None = None) -> np.ndarray:
@@ -24,9 +25,13 @@ def features(images: torch.Tensor, space: str, inception_weights: str | Path | N
 
 
 def compute_stats(images: torch.Tensor, space: str, inception_weights: str | Path | None = None) -> dict:
-    """{"mu", "sigma", "num", "space"} of an image set."""
-    mu, sigma = feature_stats(features(images, space, inception_weights))
-    return {"mu": mu, "sigma": sigma, "num": len(images), "space": space}
+    """{"mu", "sigma", "num", "space", "features"} of an image set; "features" (float32) holds up to
+    KERNEL_ROWS of them (a seeded subset), which the kernel distances (kd / kid) compare against."""
+    feats = features(images, space, inception_weights)
+    mu, sigma = feature_stats(feats)
+    if len(feats) > KERNEL_ROWS:
+        feats = feats[np.sort(np.random.default_rng(0).choice(len(feats), KERNEL_ROWS, replace=False))]
+    return {"mu": mu, "sigma": sigma, "num": len(images), "space": space, "features": feats.astype(np.float32)}
 
 
 def save_stats(stats: dict, path: str | Path) -> Path:
@@ -34,7 +39,10 @@ def save_stats(stats: dict, path: str | Path) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp.npz")
-    np.savez(tmp, mu=stats["mu"], sigma=stats["sigma"], num=np.int64(stats["num"]), space=np.str_(stats["space"]))
+    extra = {"features": stats["features"]} if stats.get("features") is not None else {}
+    np.savez(
+        tmp, mu=stats["mu"], sigma=stats["sigma"], num=np.int64(stats["num"]), space=np.str_(stats["space"]), **extra
+    )
     tmp.replace(target)
     return target
 
@@ -47,9 +55,13 @@ def load_stats(path: str | Path) -> dict:
     try:
         with np.load(file, allow_pickle=False) as data:
             stats = {"mu": data["mu"], "sigma": data["sigma"], "num": int(data["num"]), "space": str(data["space"])}
+            stats["features"] = data["features"].astype(np.float64) if "features" in data.files else None
     except Exception as exc:  # not a zip, missing keys, object arrays: all "not our statistics file"
         raise CorruptFileError(f"{file}: not a slimfusion statistics file ({type(exc).__name__})") from exc
     dim = stats["mu"].shape[0] if stats["mu"].ndim == 1 else -1
     if dim < 1 or stats["sigma"].shape != (dim, dim):
         raise CorruptFileError(f"{file}: mean / covariance shapes do not match")
+    kept = stats["features"]
+    if kept is not None and (kept.ndim != 2 or kept.shape[1] != dim):
+        raise CorruptFileError(f"{file}: stored features do not match the mean's dimension")
     return stats

@@ -102,7 +102,7 @@ def _run_point(source: str, config: SweepConfig, out: Path, point: tuple | None,
         }
     images = sample_point(pipe, config, progress)
     dense = None if point is None else load_dense(out)
-    record["metrics"] = measure(images, dense, config)
+    record["metrics"], record["intervals"] = measure(images, dense, config)
     if point is None:
         record["metrics"]["ssim"] = 1.0  # the dense model against itself
     folder = out / "points" / (point_key(*point) if point else "dense")

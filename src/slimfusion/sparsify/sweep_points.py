@@ -10,12 +10,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from slimfusion.data import load_images
 from slimfusion.errors import ConfigError
-from slimfusion.metrics.accuracy import accuracy_unavailable, asked_digits, digit_accuracy
-from slimfusion.metrics.clip import clip_score_or_reason
-from slimfusion.metrics.consistency import ssim
-from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
+from slimfusion.quality import References, quality_of
 from slimfusion.sample import SampleConfig, sample
 from slimfusion.sparsify.config import SparsityConfig
 
@@ -124,27 +120,17 @@ def sample_point(pipe, config: SweepConfig, progress: bool) -> torch.Tensor:
     return sample(pipe, settings, progress=progress)
 
 
-def measure(images: torch.Tensor, dense: torch.Tensor | None, config: SweepConfig) -> dict:
-    """Prompt accuracy (when the digit classifier applies), FD vs `ref`, SSIM vs the dense samples."""
+def measure(images: torch.Tensor, dense: torch.Tensor | None, config: SweepConfig) -> tuple[dict, dict]:
+    """(metrics, their 95% intervals): prompt accuracy (when the digit classifier applies), CLIP score (with a CLIP
+    model), FD vs `ref`, SSIM vs the dense samples."""
     record = {"prompts": config.prompts, "indices": list(range(len(images)))}
-
-    metrics: dict = {"accuracy": None, "fd": None, "ssim": None}
-    if config.clip_model is not None:
-        metrics["clip"], reason = clip_score_or_reason(images, record, config.clip_model)
-        if reason:
-            raise ConfigError(reason)
-    if accuracy_unavailable(images, record) is None:
-        metrics["accuracy"] = digit_accuracy(images, asked_digits(record))
-    if config.ref is not None:
-        metrics["fd"] = _fd(images, config.ref)
-    if dense is not None:
-        metrics["ssim"] = ssim(images, dense)
-    return metrics
-
-
-def _fd(images: torch.Tensor, ref: str) -> float:
-    reference = load_images(ref, size=images.shape[-1], channels=images.shape[1])
-    return frechet_distance(*feature_stats(digit_features(images)), *feature_stats(digit_features(reference)))
+    wanted = ["accuracy", *(["clip"] if config.clip_model else []), *(["fd"] if config.ref else [])]
+    wanted += ["ssim"] if dense is not None else []
+    references = References(config.ref) if config.ref is not None else None
+    quality = quality_of(images, record, wanted, references, base=dense, clip_model=config.clip_model)
+    if "clip" in quality.skipped:
+        raise ConfigError(quality.skipped["clip"])
+    return {"accuracy": None, "fd": None, "ssim": None} | quality.values(), quality.intervals()
 
 
 def load_dense(out: Path) -> torch.Tensor:

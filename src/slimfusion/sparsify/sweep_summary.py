@@ -131,8 +131,8 @@ def _combined(source: str, config: SweepConfig, out: Path, combo: dict, progress
         zeros += effect["zeroed"]
         params += sum(p.numel() for p in getattr(pipe, component).parameters())
     images = sample_point(pipe, config, progress)
-    metrics = measure(images, load_dense(out), config)
-    record = {"wanted": wanted, "sparsity_of_params": zeros / params, "metrics": metrics}
+    metrics, intervals = measure(images, load_dense(out), config)
+    record = {"wanted": wanted, "sparsity_of_params": zeros / params, "metrics": metrics, "intervals": intervals}
     file.write_text(json.dumps(record, indent=2))
     return record
 

@@ -1,0 +1,50 @@
+"""What every benchmark row records about the run that made it: the code's commit, and a cache keyed by it.
+
+A cached row is reused only when its key (the full settings of the row plus the commit of the code under src/)
+matches; a rerun with changed code or settings recomputes the row instead of mixing runs in one table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def commit() -> str:
+    """Short commit of HEAD, with "+dirty" when src/ has uncommitted changes."""
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    dirty = subprocess.run(["git", "status", "--porcelain", "src"], capture_output=True, text=True, cwd=ROOT)
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def code_version() -> str:
+    """A hash of src/ as committed (tree hash), plus the diff when dirty: equal iff the code is equal."""
+    tree = subprocess.run(["git", "rev-parse", "HEAD:src"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    diff = subprocess.run(["git", "diff", "HEAD", "--", "src"], capture_output=True, text=True, cwd=ROOT).stdout
+    return tree[:12] + (f"+{hashlib.sha1(diff.encode()).hexdigest()[:8]}" if diff else "")
+
+
+class RowCache:
+    """Finished rows in a JSON file, each under a key of its settings and the code version."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.version = code_version()
+
+    def key(self, settings: dict) -> str:
+        return json.dumps(settings | {"code": self.version}, sort_keys=True)
+
+    def get(self, settings: dict) -> dict | None:
+        return self.rows.get(self.key(settings))
+
+    def put(self, settings: dict, row: dict) -> dict:
+        row = row | {"commit": commit()}
+        self.rows[self.key(settings)] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.rows, indent=1))
+        return row
