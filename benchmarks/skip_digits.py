@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from runinfo import commit
 
 from slimfusion.data import load_digits_split

@@ -92,6 +92,9 @@ def test_demo_writes_table_models_and_report(tmp_path):
         assert 0.4 < share < 0.65, share  # "about half the MACs"
         assert slimfusion.load(out / "models" / row["name"].split()[0]).config.sample_size == 16
     assert pruned[0]["timesteps_used"] > 1
+    # the page states what ran (read from the students' history) and every quality figure's interval
+    assert "fine-tuning 2 steps on the digits, lr 0.0002, output distillation W = 1 " in results["quality_metric"]
+    assert all(set(r["intervals"]) >= {"fd", "kd"} for r in results["rows"]) and "ssim" in pruned[0]["intervals"]
     assert (out / "report.html").exists() and (out / "report.md").exists()
     assert "FD (digits features)" in result.stdout and "(56%)" in result.stdout
     assert not list(tmp_path.glob(".demo*")), "the demo folder is moved into place complete"

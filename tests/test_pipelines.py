@@ -227,7 +227,25 @@ def test_clip_score_from_a_local_safetensors_clip_model(tmp_path):
     tiny_clip_folder(tmp_path / "clip", ["a handwritten one", "the digit 7"])
     images = torch.rand(4, 1, 16, 16) * 2 - 1
     record = {"prompts": ["a handwritten one", "the digit 7"], "indices": [0, 1, 2, 3]}
-    score, reason = clip_score_or_reason(images, record, str(tmp_path / "clip"))
-    assert reason is None and 0 <= score <= 100
+    scores, reason = clip_score_or_reason(images, record, str(tmp_path / "clip"))
+    # each image is scored against its own prompt: 100 x max(cos, 0) of the model's own embeddings, computed here
+    # independently (random weights cannot tell a matching prompt from a mismatched one; trained ones are not
+    # downloadable, so the pairing and the formula are what this checks)
+    from transformers import CLIPModel, CLIPProcessor
+
+    model = CLIPModel.from_pretrained(str(tmp_path / "clip")).eval()
+    processor = CLIPProcessor.from_pretrained(str(tmp_path / "clip"))
+    rgb = list(((images + 1) / 2).expand(-1, 3, -1, -1))
+    texts = ["a handwritten one", "the digit 7"]
+    with torch.no_grad():
+        out = model(**processor(text=texts, images=rgb, return_tensors="pt", padding=True, do_rescale=False))
+    cos = (
+        torch.nn.functional.normalize(out.image_embeds, dim=-1)
+        @ torch.nn.functional.normalize(out.text_embeds, dim=-1).T
+    )
+    own = 100 * cos[torch.arange(4), torch.tensor([0, 1, 0, 1])].clamp_min(0)
+    other = 100 * cos[torch.arange(4), torch.tensor([1, 0, 1, 0])].clamp_min(0)
+    assert reason is None and np.allclose(scores, own.numpy(), atol=1e-4)
+    assert not np.allclose(scores, other.numpy(), atol=1e-4)  # a pairing mistake would score the other prompt
     assert clip_score_or_reason(images, record, None)[1].startswith("CLIP score needs local CLIP weights")
     assert "not a folder" in clip_score_or_reason(images, record, str(tmp_path))[1]

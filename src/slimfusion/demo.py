@@ -19,17 +19,15 @@ from typing import Any
 from torch import nn
 
 from slimfusion.data import load_images
-from slimfusion.data.prompts import WORDS, digit_of_prompt
+from slimfusion.data.prompts import WORDS
 from slimfusion.errors import ConfigError
-from slimfusion.metrics.accuracy import digit_accuracy
-from slimfusion.metrics.consistency import psnr, ssim
 from slimfusion.metrics.cost import count_macs, count_params, interleaved_latency
-from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
 from slimfusion.models.io import load, replace_folder, save
 from slimfusion.models.meta import history
 from slimfusion.pipelines import load_pipeline, save_pipeline
 from slimfusion.prune import StructuralConfig, prune
 from slimfusion.prune.conditioning import encode_prompts
+from slimfusion.quality import References, quality_of
 from slimfusion.report import RESULTS_FILE, write_report
 from slimfusion.sample import SampleConfig, sample, save_samples
 from slimfusion.train import FinetuneConfig, finetune
@@ -98,6 +96,16 @@ def _t2i_models(out: Path, finetune_steps: int, progress: bool) -> _Models:
     return models
 
 
+def _recovery_text(student: nn.Module, text: bool) -> str:
+    """How the students were recovered, read from the fine-tuning step in a student's history (what ran)."""
+    config = next(h["config"] for h in history(student) if h["step"] == "finetune")
+    source = f"{T2I_LATENTS} latents the original made from the prompts (data-free)" if text else "the digits"
+    return (
+        f"fine-tuning {config['steps']} steps on {source}, lr {config['lr']:g}, output distillation W ="
+        f" {config['distill']:g} from the original"
+    )
+
+
 def run_demo(
     out: Path,
     num: int = 256,
@@ -125,10 +133,11 @@ def run_demo(
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     models = (_t2i_models if text else _ddpm_models)(out, finetune_steps, progress)
-    reference = feature_stats(digit_features(load_images("digits:all", 16, 1)))
+    references = References("digits:all")
     prompts = {"prompts": T2I_PROMPTS} if text else {}
     sample_config = SampleConfig(num=num, steps=steps, seed=0, batch_size=128, **prompts)
     latency = interleaved_latency(models.denoisers, batch=1, repeats=20)
+    record = {"indices": list(range(num)), **prompts}
     rows, base_images = [], None
     for name, subject in models.sampleable.items():
         denoiser = models.denoisers[name]
@@ -139,44 +148,38 @@ def run_demo(
         save_samples(images, out / folder)
         is_original = base_images is None
         base_images = images if is_original else base_images
+        wanted = ["fd", "kd"] + ([] if is_original else ["ssim", "psnr"]) + (["accuracy"] if text else [])
+        quality = quality_of(images, record, wanted, references, base=base_images)
         metrics = {
             "params": count_params(denoiser),
             "macs": count_macs(denoiser),
             "latency_ms": 1e3 * latency[name],
             "images_per_s": rate,
-            "fd": frechet_distance(*feature_stats(digit_features(images)), *reference),
-            "ssim": ssim(images, base_images),
-            "psnr": None if is_original else psnr(images, base_images),
-        }
-        if text:
-            asked = [digit_of_prompt(T2I_PROMPTS[i % len(T2I_PROMPTS)]) for i in range(num)]
-            metrics["accuracy"] = digit_accuracy(images, asked)
+        } | quality.values()
         pruned = next((h["effect"] for h in history(denoiser) if h["step"] == "prune"), {})
         rows.append(
             {
                 "name": name,
                 "metrics": metrics,
+                "intervals": quality.intervals(),
                 "samples": str(folder),
                 "original": is_original,
                 "timesteps_used": pruned.get("timesteps_used"),
             }
         )
     ratio, label = (T2I_RATIO, "UNet of builtin:digits-t2i") if text else (DEMO_RATIO, "builtin:digits-ddpm")
-    recovery = (
-        f"data-free distillation (W = 1, lr {T2I_LR:g}) on {T2I_LATENTS} latents the original made from the prompts"
-        if text
-        else "output distillation W = 0.5 on the digits (the original took 8000 steps)"
-    )
+    recovery = _recovery_text(next(m for n, m in models.denoisers.items() if n != "original"), text)
     results = {
         "title": f"slimfusion demo: {label} pruned and fine-tuned",
         "quality_metric": (
-            f"Quality: FD (digits features), an offline stand-in for FID (not FID), of {num} DDIM-{steps} samples vs"
-            f" all 1,797 digits; SSIM / PSNR vs the original from identical noise"
-            f"{' and prompts; prompt accuracy by the digit classifier' if text else ''}. Pruning ratio {ratio};"
-            f" fine-tuning {finetune_steps} steps with {recovery}."
+            f"Quality: FD and KD (digits features), offline stand-ins for FID / KID (not FID), of {num} DDIM-{steps}"
+            f" samples vs all 1,797 digits; SSIM / PSNR vs the original from identical noise"
+            f"{' and prompts; prompt accuracy by the digit classifier' if text else ''}; in brackets their 95%"
+            f" intervals (bootstrap over the samples). Pruning ratio {ratio}; {recovery}."
         ),
         "notes": [
-            f"FD at {num} samples is noisy: benchmarks/results/ measure the noise floor with more samples.",
+            f"FD at {num} samples is noisy: two rows differ only where their intervals do not overlap; `slimfusion"
+            " compare` gives the paired verdict.",
             "Latency: CPU, batch 1, the denoisers measured alternately in one run (median of 20).",
         ],
         "rows": rows,

@@ -1,8 +1,9 @@
 """`slimfusion report RUN_DIR`: a Markdown page and a self-contained HTML page of one compression run.
 
-A run folder holds `results.json`: {"title", "quality_metric", "rows": [{"name", "metrics", "samples", "original",
-"plan"}]}, where `metrics` uses the keys of `slimfusion evaluate` (fd, fid, ssim, psnr, params, macs, latency_ms,
-images_per_s, plan_macs_ratio), `samples` is a samples folder and `plan` (optional) the skip plan the row sampled with
+A run folder holds `results.json`: {"title", "quality_metric", "rows": [{"name", "metrics", "intervals", "samples",
+"original", "plan"}]}, where `metrics` uses the keys of `slimfusion evaluate` (fd, kd, fid, kid, ssim, psnr, params,
+macs, latency_ms, images_per_s, plan_macs_ratio) and `intervals` (optional) their 95% intervals [low, high], shown
+in the tables and as error bars; `samples` is a samples folder and `plan` (optional) the skip plan the row sampled with
 (paths relative to the run folder or absolute); its steps x blocks picture is shown; optional "figures" lists more
 plots (file names in the run folder) to show. `slimfusion demo` and `slimfusion sweep` write one.
 """
@@ -29,7 +30,9 @@ COLUMNS = [  # (metric key, header, format)
     ("latency_ms", "latency b=1", lambda v: f"{v:.1f} ms"),
     ("images_per_s", "images/s", lambda v: f"{v:.1f}"),
     ("fd", "FD (digits features)", lambda v: f"{v:.3f}"),
+    ("kd", "KD (digits features)", lambda v: f"{v:.4f}"),
     ("fid", "FID", lambda v: f"{v:.2f}"),
+    ("kid", "KID", lambda v: f"{v:.4f}"),
     ("accuracy", "prompt accuracy", lambda v: f"{v:.1%}"),
     ("ssim", "SSIM vs original", lambda v: f"{v:.3f}"),
     ("psnr", "PSNR vs original", lambda v: f"{v:.1f} dB"),
@@ -60,6 +63,7 @@ def _columns(rows: list[dict]) -> list[tuple]:
 
 
 def cell(row: dict, key: str, fmt, original: dict | None) -> str:
+    """A metric as a table shows it: the value, its 95% interval when the row has one, MACs as a share too."""
     value = row["metrics"].get(key)
     if value is None:
         return "-"
@@ -67,6 +71,9 @@ def cell(row: dict, key: str, fmt, original: dict | None) -> str:
     base = original["metrics"].get(key) if original else None
     if key == "macs" and base and row is not original:
         text += f" ({100 * value / base:.0f}%)"
+    span = (row.get("intervals") or {}).get(key)
+    if span is not None and key not in ("latency_ms",):
+        text += f" [{fmt(span[0])}, {fmt(span[1])}]"
     return text
 
 
@@ -95,16 +102,18 @@ def plot_quality_vs_macs(results: dict, out: Path) -> Path | None:
     plt = pyplot()
 
     key = "fid" if any("fid" in r["metrics"] for r in results["rows"]) else "fd"
-    points = [(r["name"], r["metrics"].get("macs"), r["metrics"].get(key)) for r in results["rows"]]
-    points = [(n, m, q) for n, m, q in points if m is not None and q is not None]
-    if not points:
+    rows = [r for r in results["rows"] if r["metrics"].get("macs") is not None and r["metrics"].get(key) is not None]
+    if not rows:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
-    for i, (name, macs, quality) in enumerate(points):  # staggered labels: pruned rows often share one size
-        ax.scatter(macs / 1e6, quality, s=36)
-        ax.annotate(name, (macs / 1e6, quality), textcoords="offset points", xytext=(5, 4 - 11 * i), fontsize=8)
+    for i, row in enumerate(rows):  # staggered labels: pruned rows often share one size
+        macs, quality = row["metrics"]["macs"] / 1e6, row["metrics"][key]
+        span = (row.get("intervals") or {}).get(key)
+        error = None if span is None else [[max(0.0, quality - span[0])], [max(0.0, span[1] - quality)]]
+        ax.errorbar(macs, quality, yerr=error, fmt="o", capsize=3, markersize=6)
+        ax.annotate(row["name"], (macs, quality), textcoords="offset points", xytext=(5, 4 - 11 * i), fontsize=8)
     ax.set_xlabel("MACs per forward (M)")
-    ax.set_ylabel("FID" if key == "fid" else "FD (digits features), lower is better")
+    ax.set_ylabel(("FID" if key == "fid" else "FD (digits features)") + ", lower is better; bars: 95% interval")
     ax.set_title("quality vs compute")
     ax.grid(alpha=0.3)
     fig.tight_layout()

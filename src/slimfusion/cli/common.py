@@ -53,7 +53,7 @@ def print_rows(results: dict) -> None:
     for r in rows:
         table.add_row(r["name"], *(cell(r, key, fmt, original) for key, _, fmt in columns))
     wide = Console()
-    Console(width=None if wide.is_terminal else 160).print(table)
+    Console(width=None if wide.is_terminal else 240).print(table)  # logs: no wrapped headers
     if results.get("quality_metric"):
         console.print(results["quality_metric"], highlight=False, soft_wrap=True)
 

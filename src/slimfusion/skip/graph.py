@@ -36,14 +36,52 @@ def top_level(units: Iterable[str]) -> list[str]:
 
 
 @torch.no_grad()
-def unit_macs(model: nn.Module, units: list[str]) -> tuple[dict[str, int], int]:
-    """(MACs of each unit, MACs of the whole model) for one forward at batch 1, counted as `count_macs` counts."""
+@torch.no_grad()
+def leaf_macs_per_call(model: nn.Module) -> dict[nn.Module, float]:
+    """Batch-1 MACs of one call of each leaf layer. Torch-Pruning sums a layer's calls within a forward; a layer
+    called twice (DiT's first timestep embedder also feeds the output norm) is divided by its calls here."""
     with contextlib.redirect_stdout(io.StringIO()):  # Torch-Pruning prints warnings to stdout
-        total, _, per_module, _ = tp.utils.count_ops_and_params(model, example_inputs(model, 1), layer_wise=True)
-    names = {module: name for name, module in model.named_modules()}
-    leaf = {names[m]: int(v) for m, v in per_module.items() if v and not any(True for _ in m.children())}
-    macs = {u: sum(v for name, v in leaf.items() if name.startswith(f"{u}.")) for u in units}
-    return macs, int(total)
+        _, _, per_module, _ = tp.utils.count_ops_and_params(model, example_inputs(model, 1), layer_wise=True)
+    leaves = [m for m, v in per_module.items() if v and not any(True for _ in m.children())]
+    calls = dict.fromkeys(leaves, 0)
+
+    def count(module, _args, _kwargs):
+        calls[module] += 1
+
+    with tapped((m, "slimfusion_count_calls", count, None) for m in leaves):
+        model(**example_inputs(model, 1))
+    return {m: int(per_module[m]) / max(calls[m], 1) for m in leaves}
+
+
+@torch.no_grad()
+def unit_macs(model: nn.Module, units: list[str]) -> tuple[dict[str, int], int]:
+    """(MACs a unit's own forward spends, MACs of the whole model) for one forward at batch 1, counted as
+    `count_macs` counts. A layer call counts for the unit running when it is called: a layer of one unit that the
+    model also calls from outside it (DiT's output norm reads block 0's embedder) still runs when that unit is
+    reused, so those calls are not credited to the unit."""
+    per_call = leaf_macs_per_call(model)
+    modules = {u: model.get_submodule(u) for u in units}
+    spent = dict.fromkeys(units, 0.0)
+    running: list[str] = []
+    total = 0.0
+
+    def leaf(module, _args, _kwargs):
+        nonlocal total
+        total += per_call[module]
+        if running:
+            spent[running[-1]] += per_call[module]
+
+    def enter(name):
+        return lambda _m, _a, _k: running.append(name) and None
+
+    def leave(_module, _output):
+        running.pop()
+
+    taps = [(m, "slimfusion_unit_leaf", leaf, None) for m in per_call]
+    taps += [(m, "slimfusion_unit_scope", enter(u), leave) for u, m in modules.items()]
+    with tapped(taps):
+        model(**example_inputs(model, 1))
+    return {u: int(round(v)) for u, v in spent.items()}, int(round(total))
 
 
 @torch.no_grad()

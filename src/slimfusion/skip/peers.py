@@ -10,13 +10,11 @@ those hooks need from `diffusers_cache`, one per denoiser call, with the call's 
 from __future__ import annotations
 
 import contextlib
-import io
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import torch
-import torch_pruning as tp
 from diffusers.hooks import (
     FirstBlockCacheConfig,
     HookRegistry,
@@ -30,6 +28,7 @@ from torch import nn
 from slimfusion.errors import ConfigError
 from slimfusion.hooks import tap
 from slimfusion.models.families import example_inputs
+from slimfusion.skip.graph import leaf_macs_per_call
 
 PEERS = ("first-block-cache", "pyramid-attention-broadcast")
 
@@ -43,10 +42,8 @@ class MacsMeter:
     """
 
     def __init__(self, model: nn.Module):
-        with contextlib.redirect_stdout(io.StringIO()):  # Torch-Pruning prints warnings to stdout
-            _, _, per_module, _ = tp.utils.count_ops_and_params(model, example_inputs(model, 1), layer_wise=True)
         self.model = model
-        self.macs = {m: int(v) for m, v in per_module.items() if v and not any(True for _ in m.children())}
+        self.macs = leaf_macs_per_call(model)
         self.calls: Counter = Counter()
         self.forwards = 0
         self._removers: list = []
