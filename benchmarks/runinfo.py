@@ -48,3 +48,17 @@ class RowCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.rows, indent=1))
         return row
+
+
+def model_id(model) -> str:
+    """Which model a row measured: sha256 (12 hex) of its weights and of its compression history."""
+    import torch
+
+    from slimfusion.models.meta import history
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    steps = hashlib.sha256(json.dumps(history(model), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"weights {digest.hexdigest()[:12]}, history {steps}"

@@ -1,23 +1,23 @@
 """Timestep-wise block skipping on builtin:digits-ddpm: DiP-GO vs DeepCache vs fewer DDIM steps at equal MACs.
 
-Regenerates benchmarks/results/skip_digits.md and benchmarks/results/skip_digits.png:
+Regenerates benchmarks/results/skip_digits.md and benchmarks/results/skip_digits.png from the committed DiP-GO plans
+(benchmarks/plans/skip_digits/, trained on this CPU by the first command; a missing plan fails, never retrains):
 
-    .venv/bin/python benchmarks/skip_digits.py --num 500 --no-checkpoint
-
-or, with the DiP-GO plans trained on a GPU first (the rest runs on the CPU as before):
-
-    python benchmarks/skip_digits.py --train-plans runs/skip_plans --device cuda --no-checkpoint --no-compose
-    .venv/bin/python benchmarks/skip_digits.py --num 500 --no-checkpoint --plans runs/skip_plans
+    .venv/bin/python benchmarks/skip_digits.py --train-plans benchmarks/plans/skip_digits --no-checkpoint
+    .venv/bin/python benchmarks/skip_digits.py --plans benchmarks/plans/skip_digits --no-checkpoint --num 500
 
 DDIM, 50 steps. For each kept-MACs target: a DiP-GO plan (SSIM loss, `iterations` SGD steps on `calib` calibration
 noises, `batch` per step, seed 0); the DeepCache plan (interval 2-12 x every skip branch, uniform and the paper's
-non-uniform schedule) whose kept MACs lie within 2.5 points of the target with the best SSIM on 32 selection images
-(seeds apart from the evaluation's); plain DDIM with round(50 x target) steps. Quality: FD (digits features, not
-FID) of `num` samples vs all 1,797 digits, with the noise floor (two independent sample sets of the full model), and
-SSIM vs the full model's samples from the same noise. Speed: wall-clock of sampling one batch of 64, all rows of a
-target and the full model interleaved in one run (median of 5 rounds), as a ratio to the full model. Then the
-composition: the Diff-Pruning model of benchmarks/diffpruning_digits.py (ratio 0.25, 1,000 fine-tuning steps; built
-if missing) with a DiP-GO plan of its own.
+non-uniform schedule) whose kept MACs lie within 2.5 points of the MACs the DiP-GO plan reached, with the best SSIM on
+32 selection images (seeds apart from the evaluation's); plain DDIM with as many steps as fit in those MACs
+(round(50 x reached)). Kept MACs are measured on the model for every row (the plan's own share is checked against
+it). Quality: FD and KD (KID's unbiased estimator; digits features, not FID / KID) of `num` samples vs all 1,797
+digits, and SSIM vs the full model's samples from the same noise, each with its 95% interval; each row's verdict
+against DiP-GO's row is paired on identical noise. Speed: wall-clock of sampling one batch of 64, all rows of a target
+and the full model interleaved in one run (median of 5 rounds), as a ratio to the full model. Then the composition:
+the Diff-Pruning model of benchmarks/diffpruning_digits.py (ratio 0.25, 1,000 fine-tuning steps; built if missing,
+named by its weights and history hashes) with a DiP-GO plan of its own. Finished targets are cached in
+runs/skip_digits_rows.json under their settings, plan and the code's version.
 """
 
 from __future__ import annotations
@@ -29,16 +29,18 @@ import time
 from pathlib import Path
 
 import torch
-from runinfo import commit
+from runinfo import RowCache, commit, model_id
 
-from slimfusion.data import load_digits_split
 from slimfusion.errors import ConfigError
 from slimfusion.metrics.consistency import ssim
 from slimfusion.metrics.cost import count_macs
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
+from slimfusion.metrics.intervals import DEFAULT_RESAMPLES, difference_interval, verdict
 from slimfusion.models.io import load
+from slimfusion.quality import Quality, References, quality_of
 from slimfusion.sample import SampleConfig, sample
 from slimfusion.skip import SkipConfig, SkipPlan, apply_plan, check_plan, load_plan, save_plan, skip_plan
+from slimfusion.skip.plan import measured_macs_ratio
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "skip_digits.md"
@@ -47,6 +49,7 @@ STEPS = 50
 TARGETS = (0.5, 0.35, 0.25, 0.2)
 COMPOSE_TARGET = 0.5
 EVAL_SEED, SELECT_SEED = 1000, 2000
+REFERENCES = References("digits:all")
 
 
 def images_of(model, plan, num: int, seed: int, steps: int = STEPS) -> torch.Tensor:
@@ -58,7 +61,8 @@ def images_of(model, plan, num: int, seed: int, steps: int = STEPS) -> torch.Ten
 
 
 def best_deepcache(model, target: float, reference: torch.Tensor) -> tuple[object, dict]:
-    """The DeepCache plan within 2.5 points of the target's MACs with the best SSIM on the selection images."""
+    """The DeepCache plan within 2.5 points of `target` (the MACs DiP-GO's plan reached) with the best SSIM on the
+    selection images."""
     from slimfusion.skip.deepcache import deepcache_reuse
     from slimfusion.skip.graph import kept_macs_ratio, skip_units, unit_macs
 
@@ -149,31 +153,61 @@ def train_plans(args) -> None:
         print(f"{name}: kept {plan.macs_ratio:.3f} in {seconds:.0f}s", flush=True)
 
 
-def measure(model, args, real, full, floor) -> list[dict]:
+def quality(images: torch.Tensor, full: torch.Tensor | None) -> Quality:
+    """FD and KD vs all 1,797 digits, SSIM vs the full model's samples from the same noise, as index statistics."""
+    wanted = ["fd", "kd"] + (["ssim"] if full is not None else [])
+    return quality_of(images, {"indices": list(range(len(images)))}, wanted, REFERENCES, base=full)
+
+
+def with_intervals(row: dict, measured: Quality, resamples: int) -> dict:
+    return row | {"metrics": measured.values(), "intervals": measured.intervals(resamples)}
+
+
+def verdicts(mine: Quality, base: Quality, resamples: int) -> dict[str, str]:
+    """This row against DiP-GO's, paired (same noise): better / worse / tie per metric."""
+    out = {}
+    for name, statistic in mine.statistics.items():
+        low, high = difference_interval(base.statistics[name], statistic, (base.num, mine.num), resamples)
+        out[name] = verdict(name, low, high)
+    return out
+
+
+def measure(model, args, full, cache: RowCache) -> list[dict]:
     select_ref = images_of(model, None, 32, SELECT_SEED)
     rows = []
     for target in TARGETS:
         dipgo, dipgo_s = dipgo_plan(model, target, args, f"dipgo-{target}")
-        deepcache, chosen = best_deepcache(model, target, select_ref)
-        fewer = max(1, round(STEPS * target))
+        reached = measured_macs_ratio(dipgo, model)
+        settings = {"target": target, "num": args.num, "plan": dipgo.model_dump_json(exclude={"settings"})}
+        cached = cache.get(settings)
+        if cached is not None:
+            rows += [r | {"commit": cached["commit"]} for r in cached["rows"]]
+            continue
+        deepcache, chosen = best_deepcache(model, reached, select_ref)
+        fewer = max(1, round(STEPS * reached))  # as many DDIM steps as fit in the MACs DiP-GO reached
         entries = {"DiP-GO": (dipgo, STEPS), "DeepCache": (deepcache, STEPS), f"DDIM {fewer} steps": (None, fewer)}
         speed = timings(model, {"full": (None, STEPS), **entries})
+        measured = {name: quality(images_of(model, plan, args.num, EVAL_SEED, steps), full)
+                    for name, (plan, steps) in entries.items()}  # fmt: skip
+        mine = []
         for name, (plan, steps) in entries.items():
-            images = images_of(model, plan, args.num, EVAL_SEED, steps)
-            rows.append(
-                {
-                    "target": target,
-                    "method": name,
-                    "macs_ratio": plan.macs_ratio if plan is not None else steps / STEPS,
-                    "speedup": speed["full"] / speed[name],
-                    "fd": frechet_distance(*feature_stats(digit_features(images)), *real),
-                    "ssim": ssim(images, full),
-                    "detail": {"plan_s": dipgo_s, "device": dipgo.settings["device"], "last": dipgo.settings["log"][-1]}
-                    if name == "DiP-GO"
-                    else (chosen if name == "DeepCache" else {}),
-                }
-            )
-            print(json.dumps(rows[-1]), flush=True)
+            detail = {}
+            if name == "DiP-GO":
+                detail = {"plan_s": dipgo_s, "device": dipgo.settings["device"], "last": dipgo.settings["log"][-1]}
+            elif name == "DeepCache":
+                detail = chosen
+            row = {
+                "target": target,
+                "method": name,
+                "macs_ratio": measured_macs_ratio(plan, model) if plan is not None else steps / STEPS,
+                "speedup": speed["full"] / speed[name],
+                "vs_dipgo": None if name == "DiP-GO" else verdicts(measured[name], measured["DiP-GO"], args.resamples),
+                "detail": detail,
+            }
+            mine.append(with_intervals(row, measured[name], args.resamples))
+            print(json.dumps(mine[-1]), flush=True)
+        entry = cache.put(settings, {"rows": mine})
+        rows += [r | {"commit": entry["commit"]} for r in mine]
     return rows
 
 
@@ -187,17 +221,25 @@ def picture(rows: list[dict]) -> None:
     for method in ("DiP-GO", "DeepCache", "DDIM"):
         mine = [r for r in rows if r["method"].startswith(method)]
         for ax, key in zip(axes, ("fd", "ssim"), strict=True):
-            ax.plot([r["macs_ratio"] for r in mine], [r[key] for r in mine], "o-", label=method)
+            values = [r["metrics"][key] for r in mine]
+            spans = [[v - r["intervals"][key][0] for v, r in zip(values, mine, strict=True)],
+                     [r["intervals"][key][1] - v for v, r in zip(values, mine, strict=True)]]  # fmt: skip
+            ax.errorbar([r["macs_ratio"] for r in mine], values, yerr=spans, fmt="o-", capsize=3, label=method)
     for ax, key in zip(axes, ("FD vs digits (lower is better)", "SSIM vs full model (higher is better)"), strict=True):
-        ax.set_xlabel("kept share of the sampling MACs")
-        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("kept share of the sampling MACs (measured)")
+        ax.set_title(f"{key}; bars: 95% interval", fontsize=9)
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(PICTURE, dpi=110)
     plt.close(fig)
 
 
-def write(rows: list[dict], composition: list[dict], args, floor: float, full_fd: float) -> None:
+def span(row: dict, key: str, scale: float = 1.0, digits: int = 3) -> str:
+    low, high = (scale * v for v in row["intervals"][key])
+    return f"{scale * row['metrics'][key]:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def write(rows: list[dict], composition: list[dict], args, floor: dict) -> None:
     settings = f"--iterations {args.iterations} --batch {args.batch} --calib {args.calib} --lr {args.lr}"
     settings += "" if args.checkpoint else " --no-checkpoint"
     script = ".venv/bin/python benchmarks/skip_digits.py"
@@ -205,6 +247,7 @@ def write(rows: list[dict], composition: list[dict], args, floor: float, full_fd
     if args.plans:
         device = rows[0]["detail"]["device"]
         cmd = f"{script} --train-plans {args.plans} --device {device} {settings}` then `{cmd} --plans {args.plans}"
+    cmd += f" --resamples {args.resamples}"
     lines = [
         "# Timestep-wise block skipping on builtin:digits-ddpm (DDIM, 50 steps)",
         "",
@@ -212,17 +255,25 @@ def write(rows: list[dict], composition: list[dict], args, floor: float, full_fd
         "",
         next(p for p in __doc__.split("\n\n") if p.startswith("DDIM")).strip().replace("\n", " "),
         "",
-        f"Full model: FD {full_fd:.3f}; noise floor (FD between two independent {args.num}-sample sets)"
-        f" **{floor:.3f}**.",
+        f"Full model: FD {span(floor['full'], 'fd')}, KD x1000 {span(floor['full'], 'kd', 1000)}. Noise floor: FD"
+        f" between two independent {args.num}-sample sets of the full model **{floor['fd']:.3f}**; a second"
+        f" {args.num}-sample set of the full model against the first: FD {floor['verdicts']['fd']}, KD"
+        f" {floor['verdicts']['kd']} (the verdict rule below, unpaired).",
         "",
-        "| target | method | kept MACs | wall-clock speedup | FD | SSIM vs full | settings |",
-        "|---:|---|---:|---:|---:|---:|---|",
+        "Brackets: 95% intervals (bootstrap over the samples, reference held fixed). `vs DiP-GO`: the row's"
+        " difference to the DiP-GO row of its target, paired on identical noise; better / worse only when its 95%"
+        " interval excludes zero, else tie.",
+        "",
+        "| target | method | kept MACs (measured) | wall-clock speedup | FD | KD x1000 | SSIM vs full |"
+        " vs DiP-GO (FD / KD / SSIM) | commit | settings |",
+        "|---:|---|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for r in rows + composition:
         detail = ", ".join(f"{k} {v}" for k, v in r["detail"].items()) if r["detail"] else ""
+        versus = " / ".join(r["vs_dipgo"][k] for k in ("fd", "kd", "ssim")) if r.get("vs_dipgo") else "-"
         lines.append(
-            f"| {r['target']} | {r['method']} | {r['macs_ratio']:.3f} | {r['speedup']:.2f}x | {r['fd']:.3f} |"
-            f" {r['ssim']:.3f} | {detail} |"
+            f"| {r['target']} | {r['method']} | {r['macs_ratio']:.3f} | {r['speedup']:.2f}x | {span(r, 'fd')} |"
+            f" {span(r, 'kd', 1000, 2)} | {span(r, 'ssim')} | {versus} | {r['commit']} | {detail} |"
         )
     lines += ["", "![FD and SSIM against kept MACs](skip_digits.png)", ""]
     RESULT.write_text("\n".join(lines) + "\n")
@@ -242,7 +293,7 @@ def build_pruned(folder: Path) -> None:
     save(model, folder, overwrite=True)
 
 
-def compose(args, real, full) -> list[dict]:
+def compose(args, full) -> list[dict]:
     """Diff-Pruning's model (if built) alone and with a DiP-GO plan: speedups against the full original."""
     folder = Path(args.pruned)
     if not folder.exists():
@@ -256,26 +307,28 @@ def compose(args, real, full) -> list[dict]:
             images_of(model, p, 64, EVAL_SEED)
             times[name].append(time.perf_counter() - start)
     speed = {k: statistics.median(v) for k, v in times.items()}
+    measured = {name: quality(images_of(pruned, p, args.num, EVAL_SEED), full) for name, p in
+                (("pruned", None), ("pruned+dipgo", plan))}  # fmt: skip
     rows = []
     for name, p in (("pruned", None), ("pruned+dipgo", plan)):
-        images = images_of(pruned, p, args.num, EVAL_SEED)
-        rows.append(
-            {
-                "target": "-",
-                "method": f"Diff-Pruning 0.25{f' + DiP-GO {COMPOSE_TARGET}' if p is not None else ''}",
-                "macs_ratio": (p.macs_ratio if p is not None else 1.0) * count_macs(pruned) / count_macs(original),
-                "speedup": speed["full"] / speed[name],
-                "fd": frechet_distance(*feature_stats(digit_features(images)), *real),
-                "ssim": ssim(images, full),
-                "detail": {},
-            }
-        )
+        kept = measured_macs_ratio(p, pruned) if p is not None else 1.0
+        row = {
+            "target": "-",
+            "method": f"Diff-Pruning 0.25{f' + DiP-GO {COMPOSE_TARGET}' if p is not None else ''}",
+            "macs_ratio": kept * count_macs(pruned) / count_macs(original),
+            "speedup": speed["full"] / speed[name],
+            "vs_dipgo": None,
+            "detail": {"model": model_id(pruned)},
+            "commit": commit(),
+        }
+        rows.append(with_intervals(row, measured[name], args.resamples))
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num", type=int, default=500, help="evaluation samples per row")
+    parser.add_argument("--num", type=int, default=1000, help="evaluation samples per row")
+    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples per interval")
     defaults = SkipConfig()
     parser.add_argument("--iterations", type=int, default=defaults.iterations, help="DiP-GO SGD iterations")
     parser.add_argument("--batch", type=int, default=defaults.batch_size, help="DiP-GO noises per iteration")
@@ -298,15 +351,30 @@ def main() -> None:
     if args.train_plans:
         return train_plans(args)
     model = load("builtin:digits-ddpm")
-    real = feature_stats(digit_features(load_digits_split("all")[0]))
     full = images_of(model, None, args.num, EVAL_SEED)
     second = images_of(model, None, args.num, EVAL_SEED + 1)
-    floor = frechet_distance(*feature_stats(digit_features(full)), *feature_stats(digit_features(second)))
-    full_fd = frechet_distance(*feature_stats(digit_features(full)), *real)
-    rows = measure(model, args, real, full, floor)
-    composition = compose(args, real, full) if args.compose else []
+    first_q, second_q = quality(full, None), quality(second, None)
+    floor = {
+        "full": with_intervals({}, first_q, args.resamples),
+        "fd": frechet_distance(*feature_stats(digit_features(full)), *feature_stats(digit_features(second))),
+        "verdicts": {
+            name: verdict(
+                name,
+                *difference_interval(
+                    first_q.statistics[name],
+                    second_q.statistics[name],
+                    (args.num, args.num),
+                    args.resamples,
+                    paired=False,
+                ),
+            )
+            for name in ("fd", "kd")
+        },  # fmt: skip
+    }
+    rows = measure(model, args, full, RowCache(ROOT / "runs" / "skip_digits_rows.json"))
+    composition = compose(args, full) if args.compose else []
     picture(rows)
-    write(rows, composition, args, floor, full_fd)
+    write(rows, composition, args, floor)
 
 
 if __name__ == "__main__":
