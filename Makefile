@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml Makefile
 	# test dependency only: the reference DeepCache, checked against slimfusion's DeepCache plans (its own pins
 	# would pull another torch, so without its dependencies; 0.1.1 runs on the diffusers installed above)
 	$(BIN)/python -m pip install --quiet --no-deps "DeepCache==0.1.1"
+	# test dependency only: torch-fidelity's InceptionV3 for the offline FID test, in its own folder (beside a CPU
+	# torch without torchvision it would break torchmetrics' image metrics, which import it whenever installed)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(VENV)/fid-extra "torch-fidelity==0.4.0"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -13,6 +13,7 @@ write the pickle-free format. docs/api.md is the reference, with an example of e
 
 __version__ = "0.1.0"
 
+from slimfusion.compare import compare  # noqa: E402
 from slimfusion.evaluate import EvaluateConfig, evaluate  # noqa: E402
 from slimfusion.lowrank import LowRankConfig, lowrank  # noqa: E402
 from slimfusion.models.io import load, save  # noqa: E402
@@ -41,6 +42,7 @@ __all__ = [
     "__version__",
     "apply",
     "apply_plan",
+    "compare",
     "distill_steps",
     "evaluate",
     "finetune",

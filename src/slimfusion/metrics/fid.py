@@ -7,6 +7,10 @@ a pickled .pth and `torch.load` it; slimfusion reads no pickles, so the state di
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
+import types
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,11 +26,27 @@ MISSING_WEIGHTS = (
 )
 
 
-def _extractor(weights: str | Path):
+def inception_module():
+    """torch-fidelity's InceptionV3 module. Its package `__init__` also imports torchvision (for data sets slimfusion
+    never uses), which a CPU-only torch cannot import beside PyPI's torchvision; the module itself needs only torch,
+    so when the package import fails it is loaded from the package folder without running that `__init__`."""
     try:  # optional dependency (the `fid` extra)
-        from torch_fidelity import feature_extractor_inceptionv3 as fe
-    except ImportError as exc:
-        raise ConfigError("FID needs torch-fidelity: pip install 'slimfusion[fid]'") from exc
+        from torch_fidelity import feature_extractor_inceptionv3
+
+        return feature_extractor_inceptionv3
+    except ImportError:
+        spec = importlib.util.find_spec("torch_fidelity")
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError("FID needs torch-fidelity: pip install 'slimfusion[fid]'") from None
+    sys.modules.pop("torch_fidelity", None)  # the half-imported package, replaced by its bare folder
+    package = types.ModuleType("torch_fidelity")
+    package.__path__ = list(spec.submodule_search_locations)
+    sys.modules["torch_fidelity"] = package
+    return importlib.import_module("torch_fidelity.feature_extractor_inceptionv3")
+
+
+def _extractor(weights: str | Path):
+    fe = inception_module()
 
     path = Path(weights)
     if path.suffix != ".safetensors" or not path.exists():
