@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from runinfo import code_version, commit
 
 from slimfusion.data import load_images
 from slimfusion.metrics.consistency import psnr, ssim
@@ -112,16 +113,18 @@ def write_table(rows: list[dict], base: dict, args, done: bool) -> None:
         f" {args.num} DDIM-50 samples against all 1,797 digits; SSIM / PSNR against the original's samples from the"
         " same noise. Latency: CPU (2 cores), batch 64, original and pruned alternately in one run, median.",
         "",
-        "| model | seed | params | MACs | latency speedup | FD | FD / original | SSIM | PSNR (dB) | calib. timesteps |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | seed | params | MACs | latency speedup | FD | FD / original | SSIM | PSNR (dB) | calib. timesteps |"
+        " commit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         f"| original | - | {base['params'] / 1e6:.3f} M | {base['macs'] / 1e6:.1f} M | 1.00x | {base['fd']:.3f} |"
-        " 1.00 | 1.000 | inf | - |",
+        " 1.00 | 1.000 | inf | - | - |",
     ]
     for r in rows:
         lines.append(
             f"| {r['label']} | {r['seed']} | {r['params'] / 1e6:.3f} M | {r['macs'] / 1e6:.1f} M"
             f" ({100 * r['macs'] / base['macs']:.0f}%) | {r['speedup_b64']:.2f}x | {r['fd']:.3f} |"
             f" {r['fd'] / base['fd']:.2f} | {r['ssim']:.3f} | {r['psnr']:.1f} | {r['timesteps_used'] or '-'} |"
+            f" {r['commit']} |"
         )
     lines += [
         "",
@@ -215,20 +218,26 @@ def main() -> None:
         for row in rows:
             row["speedup_b64"] = speedup(teacher, load(row_dir(args.work, row["label"], row["seed"])))
         cache.write_text(json.dumps(rows, indent=2))
-        write_table([r for r in rows if r.get("num") == args.num], base, args, done=True)
+        write_table([r for r in rows if same_run(r, args)], base, args, done=True)
         return
     for seed in args.seeds:
         for label, fields in ROWS.items():
             if args.only and label.split()[0] not in args.only and label not in args.only:
                 continue
-            if any(r["label"] == label and r["seed"] == seed and r.get("num") == args.num for r in rows):
+            if any(r["label"] == label and r["seed"] == seed and same_run(r, args) for r in rows):
                 continue
-            row = run_row(label, fields, seed, args, teacher, images, reference_stats, original) | {"num": args.num}
+            row = run_row(label, fields, seed, args, teacher, images, reference_stats, original)
+            row |= {"num": args.num, "steps": args.steps, "code": code_version(), "commit": commit()}
             rows.append(row)
             cache.write_text(json.dumps(rows, indent=2))
-            write_table([r for r in rows if r.get("num") == args.num], base, args, done=False)
+            write_table([r for r in rows if same_run(r, args)], base, args, done=False)
             print(json.dumps(row), flush=True)
-    write_table([r for r in rows if r.get("num") == args.num], base, args, done=True)
+    write_table([r for r in rows if same_run(r, args)], base, args, done=True)
+
+
+def same_run(row: dict, args) -> bool:
+    """A cached row counts only for the same settings and the same code (src/ tree hash): no table mixes runs."""
+    return row.get("num") == args.num and row.get("steps") == args.steps and row.get("code") == code_version()
 
 
 if __name__ == "__main__":
