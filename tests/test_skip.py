@@ -240,6 +240,18 @@ def test_deepcache_uniform_and_non_uniform_schedules():
     assert full_steps(50, 5, uniform=False, center=40) != picks  # the center moves the dense part
 
 
+@pytest.mark.parametrize(("interval", "branch"), [(3, 0), (5, 1)])
+def test_deepcache_plan_states_the_macs_share_that_runs(unet, interval, branch):
+    """DeepCache's fine units nest inside blocks: the plan's share must still be what the meter sees run."""
+    from slimfusion.skip.peers import MacsMeter
+
+    plan = skip_plan(unet, SkipConfig(method="deepcache", steps=10, interval=interval, branch=branch))
+    meter = MacsMeter(unet)
+    with apply_plan(unet, plan), meter:
+        sample(unet, SampleConfig(num=1, steps=10), progress=False)
+    assert plan.macs_ratio < 0.9 and meter.ratio() == pytest.approx(plan.macs_ratio, abs=1e-4)
+
+
 @pytest.mark.parametrize(("interval", "branch"), [(3, 0), (2, 1), (4, 3)])
 def test_deepcache_plan_matches_the_reference_package(interval, branch):
     """A slimfusion DeepCache plan gives the same images as DeepCache's own helper on a Stable Diffusion pipeline."""

@@ -56,9 +56,9 @@ def leaf_macs_per_call(model: nn.Module) -> dict[nn.Module, float]:
 @torch.no_grad()
 def unit_macs(model: nn.Module, units: list[str]) -> tuple[dict[str, int], int]:
     """(MACs a unit's own forward spends, MACs of the whole model) for one forward at batch 1, counted as
-    `count_macs` counts. A layer call counts for the unit running when it is called: a layer of one unit that the
-    model also calls from outside it (DiT's output norm reads block 0's embedder) still runs when that unit is
-    reused, so those calls are not credited to the unit."""
+    `count_macs` counts. A layer call counts for the units running when it is called (a block and its nested
+    fine units alike): a layer of one unit that the model also calls from outside it (DiT's output norm reads
+    block 0's embedder) still runs when that unit is reused, so those calls are not credited to the unit."""
     per_call = leaf_macs_per_call(model)
     modules = {u: model.get_submodule(u) for u in units}
     spent = dict.fromkeys(units, 0.0)
@@ -68,8 +68,8 @@ def unit_macs(model: nn.Module, units: list[str]) -> tuple[dict[str, int], int]:
     def leaf(module, _args, _kwargs):
         nonlocal total
         total += per_call[module]
-        if running:
-            spent[running[-1]] += per_call[module]
+        for unit in set(running):  # every unit running now: a fine unit's layers count for its block too
+            spent[unit] += per_call[module]
 
     def enter(name):
         return lambda _m, _a, _k: running.append(name) and None
