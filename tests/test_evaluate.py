@@ -102,6 +102,9 @@ def test_evaluate_model_reports_cost_and_consistency(sample_sets):
     metrics = result["metrics"]
     assert metrics["params"] == sum(p.numel() for p in slimfusion.load(model).parameters())
     assert metrics["ssim"] == pytest.approx(1.0) and metrics["macs"] > 0 and metrics["images_per_s"] > 0
+    assert result["intervals"]["macs"] == [metrics["macs"]] * 2  # an exact count is its own interval
+    low, high = result["intervals"]["latency_ms"]
+    assert low <= metrics["latency_ms"] <= high and set(result["intervals"]) == set(metrics) - {"images_per_s"}
 
 
 def test_evaluate_needs_inputs_for_what_it_is_asked():

@@ -222,8 +222,9 @@ class QualityInputs(BaseModel):
 
 
 def _cost(subject: Resolved, intervals: dict, resamples: int) -> dict[str, Any]:
-    """Parameters and MACs (exact counts), latency (median of 10 forwards; its interval: bootstrap of the median
-    over those 10), sampling throughput, and the skip plan's measured MACs share."""
+    """Parameters and MACs (exact counts: their interval is the value itself), latency (median of 10 forwards; its
+    interval: bootstrap of the median over those 10), sampling throughput (one timing, no interval), and the skip
+    plan's measured MACs share."""
     runs = latency_runs(subject.model, batch=1)
     intervals["latency_ms"] = [1000 * v for v in bootstrap(lambda idx: np.median(np.take(runs, idx)), len(runs))]
     values = {
@@ -235,6 +236,7 @@ def _cost(subject: Resolved, intervals: dict, resamples: int) -> dict[str, Any]:
     if subject.plan is not None:
         ratio = measured_macs_ratio(subject.plan, subject.model)
         values |= {"plan_macs_ratio": ratio, "macs_per_step": values["macs"] * ratio}
+    intervals |= {key: [values[key], values[key]] for key in COUNTS if key in values}  # exact counts
     return values
 
 
@@ -293,7 +295,7 @@ def print_result(result: dict[str, Any]) -> None:
     intervals = result.get("intervals", {})
     for key, value in result["metrics"].items():
         low_high = intervals.get(key)
-        span = f"{number(low_high[0])} .. {number(low_high[1])}" if low_high else "exact count" if key in COUNTS else ""
+        span = "exact count" if key in COUNTS else f"{number(low_high[0])} .. {number(low_high[1])}" if low_high else ""
         table.add_row(LABELS.get(key, key), number(value), span)
     Console().print(table)
     for name, reason in result["skipped"].items():
