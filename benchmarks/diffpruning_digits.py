@@ -187,6 +187,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 lets two benchmarks share 2 cores)")
     args = parser.parse_args()
+    args.code = code_version()  # once: every cached row is checked against it
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -227,7 +228,7 @@ def main() -> None:
             if any(r["label"] == label and r["seed"] == seed and same_run(r, args) for r in rows):
                 continue
             row = run_row(label, fields, seed, args, teacher, images, reference_stats, original)
-            row |= {"num": args.num, "steps": args.steps, "code": code_version(), "commit": commit()}
+            row |= {"num": args.num, "steps": args.steps, "code": args.code, "commit": commit()}
             rows.append(row)
             cache.write_text(json.dumps(rows, indent=2))
             write_table([r for r in rows if same_run(r, args)], base, args, done=False)
@@ -237,7 +238,7 @@ def main() -> None:
 
 def same_run(row: dict, args) -> bool:
     """A cached row counts only for the same settings and the same code (src/ tree hash): no table mixes runs."""
-    return row.get("num") == args.num and row.get("steps") == args.steps and row.get("code") == code_version()
+    return row.get("num") == args.num and row.get("steps") == args.steps and row.get("code") == args.code
 
 
 if __name__ == "__main__":

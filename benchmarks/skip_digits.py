@@ -35,7 +35,7 @@ from slimfusion.errors import ConfigError
 from slimfusion.metrics.consistency import ssim
 from slimfusion.metrics.cost import count_macs
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
-from slimfusion.metrics.intervals import DEFAULT_RESAMPLES, difference_interval, verdict
+from slimfusion.metrics.intervals import DEFAULT_RESAMPLES
 from slimfusion.models.io import load
 from slimfusion.quality import Quality, References, quality_of
 from slimfusion.sample import SampleConfig, sample
@@ -163,13 +163,9 @@ def with_intervals(row: dict, measured: Quality, resamples: int) -> dict:
     return row | {"metrics": measured.values(), "intervals": measured.intervals(resamples)}
 
 
-def verdicts(mine: Quality, base: Quality, resamples: int) -> dict[str, str]:
+def versus(mine: Quality, dipgo: Quality, resamples: int) -> dict[str, str]:
     """This row against DiP-GO's, paired (same noise): better / worse / tie per metric."""
-    out = {}
-    for name, statistic in mine.statistics.items():
-        low, high = difference_interval(base.statistics[name], statistic, (base.num, mine.num), resamples)
-        out[name] = verdict(name, low, high)
-    return out
+    return {name: v["verdict"] for name, v in mine.versus(dipgo, resamples).items()}
 
 
 def measure(model, args, full, cache: RowCache) -> list[dict]:
@@ -201,7 +197,7 @@ def measure(model, args, full, cache: RowCache) -> list[dict]:
                 "method": name,
                 "macs_ratio": measured_macs_ratio(plan, model) if plan is not None else steps / STEPS,
                 "speedup": speed["full"] / speed[name],
-                "vs_dipgo": None if name == "DiP-GO" else verdicts(measured[name], measured["DiP-GO"], args.resamples),
+                "vs_dipgo": None if name == "DiP-GO" else versus(measured[name], measured["DiP-GO"], args.resamples),
                 "detail": detail,
             }
             mine.append(with_intervals(row, measured[name], args.resamples))
@@ -357,19 +353,7 @@ def main() -> None:
     floor = {
         "full": with_intervals({}, first_q, args.resamples),
         "fd": frechet_distance(*feature_stats(digit_features(full)), *feature_stats(digit_features(second))),
-        "verdicts": {
-            name: verdict(
-                name,
-                *difference_interval(
-                    first_q.statistics[name],
-                    second_q.statistics[name],
-                    (args.num, args.num),
-                    args.resamples,
-                    paired=False,
-                ),
-            )
-            for name in ("fd", "kd")
-        },  # fmt: skip
+        "verdicts": {name: v["verdict"] for name, v in second_q.versus(first_q, args.resamples, paired=False).items()},
     }
     rows = measure(model, args, full, RowCache(ROOT / "runs" / "skip_digits_rows.json"))
     composition = compose(args, full) if args.compose else []

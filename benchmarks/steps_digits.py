@@ -28,12 +28,12 @@ import copy
 import hashlib
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from runinfo import commit
 
 from slimfusion.data import load_images
 from slimfusion.diffusion import SOLVERS
@@ -50,12 +50,6 @@ SEED, FLOOR_SEED = 1000, 1001
 NFES = (4, 6, 8, 10, 15, 25, 50)
 STUDENT_NFES = (1, 2, 4, 8)  # a consistency student samples at any step count
 SOLVER_ROWS = ("ddim", "dpm++2m", "dpm++3m", "dpm++2m-sde", "unipc", "deis", "euler", "heun", "ddpm")
-
-
-def commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    dirty = subprocess.run(["git", "status", "--porcelain", "src"], capture_output=True, text=True, cwd=ROOT)
-    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def steps_for(solver: str, nfe: int) -> int:

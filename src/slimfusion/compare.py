@@ -26,7 +26,7 @@ from slimfusion.evaluate import (
     resolve_subject,
 )
 from slimfusion.metrics.cost import count_macs, count_params
-from slimfusion.metrics.intervals import difference_interval, method_text, verdict
+from slimfusion.metrics.intervals import method_text
 
 PAIRING_KEYS = ("seed", "indices", "prompts", "class_labels")
 
@@ -80,22 +80,8 @@ def compare(
         rows.append({"name": name, "num": quality.num, "metrics": metrics, "paired": paired})
         if index == 0:
             continue
-        for metric, statistic in quality.statistics.items():
-            if metric not in qualities[0].statistics:
-                continue
-            base = qualities[0].statistics[metric]
-            low, high = difference_interval(base, statistic, (qualities[0].num, quality.num), config.resamples, paired)
-            difference = metrics[metric] - rows[0]["metrics"][metric]
-            differences.append(
-                {
-                    "subject": name,
-                    "index": index,
-                    "metric": metric,
-                    "difference": difference,
-                    "interval": [low, high],
-                    "verdict": verdict(metric, low, high),
-                }
-            )
+        for metric, versus in quality.versus(qualities[0], config.resamples, paired).items():
+            differences.append({"subject": name, "index": index, "metric": metric} | versus)
     return {
         "baseline": names[0],
         "subjects": rows,

@@ -21,7 +21,7 @@ from slimfusion.metrics.clip import clip_score_or_reason
 from slimfusion.metrics.consistency import psnr_per_image, ssim_per_image
 from slimfusion.metrics.fd import FrechetToReference
 from slimfusion.metrics.fid import MISSING_WEIGHTS
-from slimfusion.metrics.intervals import DEFAULT_RESAMPLES, Statistic, bootstrap
+from slimfusion.metrics.intervals import DEFAULT_RESAMPLES, Statistic, bootstrap, difference_interval, verdict
 from slimfusion.metrics.kid import KernelDistance
 from slimfusion.metrics.stats import compute_stats, features, load_stats
 from slimfusion.sample import load_samples
@@ -44,6 +44,19 @@ class Quality:
     def values(self) -> dict[str, float]:
         everyone = np.arange(self.num)
         return {name: float(statistic(everyone)) for name, statistic in self.statistics.items()}
+
+    def versus(self, base: Quality, resamples: int = DEFAULT_RESAMPLES, paired: bool = True) -> dict[str, dict]:
+        """Per metric both sets have: {"difference": self - base, "interval": [low, high], "verdict"}; paired when
+        both come from identical noise (one index draw for both)."""
+        out = {}
+        everyone, base_everyone = np.arange(self.num), np.arange(base.num)
+        for name, statistic in self.statistics.items():
+            if name not in base.statistics:
+                continue
+            low, high = difference_interval(base.statistics[name], statistic, (base.num, self.num), resamples, paired)
+            difference = float(statistic(everyone) - base.statistics[name](base_everyone))
+            out[name] = {"difference": difference, "interval": [low, high], "verdict": verdict(name, low, high)}
+        return out
 
     def intervals(self, resamples: int = DEFAULT_RESAMPLES) -> dict[str, list[float]]:
         spans = {name: list(bootstrap(statistic, self.num, resamples)) for name, statistic in self.statistics.items()}

@@ -29,11 +29,6 @@ def clip_score_or_reason(images: torch.Tensor, record: dict, clip_model: str | N
     return clip_scores(images, texts, folder), None
 
 
-def clip_score(images: torch.Tensor, texts: list[str], folder: Path) -> float:
-    """Mean CLIP score of images against their texts."""
-    return float(clip_scores(images, texts, folder).mean())
-
-
 @torch.no_grad()
 def clip_scores(images: torch.Tensor, texts: list[str], folder: Path, batch: int = 64) -> np.ndarray:
     """CLIP score of each image ([N, C, H, W] in [-1, 1]; grey scale is repeated to RGB) against its text [N]."""

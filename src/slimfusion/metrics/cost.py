@@ -55,11 +55,6 @@ def folder_bytes(path: str | Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*.safetensors"))
 
 
-def measure_latency(model: nn.Module, batch: int = 1, repeats: int = 10, warmup: int = 2) -> float:
-    """Median wall-clock seconds of one forward at `batch` on the current device (CPU here)."""
-    return statistics.median(latency_runs(model, batch, repeats, warmup))
-
-
 @torch.no_grad()
 def latency_runs(model: nn.Module, batch: int = 1, repeats: int = 10, warmup: int = 2) -> list[float]:
     """Wall-clock seconds of `repeats` forwards at `batch`, after `warmup` untimed ones."""
