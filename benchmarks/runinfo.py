@@ -35,6 +35,7 @@ class RowCache:
         self.path = Path(path)
         self.rows: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.version = code_version()
+        self.commit = commit()  # of the code this process imported: src/ edited while it runs does not change it
 
     def key(self, settings: dict) -> str:
         return json.dumps(settings | {"code": self.version}, sort_keys=True)
@@ -43,7 +44,7 @@ class RowCache:
         return self.rows.get(self.key(settings))
 
     def put(self, settings: dict, row: dict) -> dict:
-        row = row | {"commit": commit()}
+        row = row | {"commit": self.commit}
         self.rows[self.key(settings)] = row
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.rows, indent=1))
