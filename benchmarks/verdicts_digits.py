@@ -182,9 +182,11 @@ def write_table(rows: list[dict], args, done: bool) -> None:
             v = r["versus"][metric]
             low, high = (x * scale for x in v["interval"])
             cells.append(f"{r['a'][metric] * scale:.{digits}f} / {r['b'][metric] * scale:.{digits}f}")
-            cells.append(f"{v['difference'] * scale:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}] {v['verdict']}")
+            span = f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+            cells.append(f"{v['difference'] * scale:+.{digits}f} {span} {v['verdict']}")
         lines.append(
-            f"| {r['claim']} | {r['seed']} | {r['macs'][0]:.1%} / {r['macs'][1]:.1%} | " + " | ".join(cells)
+            f"| {r['claim']} | {r['seed']} | {r['macs'][0]:.1%} / {r['macs'][1]:.1%} | "
+            + " | ".join(cells)
             + f" | {r['commit']} |"
         )
     lines += ["", "## Verdicts (A against B; better / worse only when every seed says so)", ""]
