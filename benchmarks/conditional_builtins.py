@@ -84,7 +84,7 @@ def main() -> None:
         ]
     vae = load("builtin:digits-vae")
     test, train = load_digits_split("test")[0], load_digits_split("train")[0]
-    from slimfusion.train.vae import decode, encode
+    from slimfusion.train.builtins.vae import decode, encode
 
     recon = decode(vae, encode(vae, test))
     test_stats = feature_stats(digit_features(test))

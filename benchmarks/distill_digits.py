@@ -28,7 +28,7 @@ from slimfusion.models.io import load, save
 from slimfusion.models.meta import get_meta
 from slimfusion.prune import StructuralConfig, prune
 from slimfusion.steps import Subject
-from slimfusion.train.step_distill import StepDistillConfig, distill_steps
+from slimfusion.train.recovery.step_distill import StepDistillConfig, distill_steps
 
 
 def run(name: str, settings: dict, make, work: Path, record: dict, code: str, reuse: bool = False) -> None:

@@ -38,7 +38,7 @@ def test_macs_scale_with_batch_and_attention_counts_in_macs_all(family_model):
 
 
 def test_digits_features_classifier_is_accurate():
-    from slimfusion.train.classifier import accuracy
+    from slimfusion.train.builtins.classifier import accuracy
 
     model = slimfusion.load("builtin:digits-features")
     assert accuracy(model, *load_digits_split("test")) >= 0.97

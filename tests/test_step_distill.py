@@ -20,7 +20,7 @@ from slimfusion.models.io import load, save
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.sample import SampleConfig, sample
 from slimfusion.steps.step_distill import teacher_source
-from slimfusion.train.step_distill import (
+from slimfusion.train.recovery.step_distill import (
     ConsistencyObjective,
     ProgressiveObjective,
     StepDistillConfig,
@@ -188,7 +188,7 @@ def test_dit_students_distill_progressively(tmp_path, monkeypatch):
     )  # fmt: skip
     with pytest.raises(ConfigError, match="use --method progressive"):
         run_distill_steps(subject, options.model_copy(update={"method": "consistency"}), progress=False)
-    import slimfusion.train.step_distill as module
+    import slimfusion.train.recovery.step_distill as module
 
     guided = []
     monkeypatch.setattr(module, "_Teacher", lambda t, null, g: guided.append(g) or _Teacher(t, null, g))

@@ -26,7 +26,7 @@ from slimfusion.skip import SkipConfig, apply_plan, load_plan, save_plan, skip_p
 from slimfusion.sparsify import SparsityConfig, sparsify  # noqa: E402
 from slimfusion.steps import apply  # noqa: E402
 from slimfusion.train import FinetuneConfig, finetune  # noqa: E402
-from slimfusion.train.step_distill import StepDistillConfig, distill_steps  # noqa: E402
+from slimfusion.train.recovery.step_distill import StepDistillConfig, distill_steps  # noqa: E402
 
 __all__ = [
     "DepthConfig",

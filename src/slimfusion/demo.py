@@ -24,7 +24,7 @@ from slimfusion.errors import ConfigError
 from slimfusion.metrics.cost import count_macs, count_params, interleaved_latency
 from slimfusion.models.io import load, replace_folder, save
 from slimfusion.models.meta import history
-from slimfusion.pipelines import load_pipeline, save_pipeline
+from slimfusion.pipelines import denoiser_of, load_pipeline, save_pipeline
 from slimfusion.prune import StructuralConfig, prune
 from slimfusion.prune.conditioning import encode_prompts
 from slimfusion.quality import References, quality_of
@@ -84,15 +84,15 @@ def _t2i_models(out: Path, finetune_steps: int, progress: bool) -> _Models:
     data = distill_trainset(original, T2I_PROMPTS, num=T2I_LATENTS, progress=progress)
     conditions = encode_prompts(T2I_MODEL, T2I_PROMPTS)
     models = _Models()
-    models.add("original", original, original.unet)
+    models.add("original", original, denoiser_of(original))
     for name, fields in DEMO_METHODS.items():
         pipe = load_pipeline(T2I_MODEL)
         calibration = conditions if fields["method"] == "diff-pruning" else None
-        prune(pipe.unet, StructuralConfig(ratio=T2I_RATIO, **fields), conditions=calibration, progress=progress)
+        prune(denoiser_of(pipe), StructuralConfig(ratio=T2I_RATIO, **fields), conditions=calibration, progress=progress)
         config = FinetuneConfig(steps=finetune_steps, lr=T2I_LR)
-        finetune(pipe.unet, data, config, teacher=original.unet, progress=progress)
+        finetune(denoiser_of(pipe), data, config, teacher=denoiser_of(original), progress=progress)
         save_pipeline(pipe, out / "models" / name, overwrite=True)
-        models.add(f"{name} + finetune", pipe, pipe.unet)
+        models.add(f"{name} + finetune", pipe, denoiser_of(pipe))
     return models
 
 

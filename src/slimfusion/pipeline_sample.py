@@ -14,6 +14,7 @@ import torch
 from slimfusion.diffusion import SOLVERS, in_batches, use_scheduler
 from slimfusion.diffusion.latents import encode
 from slimfusion.errors import ConfigError
+from slimfusion.models.families.pipeline import class_count, is_class_pipeline, is_text_pipeline
 
 
 def conditions_of(config, indices: Sequence[int]) -> list:
@@ -24,10 +25,9 @@ def conditions_of(config, indices: Sequence[int]) -> list:
 
 def pipeline_kind(pipe) -> str:
     """ "text" for text-to-image pipelines (a tokenizer and text encoder), "class" for DiT, else refused."""
-    if getattr(pipe, "text_encoder", None) is not None and getattr(pipe, "tokenizer", None) is not None:
+    if is_text_pipeline(pipe):
         return "text"
-    transformer = getattr(pipe, "transformer", None)
-    if transformer is not None and getattr(transformer.config, "num_embeds_ada_norm", None):
+    if is_class_pipeline(pipe):
         return "class"
     raise ConfigError(f"{type(pipe).__name__}: conditional sampling supports text-to-image and DiT pipelines")
 
@@ -40,7 +40,7 @@ def check_conditions(pipe, config) -> None:
     if kind == "class":
         if config.class_labels is None:
             raise ConfigError(f"{type(pipe).__name__} is class-conditional: give --class-labels, e.g. 3,7")
-        classes = len(getattr(pipe, "labels", None) or {}) or pipe.transformer.config.num_embeds_ada_norm
+        classes = class_count(pipe)
         bad = [c for c in config.class_labels if not 0 <= c < classes]
         if bad:
             raise ConfigError(f"--class-labels {bad[0]} is out of range: the model has classes 0..{classes - 1}")

@@ -19,6 +19,7 @@ from torch import nn
 
 from slimfusion.errors import CorruptFileError, ModelNotFoundError, NotAModelError
 from slimfusion.models.families import FAMILIES
+from slimfusion.models.families.pipeline import DENOISERS, denoiser_component, is_conditional
 from slimfusion.models.io import (
     _looks_like_hub_id,
     _read_json,
@@ -34,7 +35,6 @@ from slimfusion.models.meta import get_meta
 from slimfusion.models.zoo import BUILTINS, PREFIX
 
 INDEX = "model_index.json"
-DENOISERS = ("unet", "transformer")
 
 
 def pipeline_folder(source: str | Path) -> Path | None:
@@ -191,7 +191,7 @@ def _keep_class_names(pipe, folder: Path) -> None:
 def denoiser_name_of(folder: str | Path) -> str:
     """ "unet" or "transformer": the denoising component of a pipeline folder."""
     index = pipeline_index(pipeline_folder(folder))
-    return next((c for c in DENOISERS if c in index), DENOISERS[0])
+    return denoiser_component(index) or DENOISERS[0]
 
 
 def denoiser_name(pipe) -> str:
@@ -217,7 +217,7 @@ def load_for_sampling(source: str, component: str | None = None):
     path = pipeline_folder(source) if component is None else None
     if path is not None:
         index = pipeline_index(path)
-        if "text_encoder" in index or "transformer" in index:
+        if is_conditional(index):
             return load_pipeline(source)
     return load(source, component)
 

@@ -17,9 +17,10 @@ from slimfusion.models.meta import history
 from slimfusion.pipelines import replace_components
 from slimfusion.progress import console
 from slimfusion.sparsify.sweep import SweepConfig, parse_sparsities, sweep
-from slimfusion.steps import Subject
+from slimfusion.steps import Subject, option_defaults
 from slimfusion.steps.compress import SparsifyOptions, run_sparsify, sparsified_now
 
+SPARSIFY, SWEEP = option_defaults(SparsifyOptions), option_defaults(SweepConfig)
 SparsityOpt = Annotated[
     str | None,
     typer.Option(help="fraction zeroed, in [0, 1); or per component, e.g. text_encoder=0.475,unet=0.35"),
@@ -34,21 +35,27 @@ CalibPromptsOpt = Annotated[
 def sparsify_command(
     model: ModelArg,
     out: OutOpt,
-    method: Annotated[str, typer.Option(help="magnitude | wanda | sparsegpt")] = "magnitude",
+    method: Annotated[str, typer.Option(help="magnitude | wanda | sparsegpt")] = SPARSIFY["method"],
     sparsity: SparsityOpt = None,
-    component: ComponentOpt = "denoiser",
-    scope: Annotated[str, typer.Option(help="layer (each matrix alike) | global (magnitude: one threshold)")] = "layer",
-    allocation: Annotated[str, typer.Option(help="uniform | owl (outlier-weighted layer sparsities)")] = "uniform",
-    layers: Annotated[str, typer.Option(help="linear | linear+conv")] = "linear+conv",
+    component: ComponentOpt = SPARSIFY["component"],
+    scope: Annotated[
+        str, typer.Option(help="layer (each matrix alike) | global (magnitude: one threshold)")
+    ] = SPARSIFY["scope"],
+    allocation: Annotated[str, typer.Option(help="uniform | owl (outlier-weighted layer sparsities)")] = SPARSIFY[
+        "allocation"
+    ],
+    layers: Annotated[str, typer.Option(help="linear | linear+conv")] = SPARSIFY["layers"],
     nm: Annotated[str | None, typer.Option(help="N:M semi-structured: N zeros in every M inputs, e.g. 2:4")] = None,
     calib_prompts: CalibPromptsOpt = None,
     calib_class_labels: Annotated[str | None, typer.Option(help="class-conditional: calibration labels")] = None,
-    calib_samples: Annotated[int, typer.Option(help="sampling runs the denoiser is calibrated over")] = 16,
-    calib_steps: Annotated[int, typer.Option(help="DDIM steps of those runs")] = 25,
-    storage: Annotated[str, typer.Option(help="dense (plain diffusers loads it) | compact (bitmask + values)")] = (
-        "dense"
-    ),
-    seed: Annotated[int, typer.Option(help="seed of the calibration runs")] = 0,
+    calib_samples: Annotated[int, typer.Option(help="sampling runs the denoiser is calibrated over")] = SPARSIFY[
+        "calib_samples"
+    ],
+    calib_steps: Annotated[int, typer.Option(help="DDIM steps of those runs")] = SPARSIFY["calib_steps"],
+    storage: Annotated[
+        str, typer.Option(help="dense (plain diffusers loads it) | compact (bitmask + values)")
+    ] = SPARSIFY["storage"],
+    seed: Annotated[int, typer.Option(help="seed of the calibration runs")] = SPARSIFY["seed"],
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Unstructured / N:M sparsity (magnitude, Wanda, SparseGPT; uniform or OWL layer sparsities).
@@ -105,20 +112,26 @@ def sweep_command(
     model: ModelArg,
     out: OutOpt,
     prompts: Annotated[Path, typer.Option(help="fixed evaluation (and calibration) prompts, one per line")],
-    component: Annotated[str, typer.Option(help="comma list: text_encoder, unet, transformer")] = "unet",
-    methods: Annotated[str, typer.Option(help="comma list of magnitude, wanda, sparsegpt, wanda-owl, ...")] = (
-        "magnitude,wanda"
+    component: Annotated[str, typer.Option(help="comma list: text_encoder, unet, transformer")] = ",".join(
+        SWEEP["components"]
     ),
-    sparsities: Annotated[str, typer.Option(help="start:stop:step (stop included) or a comma list")] = "0.1:0.8:0.1",
-    num: Annotated[int, typer.Option(help="samples per point")] = 100,
-    steps: Annotated[int, typer.Option(help="DDIM steps of the samples")] = 25,
-    guidance: Annotated[float, typer.Option(help="classifier-free guidance of the samples")] = 2.0,
-    ref: Annotated[str | None, typer.Option(help="reference data for FD, e.g. digits:all")] = None,
+    methods: Annotated[str, typer.Option(help="comma list of magnitude, wanda, sparsegpt, wanda-owl, ...")] = ",".join(
+        SWEEP["methods"]
+    ),
+    sparsities: Annotated[str, typer.Option(help="start:stop:step (stop included) or a comma list")] = ",".join(
+        f"{x:g}" for x in SWEEP["sparsities"]
+    ),
+    num: Annotated[int, typer.Option(help="samples per point")] = SWEEP["num"],
+    steps: Annotated[int, typer.Option(help="DDIM steps of the samples")] = SWEEP["steps"],
+    guidance: Annotated[float, typer.Option(help="classifier-free guidance of the samples")] = SWEEP["guidance"],
+    ref: Annotated[str | None, typer.Option(help="reference data for FD, e.g. digits:all")] = SWEEP["ref"],
     clip_model: Annotated[str | None, typer.Option(help="local CLIPModel folder (safetensors) for CLIP score")] = None,
-    collapse_drop: Annotated[float, typer.Option(help="collapse: quality this far below dense")] = 0.1,
-    budget: Annotated[float, typer.Option(help="recommendation: allowed quality drop below dense")] = 0.02,
-    layers: Annotated[str, typer.Option(help="linear | linear+conv")] = "linear+conv",
-    seed: Annotated[int, typer.Option(help="seed of the samples")] = 0,
+    collapse_drop: Annotated[float, typer.Option(help="collapse: quality this far below dense")] = SWEEP[
+        "collapse_drop"
+    ],
+    budget: Annotated[float, typer.Option(help="recommendation: allowed quality drop below dense")] = SWEEP["budget"],
+    layers: Annotated[str, typer.Option(help="linear | linear+conv")] = SWEEP["layers"],
+    seed: Annotated[int, typer.Option(help="seed of the samples")] = SWEEP["seed"],
 ) -> None:
     """Sparsity sweep per component and method: quality at each point, collapse points, a checked recommendation.
 

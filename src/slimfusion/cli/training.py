@@ -32,9 +32,9 @@ from slimfusion.steps.training import FinetuneOptions, is_conditional
 from slimfusion.steps.training import run_finetune as run_finetune_step
 from slimfusion.train import TrainConfig, train_diffusion
 from slimfusion.train.builtins import BuiltinConfig, build_digits_dit, build_digits_t2i, build_digits_vae
-from slimfusion.train.classifier import ClassifierConfig, train_classifier
-from slimfusion.train.text_encoder import TextEncoderConfig
-from slimfusion.train.vae import VAEConfig
+from slimfusion.train.builtins.classifier import ClassifierConfig, train_classifier
+from slimfusion.train.builtins.text_encoder import TextEncoderConfig
+from slimfusion.train.builtins.vae import VAEConfig
 
 TUNE = option_defaults(FinetuneOptions)
 

@@ -21,7 +21,7 @@ class HistoryEntry(_Open):
 
 
 class SamplerRecord(_Open):
-    """A step-distilled model's sampler (slimfusion/train/step_distill.py)."""
+    """A step-distilled model's sampler (slimfusion/train/recovery/step_distill.py)."""
 
     scheduler: str
     steps: int = Field(ge=1, le=1000)

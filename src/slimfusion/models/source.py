@@ -10,6 +10,7 @@ from torch import nn
 
 from slimfusion.errors import ModelNotFoundError, NotAModelError
 from slimfusion.models.families import FAMILIES, build
+from slimfusion.models.families.pipeline import denoiser_component
 from slimfusion.models.meta import get_meta
 from slimfusion.models.reading import _read_json, load_model_folder
 from slimfusion.models.zoo import BUILTINS, PREFIX, REFERENCE_SEED, builtin_folder
@@ -103,7 +104,7 @@ def _load_path(path: Path, component: str | None) -> nn.Module:
 def _load_pipeline_component(path: Path, component: str | None) -> nn.Module:
     index = _read_json(path / "model_index.json")
     if component is None:
-        component = next((c for c in ("unet", "transformer") if c in index), None)
+        component = denoiser_component(index)
         if component is None:
             raise NotAModelError(f"{path}: pipeline has no unet or transformer; choose a component")
     if component not in index or not (path / component / "config.json").exists():

@@ -13,10 +13,11 @@ import torch
 from slimfusion.data.prompts import read_prompts  # noqa: F401  (re-exported: the CLI's prompt files)
 from slimfusion.diffusion import repeat_to, self_samples  # noqa: F401  (re-exported for existing callers)
 from slimfusion.errors import ConfigError, NotAModelError
+from slimfusion.models.families.pipeline import TEXT_ENCODER, TOKENIZER
+from slimfusion.models.families.text import encode_prompts as encode_states
+from slimfusion.models.families.text import token_ids
 from slimfusion.models.io import load
 from slimfusion.pipelines import pipeline_folder
-from slimfusion.train.text_encoder import encode_prompts as encode_states
-from slimfusion.train.text_encoder import token_ids
 
 
 def parse_class_labels(text: str, num_classes: int | None) -> torch.Tensor:
@@ -36,11 +37,11 @@ def parse_class_labels(text: str, num_classes: int | None) -> torch.Tensor:
 def encode_prompts(pipeline: str | Path, prompts: list[str]) -> torch.Tensor:
     """Text-encoder hidden states [N, L, D] of `prompts`, with the pipeline's own tokenizer and text encoder."""
     folder = pipeline_folder(pipeline)
-    if folder is None or not (folder / "tokenizer").is_dir() or not (folder / "text_encoder").is_dir():
+    if folder is None or not (folder / TOKENIZER).is_dir() or not (folder / TEXT_ENCODER).is_dir():
         raise NotAModelError(f"--prompts needs a pipeline folder with text_encoder/ and tokenizer/, not {pipeline}")
     # lazy: transformers costs ~0.5-1 s of import time, paid only by commands that tokenise or build CLIP
     from transformers import CLIPTokenizer
 
-    tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
-    encoder = load(folder, component="text_encoder")
+    tokenizer = CLIPTokenizer.from_pretrained(str(folder / TOKENIZER))
+    encoder = load(folder, component=TEXT_ENCODER)
     return encode_states(encoder, token_ids(tokenizer, prompts))

@@ -29,7 +29,7 @@ from slimfusion.diffusion import noise_scheduler, target_of
 from slimfusion.errors import ConfigError
 from slimfusion.hooks import tapped
 from slimfusion.metrics.cost import count_macs, count_params
-from slimfusion.models.families import DepthUnit, example_inputs, family_name, family_of
+from slimfusion.models.families import Depth, DepthUnit, example_inputs, family_name, family_of
 from slimfusion.models.io import FAMILIES, build, replay_removals
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.progress import progress_bar
@@ -38,11 +38,15 @@ from slimfusion.prune.config import DepthConfig
 from slimfusion.skip.graph import unit_macs
 
 
-def depth_units(model: nn.Module) -> list[DepthUnit]:
-    units = family_of(model).depth_units
-    if units is None:
+def depth_knowledge(model: nn.Module) -> Depth:
+    depth = family_of(model).depth
+    if depth is None:
         raise ConfigError(f"depth pruning does not support {type(model).__name__}")
-    return units(model)
+    return depth
+
+
+def depth_units(model: nn.Module) -> list[DepthUnit]:
+    return depth_knowledge(model).units(model)
 
 
 # ------------------------------------------------------------------------------------------------------ bypass
@@ -106,45 +110,24 @@ def remove_units(model: nn.Module, names: list[str]) -> list[str]:
 
 def _pair_unit(model: nn.Module, name: str) -> DepthUnit:
     known = ", ".join(u.name for u in depth_units(model))
+    named = depth_knowledge(model).named_unit
     try:
-        down_part, up_part = name.split("+")
-        _, b, j = down_part.rsplit(".", 2)
-        _, u, k = up_part.rsplit(".", 2)
-        b, j, u, k = int(b), int(j), int(u), int(k)
-        if not (down_part.startswith("down_blocks.") and up_part.startswith("up_blocks.")):
-            raise ValueError
-        down, up = model.down_blocks[b], model.up_blocks[u]
-        if u != len(model.down_blocks) - 1 - b or j >= len(down.resnets) or k >= len(up.resnets) - 1:
-            raise IndexError
+        if named is None:
+            raise ValueError(name)
+        return named(model, name)
     except (ValueError, IndexError, AttributeError) as exc:
         raise ConfigError(f"the model has no depth unit {name!r}; it has: {known}") from exc
-    layers = [f"down_blocks.{b}.resnets.{j}", f"up_blocks.{u}.resnets.{k}"]
-    layers += [f"down_blocks.{b}.attentions.{j}"] if getattr(down, "attentions", None) else []
-    layers += [f"up_blocks.{u}.attentions.{k}"] if getattr(up, "attentions", None) else []
-    return DepthUnit(name, tuple(layers), (), False, stage=f"down_blocks.{b}")
 
 
 def _check_stages(model: nn.Module, names: list[str]) -> None:
-    for b, block in enumerate(getattr(model, "down_blocks", [])):
-        if len(block.resnets) == 0:
-            raise ConfigError(f"removing {', '.join(names)} would remove every layer of down_blocks.{b}")
-    if hasattr(model, "transformer_blocks") and len(model.transformer_blocks) == 0:
-        raise ConfigError("removing every transformer block leaves no model")
+    for stage, layers in depth_knowledge(model).stages(model).items():
+        if layers == 0:
+            raise ConfigError(f"removing {', '.join(names)} would remove every layer of {stage}")
 
 
 def _update_config(model: nn.Module) -> None:
     """Say the new depth in the diffusers config where it can (num_layers, layers_per_block, mid_block_type)."""
-    changed: dict = {}
-    if hasattr(model, "transformer_blocks"):
-        changed["num_layers"] = len(model.transformer_blocks)
-    else:
-        if model.mid_block is None:
-            changed["mid_block_type"] = None
-        counts = [len(block.resnets) for block in model.down_blocks]
-        if len(set(counts)) == 1:
-            changed["layers_per_block"] = counts[0]
-        elif type(model).__name__ == "UNet2DConditionModel":  # UNet2DModel takes one count for every block
-            changed["layers_per_block"] = counts
+    changed = depth_knowledge(model).config_changes(model)
     # diffusers' from_config ignores values listed as defaulted at construction: unlist what changed
     defaulted = model.config.get("_use_default_values")
     if defaulted:
@@ -208,7 +191,7 @@ def select(model, config: DepthConfig, target_macs: int, score_fn, progress: boo
     units = [u for u in depth_units(model) if u.valid]
     macs, total = _unit_macs(model, units)
     tolerance = config.tolerance * total
-    stage_sizes = {f"down_blocks.{b}": len(d.resnets) for b, d in enumerate(getattr(model, "down_blocks", []))}
+    stage_sizes = depth_knowledge(model).stages(model)
     chosen: list[DepthUnit] = []
     kept = total
     with progress_bar(progress) as bar:
@@ -348,13 +331,7 @@ def _by_logits(logits: dict[str, float]):
 
 
 def _layer_counts(model: nn.Module) -> dict:
-    if hasattr(model, "transformer_blocks"):
-        return {"transformer_blocks": len(model.transformer_blocks)}
-    return {
-        "down": [len(b.resnets) for b in model.down_blocks],
-        "up": [len(b.resnets) for b in model.up_blocks],
-        "mid": model.mid_block is not None,
-    }
+    return depth_knowledge(model).layer_counts(model)
 
 
 def _config_expresses(model: nn.Module) -> bool:

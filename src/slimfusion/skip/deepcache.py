@@ -1,9 +1,8 @@
 """DeepCache (CVPR 2024) as a skip plan: full steps at a fixed (or quadratic) schedule; in between, only the shallow
 branch of the UNet runs and everything deeper returns its output from the last full step.
 
-Faithful to the reference `DeepCacheSDHelper`: branch b means block b // 3, layer b % 3; down-path layers from that
-layer on and up-path layers after it are reused, as are the mid block and every deeper block. The numbering of the
-up path runs from the output end, as in the reference. UNets only (DiT has no U-shaped shallow branch).
+Faithful to the reference `DeepCacheSDHelper` (the branch layout is the UNet family's `cache_branch`, in
+models/families/unet.py). UNets only (DiT has no U-shaped shallow branch).
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import numpy as np
 from torch import nn
 
 from slimfusion.errors import ConfigError
+from slimfusion.models.families import family_of
 
 
 def full_steps(steps: int, interval: int, uniform: bool = True, center: int | None = None, power: float = 1.4):
@@ -42,38 +42,10 @@ def full_steps(steps: int, interval: int, uniform: bool = True, center: int | No
 
 def branch_reuse(model: nn.Module, branch: int) -> list[str]:
     """The blocks DeepCache reuses at a cached step for skip branch `branch` (its `cache_branch_id`)."""
-    if not hasattr(model, "up_blocks"):
+    layout = family_of(model).cache_branch
+    if layout is None:
         raise ConfigError(f"DeepCache needs a UNet; {type(model).__name__} has no up blocks")
-    cache_block, cache_layer = divmod(branch, 3)
-    if cache_block >= len(model.down_blocks):
-        raise ConfigError(f"branch {branch} is deeper than the UNet's {len(model.down_blocks)} blocks x 3 layers")
-
-    def skip(block: int, layer: int, kind: str) -> bool:
-        if block > cache_block or kind == "mid":
-            return True
-        if block < cache_block:
-            return False
-        return layer >= cache_layer if kind == "down" else layer > cache_layer
-
-    reused = ["mid_block"]
-    for i, block in enumerate(model.down_blocks):
-        resnets = len(block.resnets)
-        parts = [("attentions", j, j) for j in range(len(getattr(block, "attentions", None) or []))]
-        parts += [("resnets", j, j) for j in range(resnets)]
-        parts += [("downsamplers", j, resnets) for j in range(len(block.downsamplers or []))]
-        reused += [f"down_blocks.{i}.{p}.{j}" for p, j, layer in parts if skip(i, layer, "down")]
-        if skip(i, 0, "down"):
-            reused.append(f"down_blocks.{i}")
-    count = len(model.up_blocks)
-    for k, block in enumerate(model.up_blocks):
-        i, layers = count - k - 1, len(block.resnets)
-        parts = [("attentions", j, layers - j - 1) for j in range(len(getattr(block, "attentions", None) or []))]
-        parts += [("resnets", j, layers - j - 1) for j in range(layers)]
-        parts += [("upsamplers", j, 0) for j in range(len(block.upsamplers or []))]
-        reused += [f"up_blocks.{k}.{p}.{j}" for p, j, layer in parts if skip(i, layer, "up")]
-        if skip(i, 0, "up"):
-            reused.append(f"up_blocks.{k}")
-    return sorted(reused)
+    return layout(model, branch)
 
 
 def deepcache_reuse(

@@ -16,11 +16,18 @@ from torch import nn
 
 from slimfusion.errors import ConfigError
 from slimfusion.models.families import family_name
+from slimfusion.models.families.pipeline import (
+    COMPONENTS,
+    TEXT_ENCODER,
+    denoiser_component,
+    is_class_pipeline,
+    is_text_pipeline,
+)
 from slimfusion.models.meta import get_meta, history, record_step
 from slimfusion.pipelines import is_pipeline_object
 from slimfusion.progress import progress_bar
 from slimfusion.sparsify import calibration, masks
-from slimfusion.sparsify.config import COMPONENTS, SparsityConfig
+from slimfusion.sparsify.config import SparsityConfig
 from slimfusion.sparsify.sparsegpt import sparsegpt_prune
 
 __all__ = ["SparsityConfig", "keep_masks", "sparsify", "sparsity_of"]
@@ -49,7 +56,7 @@ def _components(subject, config: SparsityConfig) -> tuple[dict[str, tuple[nn.Mod
     """name -> (model, sparsity) to sparsify, and the calibration conditions; refuses what cannot be done."""
     if is_pipeline_object(subject):
         available = [n for n in COMPONENTS if isinstance(getattr(subject, n, None), nn.Module)]
-        denoiser = next((n for n in ("unet", "transformer") if n in available), None)
+        denoiser = denoiser_component(available)
         try:
             wanted = config.targets(available, denoiser)
         except ValueError as exc:
@@ -72,14 +79,13 @@ def _conditions(pipe, config: SparsityConfig, wanted: dict[str, float]) -> dict:
     """Prompts / class labels of the calibration runs, checked against the pipeline before any work."""
     if not config.needs_calibration:
         return {}
-    text = getattr(pipe, "tokenizer", None) is not None and getattr(pipe, "text_encoder", None) is not None
-    if text:
+    if is_text_pipeline(pipe):
         if config.calib_prompts is None:
             raise ConfigError(
                 f"{config.method} on a text-to-image pipeline needs calibration prompts (--calib-prompts)"
             )
         return {"prompts": config.calib_prompts}
-    if "transformer" in wanted and getattr(pipe.transformer.config, "num_embeds_ada_norm", None):
+    if is_class_pipeline(pipe) and denoiser_component(wanted):
         if config.calib_class_labels is None:
             raise ConfigError(f"{config.method} on a class-conditional pipeline needs --calib-class-labels, e.g. 0,1,2")
         return {"class_labels": config.calib_class_labels}
@@ -90,7 +96,7 @@ def _statistics(subject, name: str, model: nn.Module, layers: dict, config: Spar
     """Per-layer input statistics for the component `name` (with Hessians for SparseGPT: every layer's at once)."""
     if not config.needs_calibration:
         return {}
-    if name == "text_encoder":
+    if name == TEXT_ENCODER:
         run = calibration.text_encoder_run(subject, config.calib_prompts)
     else:
         run = calibration.sampling_run(subject, config, conditions)

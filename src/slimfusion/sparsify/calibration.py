@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimfusion.hooks import tapped
+from slimfusion.models.families.pipeline import embed
 from slimfusion.sample import SampleConfig, sample
 from slimfusion.sparsify.masks import PrunableLayer
 
@@ -65,14 +66,7 @@ def text_encoder_run(pipe, prompts: list[str]) -> Callable[[], None]:
     """Calibration run of a pipeline's text encoder: its own tokenizer on the prompts, as the pipeline encodes them."""
 
     def run() -> None:
-        ids = pipe.tokenizer(
-            prompts,
-            padding="max_length",
-            max_length=pipe.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
-        pipe.text_encoder(ids.to(pipe.text_encoder.device))
+        embed(pipe, prompts)
 
     return run
 

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-COMPONENTS = ("text_encoder", "unet", "transformer")
+from slimfusion.models.families.pipeline import COMPONENTS, TEXT_ENCODER
+
 Method = Literal["magnitude", "wanda", "sparsegpt"]
 
 
@@ -128,7 +129,7 @@ class SparsityConfig(BaseModel):
             wanted = dict(self.sparsities)
         else:
             fraction = self.sparsity if self.nm is None else self.nm_pair[0] / self.nm_pair[1]
-            names = {"denoiser": [denoiser], "all": ["text_encoder", denoiser]}.get(self.component, [self.component])
+            names = {"denoiser": [denoiser], "all": [TEXT_ENCODER, denoiser]}.get(self.component, [self.component])
             wanted = {name: fraction for name in names}
         for name in wanted:
             if name is None or name not in available:

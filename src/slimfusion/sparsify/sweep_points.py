@@ -29,9 +29,11 @@ class SweepConfig(BaseModel):
     """What to sweep and how to judge it.
 
     Args:
-        components (`list[str]`): components pruned one at a time ("text_encoder", "unet", "transformer").
-        methods (`list[str]`): series, keys of `SERIES` ("magnitude", "wanda", "sparsegpt", "wanda-owl", ...).
-        sparsities (`list[float]`): sparsities of every series, each in (0, 1).
+        components (`list[str]`, defaults to ["unet"]): components pruned one at a time ("text_encoder", "unet",
+            "transformer").
+        methods (`list[str]`, defaults to ["magnitude", "wanda"]): series, keys of `SERIES` ("magnitude", "wanda",
+            "sparsegpt", "wanda-owl", ...).
+        sparsities (`list[float]`, defaults to 0.1, 0.2, ..., 0.8): sparsities of every series, each in (0, 1).
         prompts (`list[str]`): the fixed prompts of the evaluation samples (image i gets prompt i mod P); they are
             also the calibration prompts of Wanda / SparseGPT / OWL.
         num (`int`, defaults to 100): samples per point; `steps` (25) DDIM steps, `guidance` (2.0), `seed` (0).
@@ -46,9 +48,9 @@ class SweepConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     version: int = 1
-    components: list[Literal["text_encoder", "unet", "transformer"]] = Field(min_length=1)
-    methods: list[str] = Field(min_length=1)
-    sparsities: list[float] = Field(min_length=1)
+    components: list[Literal["text_encoder", "unet", "transformer"]] = Field(["unet"], min_length=1)
+    methods: list[str] = Field(["magnitude", "wanda"], min_length=1)
+    sparsities: list[float] = Field(default_factory=lambda: [round(0.1 * i, 1) for i in range(1, 9)], min_length=1)
     prompts: list[str] = Field(min_length=1)
     num: int = Field(100, ge=1)
     steps: int = Field(25, ge=1)

@@ -12,6 +12,7 @@ from slimfusion.data.prompts import read_prompts
 from slimfusion.errors import ConfigError
 from slimfusion.lowrank import LowRankConfig, lowrank
 from slimfusion.models.families import example_inputs, family_name
+from slimfusion.models.families.pipeline import is_text_pipeline
 from slimfusion.models.io import STORAGES
 from slimfusion.models.meta import get_meta, history
 from slimfusion.prune import DepthConfig, StructuralConfig, prune
@@ -87,7 +88,7 @@ def calibration_conditions(subject: Subject, prompts: Path | None, class_labels:
     if prompts is not None:
         if kind != "UNet2DConditionModel":
             raise ConfigError(f"--prompts is for text-to-image UNets, not {kind}")
-        if subject.is_pipeline and getattr(subject.obj, "text_encoder", None) is not None:
+        if subject.is_pipeline and is_text_pipeline(subject.obj):
             return embed(subject.obj, read_prompts(prompts))
         return encode_prompts(subject.source or "", read_prompts(prompts))  # a partial pipeline folder's own files
     if class_labels is not None:

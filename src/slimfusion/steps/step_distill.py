@@ -18,8 +18,8 @@ from slimfusion.prune.conditioning import parse_class_labels
 from slimfusion.steps.registry import config_of, register
 from slimfusion.steps.subject import Subject
 from slimfusion.steps.training import DISTILL_STEPS, is_conditional
-from slimfusion.train.recover import prepare_recovery
-from slimfusion.train.step_distill import StepDistillConfig, distill_steps
+from slimfusion.train.recovery.recover import prepare_recovery
+from slimfusion.train.recovery.step_distill import StepDistillConfig, distill_steps
 
 COMPRESSING = ("prune", "prune-depth", "sparsify", "lowrank")  # steps after which the model is no teacher of itself
 

@@ -10,13 +10,14 @@ from slimfusion.data import load_images
 from slimfusion.data.prompts import read_prompts
 from slimfusion.errors import ConfigError
 from slimfusion.models.families import check_trainable
+from slimfusion.models.families import pipeline as layout
 from slimfusion.models.io import load
 from slimfusion.prune.conditioning import parse_class_labels
 from slimfusion.sample import DEFAULT_GUIDANCE
 from slimfusion.steps.registry import config_of, register
 from slimfusion.steps.subject import Subject
 from slimfusion.train import FinetuneConfig, finetune
-from slimfusion.train.recover import prepare_recovery
+from slimfusion.train.recovery.recover import prepare_recovery
 
 DISTILL_STEPS = 25  # DDIM steps of the teacher's data-free latents
 
@@ -45,9 +46,7 @@ class FinetuneOptions(FinetuneConfig):
 
 def is_conditional(subject: Subject) -> bool:
     """A text-to-image or DiT pipeline (trained on VAE latents with conditions)."""
-    return subject.is_pipeline and any(
-        getattr(subject.obj, c, None) is not None for c in ("text_encoder", "transformer")
-    )
+    return subject.is_pipeline and layout.is_conditional(layout.present(subject.obj))
 
 
 def _finetune_model(model, config: FinetuneConfig, data=None, teacher=None, **inputs):

@@ -17,23 +17,14 @@ import torch
 from slimfusion.data.digits import load_digits_split
 from slimfusion.data.folder import image_files, load_image_folder
 from slimfusion.data.prompts import prompt_bank, style_attributes
+from slimfusion.diffusion.latents import encode
 from slimfusion.errors import ConfigError, DataError
+from slimfusion.models.families.pipeline import embed, is_text_pipeline  # noqa: F401  (re-exported)
 from slimfusion.pipeline_sample import sample_pipeline
 from slimfusion.sample import DEFAULT_GUIDANCE, SampleConfig
-from slimfusion.train.text_encoder import encode_prompts, token_ids
 from slimfusion.train.trainset import TrainSet
-from slimfusion.train.vae import encode
 
 NULL_CLASS = 1000  # diffusers' DiTPipeline feeds label 1000 as the unconditional class
-
-
-def is_text_pipeline(pipe) -> bool:
-    return getattr(pipe, "text_encoder", None) is not None and getattr(pipe, "tokenizer", None) is not None
-
-
-def embed(pipe, prompts: list[str]) -> torch.Tensor:
-    """Text-encoder states [P, L, D] of prompts, tokenized exactly as the pipeline does."""
-    return encode_prompts(pipe.text_encoder, token_ids(pipe.tokenizer, prompts))
 
 
 def _image_size(pipe) -> int:

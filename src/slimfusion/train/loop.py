@@ -96,7 +96,7 @@ def fit(
         progress (`bool`, defaults to True): progress bar with loss and steps/s (main process only).
         stop_at (`int`, optional): return after this step without finishing (simulates a killed run in tests).
         objective (`Objective`, optional): what a step minimises (default: the denoising loss, plus distillation
-            terms); step distillation passes its own (`slimfusion.train.step_distill`).
+            terms); step distillation passes its own (`slimfusion.train.recovery.step_distill`).
         extras (`Callable`, optional): writes more files into every checkpoint (e.g. a progressive round's teacher).
 
     Returns:

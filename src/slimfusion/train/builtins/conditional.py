@@ -15,16 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from slimfusion.data.digits import load_digits_split
 from slimfusion.data.prompts import PromptBank, build_tokenizer, prompt_bank, style_attributes
 from slimfusion.diffusion import default_scheduler_config
+from slimfusion.models.families.text import encode_prompts, token_ids
 from slimfusion.models.io import load, save
 from slimfusion.models.meta import get_meta
 from slimfusion.models.zoo import build_architecture, digits_text_encoder_config
 from slimfusion.pipelines import save_pipeline
+from slimfusion.train.builtins.text_encoder import TextEncoderConfig, train_text_encoder
+from slimfusion.train.builtins.vae import VAEConfig, encode, train_vae
 from slimfusion.train.conditional_data import NULL_CLASS
 from slimfusion.train.config import TrainConfig
 from slimfusion.train.loop import fit
-from slimfusion.train.text_encoder import TextEncoderConfig, encode_prompts, token_ids, train_text_encoder
 from slimfusion.train.trainset import TrainSet
-from slimfusion.train.vae import VAEConfig, encode, train_vae
 
 
 class BuiltinConfig(BaseModel):

@@ -43,20 +43,6 @@ class TextEncoderConfig(BaseModel):
     seed: int = 0
 
 
-def token_ids(tokenizer, prompts: list[str]) -> torch.Tensor:
-    """Padded token ids [P, max_length] exactly as diffusers' pipelines tokenize prompts."""
-    return tokenizer(
-        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    ).input_ids
-
-
-@torch.no_grad()
-def encode_prompts(text_encoder: nn.Module, ids: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """Last hidden states [P, L, D]: the cross-attention input Stable Diffusion's UNet gets."""
-    text_encoder.eval()
-    return torch.cat([text_encoder(chunk).last_hidden_state for chunk in ids.split(batch)])
-
-
 def train_text_encoder(
     text_encoder: nn.Module,
     ids: torch.Tensor,

@@ -17,7 +17,7 @@ from torch import nn
 from slimfusion.diffusion.latents import decode, encode  # noqa: F401  (re-exported)
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.progress import progress_bar
-from slimfusion.train.classifier import random_shift
+from slimfusion.train.builtins.classifier import random_shift
 
 
 class VAEConfig(BaseModel):
