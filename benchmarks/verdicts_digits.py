@@ -159,16 +159,27 @@ def claim_verdict(rows: list[dict], metric: str) -> str:
     return verdicts.pop() if len(verdicts) == 1 and "tie" not in verdicts else "tie"
 
 
-def write_table(rows: list[dict], args, done: bool) -> None:
-    seeds = sorted({r["seed"] for r in rows})
-    cmd = (
-        f".venv/bin/python benchmarks/verdicts_digits.py --steps {args.steps} --num {args.num} --seeds"
-        f" {' '.join(map(str, seeds))}"
+def commands(rows: list[dict], args) -> str:
+    """The invocations that made `rows`: one per set of claims run at a set of seeds."""
+    names = list(CLAIMS)
+    by_claims: dict[tuple[int, ...], list[int]] = {}
+    for seed in sorted({r["seed"] for r in rows}):
+        chosen = tuple(sorted(names.index(r["claim"]) + 1 for r in rows if r["seed"] == seed))
+        by_claims.setdefault(chosen, []).append(seed)
+    base = f".venv/bin/python benchmarks/verdicts_digits.py --steps {args.steps} --num {args.num}"
+    return "`; `".join(
+        f"{base} --seeds {' '.join(map(str, seeds))}"
+        + ("" if len(chosen) == len(names) else f" --claims {' '.join(map(str, chosen))}")
+        for chosen, seeds in by_claims.items()
     )
+
+
+def write_table(rows: list[dict], args, done: bool) -> None:
+    cmd = commands(rows, args)
     lines = [
         "# The tie claims, rerun with paired intervals (builtin:digits-ddpm)",
         "",
-        f"Command: `{cmd}`" + ("" if done else "  (PARTIAL: run still in progress or interrupted)"),
+        f"Commands: `{cmd}`" + ("" if done else "  (PARTIAL: run still in progress or interrupted)"),
         "",
         " ".join(__doc__.split("\n\n")[3].split()),
         "",
@@ -205,21 +216,33 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--resamples", type=int, default=200, help="bootstrap resamples per interval")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "verdicts_digits")
+    parser.add_argument("--claims", type=int, nargs="+", default=None, help="run only these claims (1-based)")
     args = parser.parse_args()
     cache = RowCache(args.work / "rows.json")
     maker = Maker(args.work, args.steps, args.num, cache.version)
     original = maker.original()
-    rows = []
+    names = [name for i, name in enumerate(CLAIMS, 1) if args.claims is None or i in args.claims]
     for seed in args.seeds:  # seed-major: a run cut short still has every claim at the first seed
-        for name in CLAIMS:
-            settings = {"claim": name, "recipes": CLAIMS[name], "seed": seed, "steps": args.steps, "num": args.num}
-            settings |= {"resamples": args.resamples}
+        for name in names:
+            settings = settings_of(name, seed, args)
             row = cache.get(settings) or cache.put(settings, run_claim(maker, name, seed, original, args.resamples))
-            rows.append(row)
-            write_table(rows, args, done=False)
+            write_table(finished(cache, args), args, done=False)
             print(json.dumps(row), flush=True)
-    write_table(rows, args, done=True)
+    write_table(finished(cache, args), args, done=True)
     print(RESULT.read_text())
+
+
+def settings_of(name: str, seed: int, args) -> dict:
+    return {"claim": name, "recipes": CLAIMS[name], "seed": seed, "steps": args.steps, "num": args.num} | {
+        "resamples": args.resamples
+    }
+
+
+def finished(cache: RowCache, args) -> list[dict]:
+    """Every cached row of this code and these settings (earlier invocations' seeds and claims too), seed-major."""
+    seeds = sorted({json.loads(key)["seed"] for key in cache.rows})
+    found = [cache.get(settings_of(name, seed, args)) for seed in seeds for name in CLAIMS]
+    return [row for row in found if row is not None]
 
 
 if __name__ == "__main__":
