@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runinfo import stamp
+
 import slimfusion
 from slimfusion.metrics.cost import count_macs, count_params
 from slimfusion.models.meta import history
@@ -36,7 +38,7 @@ def main() -> None:
     lines = [
         "# BK-SDM architectures from builtin:sd15-unet by depth pruning",
         "",
-        "Command: `.venv/bin/python benchmarks/bk_sdm_params.py`",
+        f"Command: `.venv/bin/python benchmarks/bk_sdm_params.py` ({stamp()})",
         "",
         " ".join(__doc__.split("\n\n")[3].split()),
         "",

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from runinfo import code_version, stamp
 
 from slimfusion.data import load_images
 from slimfusion.metrics.consistency import ssim
@@ -42,7 +43,7 @@ SEED = 1000
 def pruned_model(path: str | None, work: Path):
     if path:
         return load(path)
-    folder = work / "pruned"
+    folder = work / f"pruned-{code_version()}"  # made by this code: a code change remakes it
     if not folder.exists():
         from slimfusion.prune import StructuralConfig, prune
         from slimfusion.train import FinetuneConfig, finetune
@@ -148,7 +149,7 @@ def write(results: list[dict], floor: float, args) -> None:
         f"Command: `.venv/bin/python benchmarks/compose_digits.py --num {args.num}"
         + (f" --pruned {args.pruned}" if args.pruned else "")
         + f" --interval {args.interval} --branch {args.branch}"
-        + f" --alt-steps {' '.join(map(str, args.alt_steps))}`",
+        + f" --alt-steps {' '.join(map(str, args.alt_steps))}` ({stamp()})",
         "",
         "Each stage adds one technique to the stage above. Speedup: seconds to sample 64 images vs the original, all"
         f" rows (both tables) timed in alternation in one run (median of {args.rounds}); share: ratio to the stage"

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from runinfo import stamp
+
 from slimfusion.data import load_digits_split
 from slimfusion.data.prompts import WORDS
 from slimfusion.metrics.accuracy import digit_accuracy
@@ -94,7 +96,7 @@ def main() -> None:
     header = [
         "# Conditional built-ins: quality",
         "",
-        f"Command: `.venv/bin/python benchmarks/conditional_builtins.py --num {args.num}`",
+        f"Command: `.venv/bin/python benchmarks/conditional_builtins.py --num {args.num}` ({stamp()})",
         "",
         f"DDIM {args.steps} steps, seed 0, sampled through diffusers' StableDiffusionPipeline / DiTPipeline. Accuracy:",
         "share of samples that builtin:digits-features labels as the asked digit (text-to-image: 30 prompts, three",

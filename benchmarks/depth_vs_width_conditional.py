@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 from conditional_builtins import PROMPTS, asked
+from runinfo import RowCache
 
 from slimfusion.data import load_digits_split
 from slimfusion.metrics.accuracy import digit_accuracy
@@ -150,11 +151,12 @@ def family(name: str, args, real) -> dict:
         "floor": frechet_distance(*feature_stats(digit_features(original)), *feature_stats(digit_features(second))),
         **quality(name, original, real, original),
     }
+    cache = RowCache(work / "rows.json")  # keyed by the row, --steps, --num and the code version
     rows = []
     for row in ROWS[name]:
-        recovered, cache = work / _slug(row, "-ft"), work / _slug(row, ".json")
-        if cache.exists():
-            rows.append(json.loads(cache.read_text()))
+        recovered, key = work / _slug(row, "-ft"), {"row": row, "steps": args.steps, "num": args.num}
+        if cache.get(key) is not None:
+            rows.append(cache.get(key))
             continue
         start = time.perf_counter()
         pruned, how = prune_chain(name, row, work, base_macs)
@@ -171,8 +173,7 @@ def family(name: str, args, real) -> dict:
             "after": quality(name, samples(name, pipe, args.num), real, original),
             "wall_s": round(time.perf_counter() - start, 1),
         }
-        cache.write_text(json.dumps(result, indent=2))
-        rows.append(result)
+        rows.append(cache.put(key, result))
         print(json.dumps(result), flush=True)
     pipes = {"original": original_pipe} | {r["row"]: load_pipeline(work / _slug(r["row"], "-ft")) for r in rows}
     speed = speedups(name, pipes)
@@ -203,15 +204,15 @@ def write(results: dict[str, dict], args) -> None:
             f" accuracy {base['accuracy']:.1%}; noise floor (two {args.num}-sample sets) {base['floor']:.3f}.",
             "",
             "| model | how | params | MACs | speedup (100 images) | FD before -> after | FD / original | accuracy"
-            " | SSIM |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            " | SSIM | commit |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for r in result["rows"]:
             after = r["after"]
             lines.append(
                 f"| {r['row']} | `{r['how']}` | {r['params'] / 1e6:.3f} M | {r['macs'] / base['macs']:.0%} |"
                 f" {r['speedup']:.2f}x | {r['before']['fd']:.2f} -> {after['fd']:.3f} | {after['fd'] / base['fd']:.2f}"
-                f" | {after['accuracy']:.1%} | {after['ssim']:.3f} |"
+                f" | {after['accuracy']:.1%} | {after['ssim']:.3f} | {r['commit']} |"
             )
         lines.append("")
     RESULT.write_text("\n".join(lines))
@@ -219,7 +220,7 @@ def write(results: dict[str, dict], args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=900, help="recovery steps (15% of the built-ins' 6,000)")
+    parser.add_argument("--steps", type=int, default=900, help="recovery steps (15%% of the built-ins' 6,000)")
     parser.add_argument("--num", type=int, default=500)
     parser.add_argument("--families", nargs="*", default=list(ROWS))
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "depth_vs_width_conditional")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from diffpruning_digits import quality, samples_of, speedup
+from runinfo import RowCache
 
 from slimfusion.data import load_images
 from slimfusion.metrics.cost import count_macs, count_params
@@ -97,14 +98,16 @@ def main() -> None:
         "fd": frechet_distance(*feature_stats(digit_features(original)), *reference),
         "floor": frechet_distance(*feature_stats(digit_features(original)), *feature_stats(digit_features(second))),
     }
+    cache = RowCache(args.work / "rows.json")  # keyed by the row's steps, --steps, --num and the code version
     rows = []
     for label in ROWS:
-        cache = args.work / f"{label.replace(' ', '_').replace('~', '').replace('%', '').replace(',', '')}.json"
-        if cache.exists():
-            rows.append(json.loads(cache.read_text()))
+        key = {"label": label, "how": ROWS[label], "steps": args.steps, "num": args.num}
+        folder = args.work / label.replace(" ", "_").replace("~", "").replace("%", "").replace(",", "")
+        row = cache.get(key)
+        if row is not None:
             if args.remeasure_latency:
-                rows[-1]["speedup"] = speedup(teacher, load(cache.with_suffix("")))
-                cache.write_text(json.dumps(rows[-1], indent=2))
+                row = cache.put(key, row | {"speedup": speedup(teacher, load(folder))})
+            rows.append(row)
             continue
         if args.cached_only:
             continue
@@ -112,7 +115,7 @@ def main() -> None:
         model, settings = build_row(label, base["macs"], images)
         before = quality(samples_of(model, args.num), reference, original)
         finetune(model, images, FinetuneConfig(steps=args.steps, distill=0.5), teacher=teacher)
-        save(model, cache.with_suffix(""), overwrite=True)
+        save(model, folder, overwrite=True)
         row = {
             "label": label,
             "settings": settings,
@@ -123,8 +126,7 @@ def main() -> None:
             "after": quality(samples_of(model, args.num), reference, original),
             "wall_s": round(time.perf_counter() - start, 1),
         }
-        cache.write_text(json.dumps(row, indent=2))
-        rows.append(row)
+        rows.append(cache.put(key, row))
         print(json.dumps(row), flush=True)
     write(rows, base, args)
 
@@ -141,8 +143,8 @@ def write(rows: list[dict], base: dict, args) -> None:
         f" noise floor (two independent {args.num}-sample sets) {base['floor']:.3f}.",
         "",
         "| model | how | params | MACs | speedup (b=64) | speedup / MACs ratio | FD before -> after recovery |"
-        " FD / original | SSIM after |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        " FD / original | SSIM after | commit |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         macs_ratio = base["macs"] / r["macs"]
@@ -150,7 +152,7 @@ def write(rows: list[dict], base: dict, args) -> None:
             f"| {r['label']} | {'; '.join(r['settings'])} | {r['params'] / 1e6:.3f} M |"
             f" {r['macs'] / 1e6:.1f} M ({r['macs'] / base['macs']:.0%}) | {r['speedup']:.2f}x |"
             f" {r['speedup'] / macs_ratio:.0%} | {r['before']['fd']:.2f} -> {r['after']['fd']:.3f} |"
-            f" {r['after']['fd'] / base['fd']:.2f} | {r['after']['ssim']:.3f} |"
+            f" {r['after']['fd'] / base['fd']:.2f} | {r['after']['ssim']:.3f} | {r['commit']} |"
         )
     plot(rows, base)
     lines += ["", "![speedup and FD against MACs](depth_vs_width_digits.png)", ""]

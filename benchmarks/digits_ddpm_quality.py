@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+from runinfo import stamp
 
 from slimfusion.data import load_digits_split
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
@@ -70,7 +71,7 @@ def main() -> None:
     lines = [
         "# builtin:digits-ddpm sample quality",
         "",
-        "Command: `.venv/bin/python benchmarks/digits_ddpm_quality.py --num " + str(args.num) + "`",
+        f"Command: `.venv/bin/python benchmarks/digits_ddpm_quality.py --num {args.num}` ({stamp()})",
         "",
         f"Model trained by `slimfusion train` ({train['config']['steps']} steps, batch {train['config']['batch_size']},"
         f" {train['effect']['wall_s'] / 60:.0f} min on 2 CPU cores). Sampling: DDIM {args.steps} steps, eta 0;"

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from runinfo import stamp
 
 from slimfusion.data import load_images
 from slimfusion.metrics.cost import interleaved_latency
@@ -72,7 +73,7 @@ def main() -> None:
     lines = [
         "# Quantization on this CPU (AMD EPYC, AVX-512 BF16 / VNNI, 2 threads)",
         "",
-        f"Command: `.venv/bin/python benchmarks/quantize_cpu.py --num {args.num}`",
+        f"Command: `.venv/bin/python benchmarks/quantize_cpu.py --num {args.num}` ({stamp()})",
         "",
         "Speedup: float32 eager time / scheme time, all schemes of a model timed in alternation in one run"
         f" (median of {args.repeats} forwards). Error: max |eps - eps_float32| / max |eps_float32| over timesteps"

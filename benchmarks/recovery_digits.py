@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 from diffpruning_digits import SAMPLE_SEED, quality, samples_of
+from runinfo import RowCache
 
 from slimfusion.data import load_images
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
@@ -100,13 +101,13 @@ def write_table(rows: list[dict], base: dict, args, done: bool) -> None:
         f"Original: FD **{base['fd']:.3f}**; goal FD <= 1.25x = **{goal:.3f}**; noise floor (two sample sets of the"
         f" original) {base['noise_floor']:.3f}.",
         "",
-        "| setting | seed | FD | FD / original | SSIM vs original | fine-tune time |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| setting | seed | FD | FD / original | SSIM vs original | fine-tune time | commit |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['setting']} | {r['seed']} | {r['fd']:.3f} | {r['fd'] / base['fd']:.2f} | {r['ssim']:.3f} |"
-            f" {r['finetune_s'] / 60:.1f} min |"
+            f" {r['finetune_s'] / 60:.1f} min | {r['commit']} |"
         )
     means: dict[str, list[float]] = {}
     for r in rows:
@@ -140,16 +141,18 @@ def main() -> None:
         settings[", ".join(f"{k} {v}" for k, v in extra.items())] = extra
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    cache = work / "rows.json"
-    rows = json.loads(cache.read_text()) if cache.exists() else []
+    cache = RowCache(work / "rows.json")  # keyed by the setting's fields, seed, --num and the code version
     teacher = load("builtin:digits-ddpm")
     images = load_images("digits:train", 16, 1)
     reference_stats = feature_stats(digit_features(load_images("digits:all", 16, 1)))
     wanted = args.settings if args.settings is not None else list(settings)
     if args.extra:
         wanted = [*wanted, list(settings)[-1]]
-    done = {(r["setting"], r["seed"]) for r in rows if r["num"] == args.num}
-    todo = [(seed, name) for seed in args.seeds for name in wanted if (name, seed) not in done]
+
+    def key(seed: int, name: str) -> dict:
+        return {"setting": name, "fields": OLD | settings[name], "seed": seed, "num": args.num}
+
+    todo = [(seed, name) for seed in args.seeds for name in wanted if cache.get(key(seed, name)) is None]
     base_file = work / f"original-n{args.num}.json"
     original = samples_of(teacher, args.num) if todo or not base_file.exists() else None  # only to compare against
     base = baseline(work, args.num, teacher, reference_stats, original)
@@ -162,11 +165,10 @@ def main() -> None:
         row["finetune_s"] = time.perf_counter() - start
         save(model, work / f"{name.replace(' ', '_').replace('/', '')}-s{seed}", overwrite=True)
         row |= quality(samples_of(model, args.num), reference_stats, original)
-        rows.append(row)
-        cache.write_text(json.dumps(rows, indent=2))
-        write_table([r for r in rows if r["num"] == args.num], base, args, done=False)
+        row = cache.put(key(seed, name), row)
+        write_table(cache.matching(num=args.num), base, args, done=False)
         print(json.dumps(row), flush=True)
-    write_table([r for r in rows if r["num"] == args.num], base, args, done=True)
+    write_table(cache.matching(num=args.num), base, args, done=True)
 
 
 if __name__ == "__main__":

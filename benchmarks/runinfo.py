@@ -21,6 +21,11 @@ def commit() -> str:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def stamp() -> str:
+    """For a table made in one invocation (nothing cached): "code <commit>", to append to its command line."""
+    return f"code {commit()}"
+
+
 def code_version() -> str:
     """A hash of src/ as committed (tree hash), plus the diff when dirty: equal iff the code is equal."""
     tree = subprocess.run(["git", "rev-parse", "HEAD:src"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
@@ -33,7 +38,8 @@ class RowCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.rows: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        rows = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.rows: dict[str, dict] = rows if isinstance(rows, dict) else {}  # an older, unkeyed list: recompute
         self.version = code_version()
         self.commit = commit()  # of the code this process imported: src/ edited while it runs does not change it
 
@@ -42,6 +48,16 @@ class RowCache:
 
     def get(self, settings: dict) -> dict | None:
         return self.rows.get(self.key(settings))
+
+    def matching(self, **fixed) -> list[dict]:
+        """Rows of this code version whose settings include `fixed` (in the order they were first cached): what a
+        table of these settings may show, earlier invocations' rows included."""
+        out = []
+        for key, row in self.rows.items():
+            settings = json.loads(key)
+            if settings.get("code") == self.version and all(settings.get(k) == v for k, v in fixed.items()):
+                out.append(row)
+        return out
 
     def put(self, settings: dict, row: dict) -> dict:
         row = row | {"commit": self.commit}

@@ -21,12 +21,13 @@ and slimfusion's finetune trains denoisers, so recovery is the UNet's.)
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
 
-from slimfusion.sparsify.sweep import SweepConfig, load_dense, measure, point_key, sample_point, sweep
+from runinfo import RowCache, stamp
+
+from slimfusion.sparsify.sweep import SweepConfig, load_dense, measure, sample_point, sweep
 from slimfusion.sparsify.sweep_summary import collapse_points
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,11 +45,11 @@ def recover(config: SweepConfig, sweep_dir: Path, out: Path, steps: int) -> list
     from slimfusion.train import FinetuneConfig, finetune
     from slimfusion.train.conditional_data import distill_trainset
 
-    out.mkdir(parents=True, exist_ok=True)
+    cache = RowCache(out / "rows.json")  # keyed by the sparsity, the steps, the sweep's settings and the code version
     dense, data, rows = load_pipeline(MODEL), None, []
     for target in RECOVER:
-        file = out / f"{point_key('unet', 'magnitude', target)}_steps{steps}.json"
-        if not file.exists():
+        key = {"target": target, "steps": steps, "sweep": config.model_dump()}
+        if cache.get(key) is None:
             data = data if data is not None else distill_trainset(dense, config.prompts, num=1024, progress=False)
             pipe = load_pipeline(MODEL)
             sparsify(pipe, config.sparsity_config("unet", "magnitude", target), progress=False)
@@ -57,8 +58,8 @@ def recover(config: SweepConfig, sweep_dir: Path, out: Path, steps: int) -> list
             record = {"target": target, "steps": steps, "wall_s": round(time.perf_counter() - start, 1)}
             record["sparsity_after"] = sparsity_of(pipe.unet)["sparsity"]
             record["metrics"] = measure(sample_point(pipe, config, False), load_dense(sweep_dir), config)
-            file.write_text(json.dumps(record, indent=2))
-        rows.append(json.loads(file.read_text()))
+            cache.put(key, record)
+        rows.append(cache.get(key))
     return rows
 
 
@@ -77,7 +78,8 @@ def write(summary: dict, config: SweepConfig, recovered: list[dict], args, sweep
         "# Pruning a text-to-image model after training (the SD2 study in miniature, builtin:digits-t2i)",
         "",
         f"Command: `.venv/bin/python benchmarks/sd2_pruning_digits.py --num {args.num}"
-        f" --recovery-steps {args.recovery_steps}` (points cached under runs/; this invocation {wall_s / 60:.0f} min)",
+        f" --recovery-steps {args.recovery_steps}` ({stamp()}; points cached under runs/; this invocation"
+        f" {wall_s / 60:.0f} min; recovered rows name their commit)",
         "",
         " ".join(__doc__.split("\n\n")[3].split()),
         "",
@@ -134,8 +136,8 @@ def write(summary: dict, config: SweepConfig, recovered: list[dict], args, sweep
         "",
         f"## Recovery of the magnitude-pruned UNet ({args.recovery_steps} data-free steps, zeros kept)",
         "",
-        "| sparsity | before: accuracy / FD / SSIM | after: accuracy / FD / SSIM | sparsity after | wall |",
-        "|---:|---|---|---:|---:|",
+        "| sparsity | before: accuracy / FD / SSIM | after: accuracy / FD / SSIM | sparsity after | wall | commit |",
+        "|---:|---|---|---:|---:|---|",
     ]
     for r in recovered:
         before = next(
@@ -145,7 +147,7 @@ def write(summary: dict, config: SweepConfig, recovered: list[dict], args, sweep
         lines.append(
             f"| {r['target']:.1f} | {_pct(before['accuracy'])} / {_num(before['fd'])} / {_num(before['ssim'])} | "
             f"{_pct(after['accuracy'])} / {_num(after['fd'])} / {_num(after['ssim'])} | {r['sparsity_after']:.3f} |"
-            f" {r['wall_s']:.0f} s |"
+            f" {r['wall_s']:.0f} s | {r['commit']} |"
         )
     floor = dense["accuracy"] - config.collapse_drop
     moved = next((r["target"] for r in recovered if r["metrics"]["accuracy"] < floor), None)

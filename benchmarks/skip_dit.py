@@ -26,6 +26,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from runinfo import stamp
 
 from slimfusion.data import load_digits_split
 from slimfusion.metrics.accuracy import digit_accuracy
@@ -135,7 +136,7 @@ def write(rows: list[dict], args, floor: float, full_fd: float, asked: list[int]
     lines = [
         "# Block skipping on builtin:digits-dit: DiP-GO vs diffusers' caches (DDIM 25, guidance 2)",
         "",
-        f"Command: `.venv/bin/python benchmarks/skip_dit.py --num {args.num}`",
+        f"Command: `.venv/bin/python benchmarks/skip_dit.py --num {args.num}` ({stamp()})",
         "",
         next(p for p in __doc__.split("\n\n") if p.startswith("DDIM")).strip().replace("\n", " "),
         "",

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runinfo import stamp
+
 from slimfusion.models.io import load
 from slimfusion.skip import SkipConfig, skip_plan
 from slimfusion.skip.graph import skip_units, unit_macs
@@ -26,7 +28,7 @@ def main() -> None:
     lines = [
         "# Skip plans on real architectures: MACs accounting",
         "",
-        "Command: `.venv/bin/python benchmarks/skip_macs.py`",
+        f"Command: `.venv/bin/python benchmarks/skip_macs.py` ({stamp()})",
     ]
     lines += ["", __doc__.split("\n\n")[3].replace("\n", " ").strip(), ""]
     for name in ("sd15-unet", "dit-xl-2"):

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from runinfo import stamp
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "sparse_latency.md"
@@ -96,7 +97,7 @@ def main() -> None:
     lines = [
         "# Sparse weights and CPU latency",
         "",
-        "Command: `.venv/bin/python benchmarks/sparse_latency.py`",
+        f"Command: `.venv/bin/python benchmarks/sparse_latency.py` ({stamp()})",
         "",
         " ".join(__doc__.split("\n\n")[3].split()),
         "",

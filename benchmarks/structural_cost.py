@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from runinfo import stamp
 
 import slimfusion
 from slimfusion.metrics.cost import count_macs, count_params
@@ -102,7 +103,7 @@ def main() -> None:
             [f"--models {' '.join(args.models)}", f"--ratios {' '.join(map(str, args.ratios))}"]
             + [f"--repeats {args.repeats}", f"--compat {args.compat}"]
         )
-        + "`",
+        + f"` ({stamp()})",
         "",
         f"Magnitude pruning, `--compat {args.compat}`; {torch.get_num_threads()} CPU threads, fp32, batch sizes as"
         " listed; latency = median of interleaved repeats (original, pruned, original, ...). Speedups are ratios"
