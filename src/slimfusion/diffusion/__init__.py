@@ -13,7 +13,7 @@ from slimfusion.diffusion.chain import (
     run_chain,
     start_noise,
 )
-from slimfusion.diffusion.loss import denoising_loss, target_of
+from slimfusion.diffusion.loss import denoising_loss, split_prediction, target_of
 from slimfusion.diffusion.schedulers import (
     SOLVERS,
     default_scheduler_config,
@@ -41,6 +41,7 @@ __all__ = [
     "schedule_of",
     "self_samples",
     "start_noise",
+    "split_prediction",
     "target_of",
     "use_scheduler",
 ]

@@ -19,7 +19,25 @@ def target_of(scheduler, clean: torch.Tensor, noise: torch.Tensor, t: torch.Tens
         return scheduler.get_velocity(clean, noise, t)
     if kind == "sample":
         return clean
-    raise ConfigError(f"unknown prediction type {kind!r} in the model's scheduler config")
+    raise _unknown(kind)
+
+
+def split_prediction(
+    kind: str, noisy: torch.Tensor, out: torch.Tensor, scale: torch.Tensor, sigma: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of `target_of`: the clean sample and the noise that a prediction `out` of type `kind` at
+    `noisy` = scale x clean + sigma x noise stands for (scale, sigma: the timestep's sqrt(alpha-bar), sqrt(1 - it))."""
+    if kind == "epsilon":
+        return (noisy - sigma * out) / scale, out
+    if kind == "v_prediction":
+        return scale * noisy - sigma * out, sigma * noisy + scale * out
+    if kind == "sample":
+        return out, (noisy - scale * out) / sigma
+    raise _unknown(kind)
+
+
+def _unknown(kind: str) -> ConfigError:
+    return ConfigError(f"unknown prediction type {kind!r} in the model's scheduler config")
 
 
 def denoising_loss(

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from slimfusion.diffusion import noise_scheduler, predictor, schedule_of
+from slimfusion.diffusion import noise_scheduler, predictor, schedule_of, split_prediction
 from slimfusion.diffusion.schedulers import build_scheduler
 from slimfusion.errors import ConfigError
 from slimfusion.models.families import family_of
@@ -105,14 +105,7 @@ class _Process:
 
     def split(self, z: torch.Tensor, out: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The clean sample and the noise a model output at `t` stands for (epsilon, v or sample prediction)."""
-        a, s = self.coefficients(t, z)
-        if self.kind == "epsilon":
-            return (z - s * out) / a, out
-        if self.kind == "v_prediction":
-            return a * z - s * out, s * z + a * out
-        if self.kind == "sample":
-            return out, (z - a * out) / s
-        raise ConfigError(f"unknown prediction type {self.kind!r} in the model's scheduler config")
+        return split_prediction(self.kind, z, out, *self.coefficients(t, z))
 
     def ddim(self, z: torch.Tensor, out: torch.Tensor, t: torch.Tensor, to: torch.Tensor) -> torch.Tensor:
         """One deterministic DDIM step t -> `to` (clipping the clean estimate as the sampler does)."""
