@@ -46,12 +46,13 @@ ROWS = {  # label -> list of (kind, value): steps applied in order; "width@" val
 }
 
 
-def width_ratio(model, target_macs: int) -> float:
-    """The pruning ratio whose magnitude-pruned widths (diff-pruning gives the same widths) come closest to it."""
+def width_ratio(model, target_macs: float, ratios: list[float] | None = None) -> float:
+    """The pruning ratio (of `ratios`, default 0.02 ... 0.78) whose magnitude-pruned widths (diff-pruning gives the
+    same widths) come closest to the target MACs."""
     import copy
 
     best, best_gap = 0.0, float("inf")
-    for ratio in [round(0.02 * i, 2) for i in range(1, 40)]:
+    for ratio in ratios or [round(0.02 * i, 2) for i in range(1, 40)]:
         trial = copy.deepcopy(model)
         prune(trial, StructuralConfig(method="magnitude", ratio=ratio), progress=False)
         gap = abs(count_macs(trial) - target_macs)
