@@ -157,7 +157,7 @@ def main() -> None:
     original = samples_of(teacher, args.num) if todo or not base_file.exists() else None  # only to compare against
     base = baseline(work, args.num, teacher, reference_stats, original)
     for seed, name in todo:
-        fields = OLD | settings[name]
+        fields = key(seed, name)["fields"]
         model = pruned_model(work, seed, images)
         start = time.perf_counter()
         finetune(model, images, FinetuneConfig(seed=seed, **fields), teacher=teacher)

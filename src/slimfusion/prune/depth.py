@@ -279,7 +279,7 @@ def prune_depth(
     """
     start = time.perf_counter()
     params_before, macs_before = count_params(model), count_macs(model)
-    layers_before = _layer_counts(model)
+    layers_before = depth_knowledge(model).layer_counts(model)
     extra: dict = {}
     if config.remove:
         names = list(config.remove)
@@ -308,7 +308,7 @@ def prune_depth(
         "macs_before": macs_before,
         "macs_after": count_macs(model),
         "removed": names,
-        "layers": {"before": layers_before, "after": _layer_counts(model)},
+        "layers": {"before": layers_before, "after": depth_knowledge(model).layer_counts(model)},
         "diffusers_config": "removed_modules" not in meta,
         "wall_s": round(time.perf_counter() - start, 2),
         "pruned_from": meta.get("source"),
@@ -328,10 +328,6 @@ def _by_logits(logits: dict[str, float]):
         return {u.name: torch.sigmoid(torch.tensor(logits[u.name])).item() * macs[u.name] for u in units}
 
     return score
-
-
-def _layer_counts(model: nn.Module) -> dict:
-    return depth_knowledge(model).layer_counts(model)
 
 
 def _config_expresses(model: nn.Module) -> bool:

@@ -12,7 +12,7 @@ from slimfusion.data.prompts import read_prompts
 from slimfusion.errors import ConfigError
 from slimfusion.lowrank import LowRankConfig, lowrank
 from slimfusion.models.families import example_inputs, family_name
-from slimfusion.models.families.pipeline import is_text_pipeline
+from slimfusion.models.families.pipeline import embed, is_text_pipeline
 from slimfusion.models.io import STORAGES
 from slimfusion.models.meta import get_meta, history
 from slimfusion.prune import DepthConfig, StructuralConfig, prune
@@ -22,7 +22,6 @@ from slimfusion.quantize import QuantizeConfig, quantize
 from slimfusion.sparsify import SparsityConfig, sparsify
 from slimfusion.steps.registry import config_of, register
 from slimfusion.steps.subject import Subject
-from slimfusion.train.conditional_data import embed
 
 DEPTH_METHODS = {"depth": "greedy", "depth-learned": "learned"}
 

@@ -7,13 +7,14 @@ from pathlib import Path
 import torch
 
 from slimfusion.errors import ConfigError
+from slimfusion.models.families.pipeline import embed
 from slimfusion.sample import DEFAULT_GUIDANCE
 from slimfusion.skip import SkipConfig, SkipPlan, save_plan, skip_plan, store_plan
 from slimfusion.skip.picture import plan_picture
 from slimfusion.steps.compress import calibration_conditions
 from slimfusion.steps.registry import config_of, register
 from slimfusion.steps.subject import Subject
-from slimfusion.train.conditional_data import NULL_CLASS, embed
+from slimfusion.train.conditional_data import NULL_CLASS
 
 PLAN_NAME = "plan.json"
 

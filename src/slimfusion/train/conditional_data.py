@@ -19,7 +19,7 @@ from slimfusion.data.folder import image_files, load_image_folder
 from slimfusion.data.prompts import prompt_bank, style_attributes
 from slimfusion.diffusion.latents import encode
 from slimfusion.errors import ConfigError, DataError
-from slimfusion.models.families.pipeline import embed, is_text_pipeline  # noqa: F401  (re-exported)
+from slimfusion.models.families.pipeline import embed, is_text_pipeline
 from slimfusion.pipeline_sample import sample_pipeline
 from slimfusion.sample import DEFAULT_GUIDANCE, SampleConfig
 from slimfusion.train.trainset import TrainSet

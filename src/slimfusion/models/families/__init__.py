@@ -124,29 +124,24 @@ class Family:
         return getattr(importlib.import_module(module), name)
 
 
+def _unet_family(name: str, inputs: ExampleInputs, denoise: Callable[..., torch.Tensor]) -> Family:
+    """A diffusers UNet class: the UNet layout (blocks, depth, DeepCache's branches) with its own inputs."""
+    return Family(
+        f"diffusers:{name}",
+        "diffusers",
+        inputs,
+        denoise,
+        pruning=Pruning(unet.ignored, _equal_subgroups),
+        feature_blocks=unet.feature_blocks,
+        skip_units=unet.skip_units,
+        depth=unet.DEPTH,
+        cache_branch=unet.cache_branch,
+    )
+
+
 FAMILIES: dict[str, Family] = {
-    "UNet2DModel": Family(
-        "diffusers:UNet2DModel",
-        "diffusers",
-        unet.inputs,
-        unet.denoise,
-        pruning=Pruning(unet.ignored, _equal_subgroups),
-        feature_blocks=unet.feature_blocks,
-        skip_units=unet.skip_units,
-        depth=unet.DEPTH,
-        cache_branch=unet.cache_branch,
-    ),
-    "UNet2DConditionModel": Family(
-        "diffusers:UNet2DConditionModel",
-        "diffusers",
-        unet.condition_inputs,
-        unet.condition_denoise,
-        pruning=Pruning(unet.ignored, _equal_subgroups),
-        feature_blocks=unet.feature_blocks,
-        skip_units=unet.skip_units,
-        depth=unet.DEPTH,
-        cache_branch=unet.cache_branch,
-    ),
+    "UNet2DModel": _unet_family("UNet2DModel", unet.inputs, unet.denoise),
+    "UNet2DConditionModel": _unet_family("UNet2DConditionModel", unet.condition_inputs, unet.condition_denoise),
     "DiTTransformer2DModel": Family(
         "diffusers:DiTTransformer2DModel",
         "diffusers",
