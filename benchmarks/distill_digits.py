@@ -6,10 +6,12 @@ Students (each one `distill_steps` run on the CPU of this machine, wall time rec
 - consistency: consistency distillation from the original (samples in any 1-8 steps with its LCMScheduler);
 - progressive: one run `--start` (32) -> ... -> 2 -> 1 DDIM steps, `--round-steps` per round, every round's student
   kept;
-- pruned-consistency: the original pruned at ratio 0.25 (56% of the MACs; `--prune-method`, default Diff-Pruning
-  T = 0.05), not fine-tuned,
-  then consistency-distilled from the unpruned original (recovery and step distillation in one run).
-A student is rebuilt when its settings or the code's commit change.
+- pruned: the original pruned at ratio 0.25 (56% of the MACs; `--prune-method`, default Diff-Pruning T = 0.05) and
+  recovered as compose_digits.py does (finetune 1,200 steps, distilled from the original); no sampler of its own, so
+  steps_digits.py samples it with the solvers;
+- pruned-progressive, pruned-consistency: the recovered pruned model step-distilled (as above) from the unpruned
+  original: the moonshot's "pruned, bf16, 2-4 step student".
+A student is rebuilt when its settings or the code's commit change (the pruned-* ones also when `pruned` is).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from slimfusion.models.io import load, save
 from slimfusion.models.meta import get_meta
 from slimfusion.prune import StructuralConfig, prune
 from slimfusion.steps import Subject
+from slimfusion.train import FinetuneConfig, finetune
 from slimfusion.train.recovery.step_distill import StepDistillConfig, distill_steps
 
 
@@ -57,7 +60,9 @@ def main() -> None:
     parser.add_argument("--round-steps", type=int, default=500, help="progressive: optimizer steps per round")
     parser.add_argument("--start", type=int, default=32, help="progressive: the teacher's DDIM steps (a power of 2)")
     parser.add_argument("--prune-method", default="diff-pruning", help="how the pruned student is pruned (ratio 0.25)")
-    parser.add_argument("--only", nargs="*", default=["consistency", "progressive", "pruned-consistency"])
+    parser.add_argument("--recover-steps", type=int, default=1200, help="pruned: finetune steps after pruning")
+    names = ["consistency", "progressive", "pruned", "pruned-progressive", "pruned-consistency"]
+    parser.add_argument("--only", nargs="*", default=names, help="jobs to run (the pruned-* ones need pruned)")
     parser.add_argument("--work", default="runs/distill_digits")
     parser.add_argument("--reuse", action="store_true", help="keep students of the same settings from older code")
     args = parser.parse_args()
@@ -74,29 +79,43 @@ def main() -> None:
         config = StepDistillConfig(method="consistency", to_steps=4, steps=args.steps)
         return {"": distill_steps(model, images, config, progress=False)}
 
-    def progressive() -> dict:
-        model, kept = load("builtin:digits-ddpm"), {}
+    def progressive(start_from: str = "builtin:digits-ddpm") -> dict:
+        teacher, model, kept = load("builtin:digits-ddpm"), load(start_from), {}
         config = StepDistillConfig(method="progressive", to_steps=1, teacher_steps=args.start, steps=args.round_steps)
 
         def keep(student) -> None:
             kept[f"-{get_meta(student)['sampler']['steps']}"] = copy.deepcopy(student)
 
-        distill_steps(model, images, config, progress=False, on_round=keep)
+        distill_steps(model, images, config, teacher=teacher, progress=False, on_round=keep)
         return kept
 
-    def pruned_consistency() -> dict:
+    def pruned() -> dict:
         teacher, model = load("builtin:digits-ddpm"), load("builtin:digits-ddpm")
         prune(model, StructuralConfig(method=args.prune_method, threshold=0.05, ratio=0.25), data=images)
+        finetune(model, images, FinetuneConfig(steps=args.recover_steps), teacher=teacher, progress=False)
+        return {"": model}
+
+    def pruned_consistency() -> dict:
+        teacher, model = load("builtin:digits-ddpm"), load(work / "pruned")
         config = StepDistillConfig(method="consistency", to_steps=4, steps=args.steps)
         return {"": distill_steps(model, images, config, teacher=teacher, progress=False)}
 
     jobs = {
         "consistency": (consistency, {"steps": args.steps}),
         "progressive": (progressive, {"round_steps": args.round_steps, "from": args.start}),
-        "pruned-consistency": (pruned_consistency, {"steps": args.steps, "prune": f"{args.prune_method} 0.25"}),
+        "pruned": (pruned, {"prune": f"{args.prune_method} 0.25", "recover_steps": args.recover_steps}),
+        "pruned-progressive": (
+            lambda: progressive(str(work / "pruned")),
+            {"round_steps": args.round_steps, "from": args.start},
+        ),
+        "pruned-consistency": (pruned_consistency, {"steps": args.steps}),
     }
     for name in args.only:
         make, settings = jobs[name]
+        if name.startswith("pruned-"):  # made from the recovered pruned model: remade when it is
+            if "pruned" not in record:
+                raise SystemExit(f"{name} needs the pruned model: run with --only pruned {name}")
+            settings = settings | {"pruned": record["pruned"]["settings"], "pruned_commit": record["pruned"]["commit"]}
         run(name, settings, make, work, record, code, args.reuse)
 
 

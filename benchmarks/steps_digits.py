@@ -48,7 +48,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "steps_digits.md"
 SEED, FLOOR_SEED = 1000, 1001
 NFES = (4, 6, 8, 10, 15, 25, 50)
-STUDENT_NFES = (1, 2, 4, 8)  # a consistency student samples at any step count
 SOLVER_ROWS = ("ddim", "dpm++2m", "dpm++3m", "dpm++2m-sde", "unipc", "deis", "euler", "heun", "ddpm")
 
 
@@ -73,23 +72,28 @@ def key_of(row: dict, args) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def student_rows(folder: Path | None) -> list[dict]:
-    """Rows of the students benchmarks/distill_digits.py made: each at its own sampler's step counts."""
-    if folder is None:
+def student_rows(args) -> list[dict]:
+    """Rows of the models benchmarks/distill_digits.py made: a student at its own sampler's step counts (a consistency
+    student at every `--nfes`), a model without a sampler of its own (the recovered pruned one) with the solvers, as
+    the original."""
+    if args.students is None:
         return []
-    record = json.loads((folder / "students.json").read_text())
+    record = json.loads((args.students / "students.json").read_text())
     rows = []
     for run, entry in record.items():
+        made = {"run": run, "wall_s": entry["wall_s"], "trained": entry["commit"]}
         for name in entry["students"]:
-            sampler = get_meta(load(folder / name))["sampler"]
-            nfes = STUDENT_NFES if sampler["scheduler"] == "lcm" else (sampler["steps"],)
-            for nfe in nfes:
-                for precision in ("float32", "bf16"):
-                    rows.append(
-                        {"student": name, "solver": f"{sampler['scheduler']} (student)", "nfe": nfe,
-                         "precision": precision, "karras": False, "run": run, "wall_s": entry["wall_s"],
-                         "trained": entry["commit"]}
-                    )  # fmt: skip
+            sampler = get_meta(load(args.students / name)).get("sampler")
+            if sampler is None:
+                rows += [row | made | {"student": name, "own": False} for row in rows_wanted(args)]
+                continue
+            nfes = args.nfes if sampler["scheduler"] == "lcm" else (sampler["steps"],)
+            rows += [
+                {"student": name, "solver": f"{sampler['scheduler']} (student)", "nfe": nfe, "precision": precision,
+                 "karras": False, "own": True} | made
+                for nfe in nfes
+                for precision in ("float32", "bf16")
+            ]  # fmt: skip
     return rows
 
 
@@ -127,7 +131,7 @@ def main() -> None:
     second = images_of(models[None, "float32"], "ddim", 50, args.num, seed=FLOOR_SEED)
     floor = frechet_distance(*feature_stats(digit_features(original)), *feature_stats(digit_features(second)))
     base_fd = frechet_distance(*feature_stats(digit_features(original)), *reference)
-    rows = rows_wanted(args) + student_rows(args.students)
+    rows = rows_wanted(args) + student_rows(args)
     for row in rows:
         key = key_of(row, args)
         if key in cache and cache[key].get("commit") == code:
@@ -156,7 +160,8 @@ def model_of(row: dict, models: dict, args):
 
 
 def solver_of(row: dict) -> str | None:
-    return None if row.get("student") else row["solver"]
+    """None for a student on its own sampler."""
+    return None if row.get("own") else row["solver"]
 
 
 def time_rows(rows: list[dict], models: dict, args) -> None:
@@ -221,7 +226,10 @@ def student_table(rows: list[dict], fd0: float, floor: float, args) -> list[str]
         "## Step-distilled students",
         "",
         f"Made by `benchmarks/distill_digits.py` (work folder `{args.students}`); distillation wall time on this"
-        " 2-core machine per run (a progressive run makes all its round students). Same FD / SSIM / timing as above.",
+        " 2-core machine per run (a progressive run makes all its round students). `pruned` is the original pruned to"
+        " 56% of its MACs and recovered by fine-tuning, sampled with the solvers (its time: pruning + recovery);"
+        " `pruned-*` students start from it and learn from the unpruned original (their time: distillation only)."
+        " Same FD / SSIM / timing as above.",
         "",
         "| student | sampler | precision | NFE | FD | FD / original | within floor | SSIM | speedup | distilled in |",
         "|---|---|---|---:|---|---:|---|---:|---:|---:|",
