@@ -8,7 +8,9 @@ and, with the step-distilled students of benchmarks/distill_digits.py next to th
 benchmarks/results/steps_digits_students.md:
 
     .venv/bin/python benchmarks/steps_digits.py --num 2000 --students runs/distill_digits --solvers ddim unipc \
-        --nfes 1 2 4 8 --bf16 unipc --time --result benchmarks/results/steps_digits_students.md
+        --nfes 1 2 4 8 10 15 --bf16 unipc --time --result benchmarks/results/steps_digits_students.md
+
+(the recovered pruned model that distill_digits.py makes is sampled there with the same solvers, in both precisions)
 
 Quality: FD (digits features, not FID) of `--num` samples vs all 1,797 digits; the noise floor is the FD between two
 independent sample sets of the original (DDIM 50, float32). (A bootstrap over generated images is not used: resampling
