@@ -74,10 +74,10 @@ def main() -> None:
     code = commit()
     images = load_images("digits", 16, 1)
 
-    def consistency() -> dict:
-        model = load("builtin:digits-ddpm")
+    def consistency(start_from: str = "builtin:digits-ddpm") -> dict:
+        teacher, model = load("builtin:digits-ddpm"), load(start_from)
         config = StepDistillConfig(method="consistency", to_steps=4, steps=args.steps)
-        return {"": distill_steps(model, images, config, progress=False)}
+        return {"": distill_steps(model, images, config, teacher=teacher, progress=False)}
 
     def progressive(start_from: str = "builtin:digits-ddpm") -> dict:
         teacher, model, kept = load("builtin:digits-ddpm"), load(start_from), {}
@@ -95,11 +95,6 @@ def main() -> None:
         finetune(model, images, FinetuneConfig(steps=args.recover_steps), teacher=teacher, progress=False)
         return {"": model}
 
-    def pruned_consistency() -> dict:
-        teacher, model = load("builtin:digits-ddpm"), load(work / "pruned")
-        config = StepDistillConfig(method="consistency", to_steps=4, steps=args.steps)
-        return {"": distill_steps(model, images, config, teacher=teacher, progress=False)}
-
     jobs = {
         "consistency": (consistency, {"steps": args.steps}),
         "progressive": (progressive, {"round_steps": args.round_steps, "from": args.start}),
@@ -108,7 +103,7 @@ def main() -> None:
             lambda: progressive(str(work / "pruned")),
             {"round_steps": args.round_steps, "from": args.start},
         ),
-        "pruned-consistency": (pruned_consistency, {"steps": args.steps}),
+        "pruned-consistency": (lambda: consistency(str(work / "pruned")), {"steps": args.steps}),
     }
     for name in args.only:
         make, settings = jobs[name]
