@@ -4,6 +4,8 @@
 
 Students (each one `distill_steps` run on the CPU of this machine, wall time recorded in `--work`/students.json):
 - consistency: consistency distillation from the original (samples in any 1-8 steps with its LCMScheduler);
+- consistency-huber: the same with the pseudo-Huber distance of improved consistency training (`--loss
+  pseudo-huber`) instead of LCM's MSE: a lever for the moonshot;
 - progressive: one run `--start` (32) -> ... -> 2 -> 1 DDIM steps, `--round-steps` per round, every round's student
   kept;
 - pruned: the original pruned at ratio 0.25 (56% of the MACs; `--prune-method`, default Diff-Pruning T = 0.05) and
@@ -61,7 +63,7 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=32, help="progressive: the teacher's DDIM steps (a power of 2)")
     parser.add_argument("--prune-method", default="diff-pruning", help="how the pruned student is pruned (ratio 0.25)")
     parser.add_argument("--recover-steps", type=int, default=1200, help="pruned: finetune steps after pruning")
-    names = ["consistency", "progressive", "pruned", "pruned-progressive", "pruned-consistency"]
+    names = ["consistency", "consistency-huber", "progressive", "pruned", "pruned-progressive", "pruned-consistency"]
     parser.add_argument("--only", nargs="*", default=names, help="jobs to run (the pruned-* ones need pruned)")
     parser.add_argument("--work", default="runs/distill_digits")
     parser.add_argument("--reuse", action="store_true", help="keep students of the same settings from older code")
@@ -74,9 +76,9 @@ def main() -> None:
     code = commit()
     images = load_images("digits", 16, 1)
 
-    def consistency(start_from: str = "builtin:digits-ddpm") -> dict:
+    def consistency(start_from: str = "builtin:digits-ddpm", loss: str = "mse") -> dict:
         teacher, model = load("builtin:digits-ddpm"), load(start_from)
-        config = StepDistillConfig(method="consistency", to_steps=4, steps=args.steps)
+        config = StepDistillConfig(method="consistency", to_steps=4, steps=args.steps, loss=loss)
         return {"": distill_steps(model, images, config, teacher=teacher, progress=False)}
 
     def progressive(start_from: str = "builtin:digits-ddpm") -> dict:
@@ -97,6 +99,7 @@ def main() -> None:
 
     jobs = {
         "consistency": (consistency, {"steps": args.steps}),
+        "consistency-huber": (lambda: consistency(loss="pseudo-huber"), {"steps": args.steps, "loss": "pseudo-huber"}),
         "progressive": (progressive, {"round_steps": args.round_steps, "from": args.start}),
         "pruned": (pruned, {"prune": f"{args.prune_method} 0.25", "recover_steps": args.recover_steps}),
         "pruned-progressive": (

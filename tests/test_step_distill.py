@@ -211,3 +211,21 @@ def test_a_sparse_student_keeps_its_zeros(images):
     config = StepDistillConfig(to_steps=2, teacher_steps=8, **FAST)
     distill_steps(student, images, config, teacher=teacher, progress=False)
     assert before > 0.4 and sparsity_of(student)["sparsity"] == pytest.approx(before)
+
+
+def test_pseudo_huber_is_consistency_only_and_grows_like_the_distance():
+    from slimfusion.train.recovery.step_distill import pseudo_huber
+
+    with pytest.raises(ValidationError, match="is for consistency"):
+        StepDistillConfig(method="progressive", to_steps=4, loss="pseudo-huber")
+    x = torch.zeros(2, 1, 8, 8)
+    assert pseudo_huber(x, x) == 0
+    c = 0.00054 * 8  # 64 values
+    near, far = pseudo_huber(x, x + 1e-4), pseudo_huber(x, x + 1.0)
+    assert torch.isclose(far, torch.tensor(8.0 - c), rtol=1e-4)  # |d| = 8 for a unit shift: linear far off
+    assert torch.isclose(near, torch.tensor((1e-4 * 8) ** 2 / (2 * c)), rtol=0.05)  # quadratic near zero: |d|^2 / 2c
+    student = distill_steps(
+        tiny_model("UNet2DModel"), torch.rand(8, 1, 8, 8) * 2 - 1,
+        StepDistillConfig(to_steps=2, teacher_steps=8, loss="pseudo-huber", **FAST), progress=False,
+    )  # fmt: skip
+    assert get_meta(student)["sampler"]["scheduler"] == "lcm"

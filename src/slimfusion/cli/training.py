@@ -222,6 +222,7 @@ def distill_steps(
     guidance: Annotated[
         float, typer.Option(help="conditional pipelines: the teacher's guidance scale, folded into the student")
     ] = STEP["guidance"],
+    loss: Annotated[str, typer.Option(help="consistency: mse (LCM) | pseudo-huber (iCT / ECT)")] = STEP["loss"],
     steps: Annotated[int, typer.Option(help="optimizer steps (progressive: per round)")] = STEP["steps"],
     batch_size: BatchOpt = STEP["batch_size"],
     lr: LrOpt = STEP["lr"],
@@ -249,6 +250,7 @@ def distill_steps(
         distill_class_labels=distill_class_labels,
         distill_num=distill_num,
         guidance=guidance,
+        loss=loss,
         steps=steps,
         batch_size=batch_size,
         lr=lr,

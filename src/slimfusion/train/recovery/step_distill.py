@@ -50,6 +50,9 @@ class StepDistillConfig(TrainConfig):
             such number >= 32); consistency: the ODE grid the teacher steps on (default 50).
         guidance (`float`, defaults to 1.0): conditional models: the teacher's classifier-free guidance scale, folded
             into the student (which then samples with guidance 1).
+        loss (`str`, defaults to "mse"): consistency: the distance between the student's and the target's clean
+            estimates, "mse" (LCM) or "pseudo-huber" (improved consistency training / ECT: sqrt(|d|^2 + c^2) - c
+            per example, c = 0.00054 sqrt(dimensions); less pulled by the few far-off targets).
         steps (`int`, defaults to 1500): optimizer steps (progressive: per round).
         lr (`float`, defaults to 1e-4): AdamW learning rate after warm-up.
         warmup_steps (`int`, defaults to 50): linear warm-up length.
@@ -60,6 +63,7 @@ class StepDistillConfig(TrainConfig):
     to_steps: int = Field(4, ge=1, le=500)
     teacher_steps: int | None = Field(None, ge=2, le=1000)
     guidance: float = Field(1.0, ge=0)
+    loss: Literal["mse", "pseudo-huber"] = "mse"
     steps: int = Field(1500, ge=1)
     lr: float = Field(1e-4, gt=0)
     warmup_steps: int = Field(50, ge=0)
@@ -73,6 +77,8 @@ class StepDistillConfig(TrainConfig):
             ratio = teacher // self.to_steps
             if teacher % self.to_steps or ratio & (ratio - 1):
                 raise ValueError(f"progressive: the teacher's steps ({teacher}) must be --to-steps x a power of 2")
+            if self.loss != "mse":
+                raise ValueError(f"--loss {self.loss} is for consistency distillation (progressive: SNR-weighted MSE)")
         return self
 
     def teacher_of(self) -> int:
@@ -175,8 +181,10 @@ class ConsistencyObjective:
     student under stop-gradient (as improved consistency training and ECT do) rather than a second EMA copy.
     """
 
-    def __init__(self, process: _Process, teacher: _Teacher, model: nn.Module, grid: int, train_timesteps: int):
-        self.process, self.teacher, self.model = process, teacher, model
+    def __init__(
+        self, process: _Process, teacher: _Teacher, model: nn.Module, grid: int, train_timesteps: int, loss: str = "mse"
+    ):
+        self.process, self.teacher, self.model, self.distance = process, teacher, model, loss
         self.skip = train_timesteps // grid
         self.grid = torch.arange(1, grid + 1) * self.skip - 1
         self.denoise = family_of(model).denoise
@@ -200,7 +208,17 @@ class ConsistencyObjective:
             z_earlier = p.ddim(z, self.teacher(z, t, cond), t, earlier)
             target = self.consistent(z_earlier, self.denoise(self.model, z_earlier, earlier, cond).float(), earlier)
         pred, _ = student(z, t, cond)
-        return F.mse_loss(self.consistent(z, pred.float(), t), target)
+        estimate = self.consistent(z, pred.float(), t)
+        if self.distance == "mse":
+            return F.mse_loss(estimate, target)
+        return pseudo_huber(estimate, target)
+
+
+def pseudo_huber(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Song & Dhariwal's (2023) pseudo-Huber distance sqrt(|x - y|^2 + c^2) - c per example, c = 0.00054 sqrt(d),
+    averaged over the batch."""
+    c = 0.00054 * x[0].numel() ** 0.5
+    return (((x - y).flatten(1).pow(2).sum(1) + c**2).sqrt() - c).mean()
 
 
 def student_sampler(schedule: dict, config: StepDistillConfig, steps: int | None = None) -> dict:
@@ -271,9 +289,8 @@ def distill_steps(
             guidance = config.guidance if round_ == 0 else 1.0  # a previous round's student has the guidance folded in
             objective = ProgressiveObjective(process, _Teacher(teacher, null, guidance), grid)
         else:
-            objective = ConsistencyObjective(
-                process, _Teacher(teacher, null, config.guidance), model, config.teacher_of(), len(process.alphas)
-            )
+            guided, grid = _Teacher(teacher, null, config.guidance), config.teacher_of()
+            objective = ConsistencyObjective(process, guided, model, grid, len(process.alphas), config.loss)
         round_stop = None if stop_at is None else stop_at - round_ * config.steps
         fit(
             model, data, config, "distill-steps", teacher=teacher, out=out, checkpoint_every=checkpoint_every,
