@@ -106,3 +106,59 @@ def test_unknown_solver_is_one_line_on_every_verb(tmp_path):
             "error: --scheduler: unknown scheduler 'dpm'; choose one of " + ", ".join(SOLVERS) + " (got 'dpm')"
         ]
     assert not (tmp_path / "s").exists()
+
+
+def test_explicit_timesteps_are_followed_in_every_batch(unet):
+    ts = [900, 500, 100]
+    config = SampleConfig(num=3, scheduler="euler", timesteps=ts, seed=0, batch_size=2)
+    assert config.steps == 3
+    assert make_scheduler(unet, "euler", 3, timesteps=ts).timesteps.tolist() == ts
+    explicit = sample(unet, config, progress=False)
+    default = sample(unet, SampleConfig(num=3, scheduler="euler", steps=3, seed=0, batch_size=2), progress=False)
+    assert not torch.allclose(explicit, default)  # a chain that restarted on the default steps would equal these
+    one_by_one = sample(unet, config.model_copy(update={"batch_size": 1}), progress=False)
+    assert torch.allclose(explicit, one_by_one, atol=1e-5)
+    own = make_scheduler(unet, "euler", 3).timesteps.round().long().tolist()
+    same = sample(unet, config.model_copy(update={"timesteps": own}), progress=False)
+    assert torch.allclose(same, default, atol=1e-4)  # the scheduler's own timesteps, given explicitly: same images
+
+
+def test_explicit_timesteps_are_refused_where_they_cannot_apply(unet, tmp_path):
+    from test_skip import _plan
+
+    with pytest.raises(ValidationError, match="descending order"):
+        SampleConfig(timesteps=[100, 500])
+    with pytest.raises(ValidationError, match="--steps 4 disagrees with the 2 --timesteps"):
+        SampleConfig(steps=4, timesteps=[500, 100])
+    with pytest.raises(ConfigError, match="the ddim scheduler takes none; these do: ddpm, dpm[+][+]2m"):
+        sample(unet, SampleConfig(num=1, timesteps=[500, 100]), progress=False)
+    with pytest.raises(ConfigError, match="past the model's last train timestep 999"):
+        sample(unet, SampleConfig(num=1, scheduler="lcm", timesteps=[1000, 100]), progress=False)
+    plan = tmp_path / "plan.json"
+    plan.write_text(_plan(unet, [[]] * 2, steps=2).model_dump_json())
+    with pytest.raises(ConfigError, match="a skip plan is made for the scheduler's own timesteps"):
+        sample(unet, SampleConfig(num=1, scheduler="ddim", plan=str(plan), timesteps=[500, 100]), progress=False)
+    with pytest.raises(ConfigError, match="DiTPipeline takes no explicit timesteps"):
+        sample(tiny_dit_pipeline(), SampleConfig(num=1, scheduler="euler", timesteps=[500, 100], class_labels=[1]))
+    sd = tiny_sd_pipeline()
+    prompt = SampleConfig(num=1, scheduler="euler", timesteps=[900, 300], prompts=["the digit 7"])
+    explicit = sample(sd, prompt, progress=False)
+    assert not torch.allclose(explicit, sample(sd, prompt.model_copy(update={"timesteps": None}), progress=False))
+
+
+def test_cli_timesteps_are_recorded_and_bad_ones_are_one_line(unet, tmp_path):
+    from test_cli import run_cli
+
+    folder = slimfusion.save(unet, tmp_path / "unet")
+    out = tmp_path / "s"
+    result = CliRunner().invoke(
+        app, ["sample", str(folder), "--num", "2", "--scheduler", "lcm", "--timesteps", "999,499", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "sampling.json").read_text())
+    assert (record["timesteps"], record["steps"]) == ([999, 499], 2)
+    bad = run_cli("sample", str(folder), "--timesteps", "999,x", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: --timesteps '999,x': whole numbers with commas, e.g. 999,599,299"
+    ], bad.stderr
+    assert not (tmp_path / "bad").exists()

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from rich.console import Console
 from rich.table import Table
 
@@ -32,6 +32,7 @@ from slimfusion.sample import (
     load_samples,
     sample,
     source_of,
+    steps_of_timesteps,
     with_own_sampler,
 )
 from slimfusion.skip.plan import measured_macs_ratio
@@ -54,7 +55,8 @@ class EvaluateConfig(BaseModel):
         num (`int`, defaults to 1000): images sampled from a model.
         steps (`int`, defaults to 50): sampling steps.
         scheduler (`str`, defaults to "ddim"): the solver models are sampled with (`slimfusion.diffusion.SOLVERS`).
-        spacing (`str`, optional): timestep spacing; karras (`bool`): Karras sigmas (see `SampleConfig`).
+        spacing (`str`, optional): timestep spacing; karras (`bool`): Karras sigmas; timesteps (`list[int]`,
+            optional): explicit descending timesteps, for the target and the original alike (see `SampleConfig`).
         seed (`int`, defaults to 0): sampling seed; the original is sampled with the same one (identical noise).
         batch_size (`int`, defaults to 250): images per forward while sampling.
         inception_weights (`str`, optional): InceptionV3 weights (.safetensors) for FID.
@@ -76,6 +78,7 @@ class EvaluateConfig(BaseModel):
     scheduler: str = "ddim"
     spacing: Literal["leading", "trailing", "linspace"] | None = None
     karras: bool = False
+    timesteps: list[int] | None = Field(None, min_length=1)
     seed: int = Field(0, ge=0)
     batch_size: int = Field(250, ge=1)
     inception_weights: str | None = None
@@ -89,10 +92,15 @@ class EvaluateConfig(BaseModel):
 
     _known_solver = field_validator("scheduler")(classmethod(lambda cls, value: known_solver(value)))
 
-    def sample_config(self):
-        """The sampling settings; sampler fields left unset stay unset, so a step-distilled model uses its own."""
+    @model_validator(mode="after")
+    def _steps_of_timesteps(self) -> EvaluateConfig:
+        return steps_of_timesteps(self, set_steps=False)  # checked; they set the target's steps, not the original's
+
+    def sample_config(self, target: bool = True):
+        """The sampling settings; sampler fields left unset stay unset, so a step-distilled model uses its own.
+        Explicit timesteps are the target's: the original is sampled at `steps` of its solver."""
         keys = ("num", "steps", "scheduler", "spacing", "karras", "seed", "batch_size", "prompts", "class_labels")
-        values = self.model_dump(include={*keys, "guidance"})
+        values = self.model_dump(include={*keys, "guidance"} | ({"timesteps"} if target else set()))
         return SampleConfig(
             **{k: v for k, v in values.items() if k not in SAMPLER_FIELDS or k in self.model_fields_set}
         )
@@ -118,10 +126,11 @@ def resolve_subject(spec, config: EvaluateConfig, progress: bool, plan: str | No
         return Resolved(images=images, record=record)
     sampler = spec if held else load_for_sampling(spec)
     name = source_of(sampler) if held else spec
-    sample_config = with_own_sampler(sampler, config.sample_config())
+    sample_config = with_own_sampler(sampler, config.sample_config(target))
     no_plan = config.no_plan and target
     start = time.perf_counter()
-    with sampling_plan(sampler, plan, no_plan, sample_config.scheduler, sample_config.steps) as chosen:
+    explicit = sample_config.timesteps is not None
+    with sampling_plan(sampler, plan, no_plan, sample_config.scheduler, sample_config.steps, explicit) as chosen:
         images = sample(sampler, sample_config.model_copy(update={"no_plan": True}), progress=progress)
     rate = len(images) / (time.perf_counter() - start)
     used = None if chosen is None else (plan or "stored in the model")
@@ -135,10 +144,10 @@ def resolve_subject(spec, config: EvaluateConfig, progress: bool, plan: str | No
 def _same_noise(a: dict, b: dict) -> None:
     """Refuse SSIM / PSNR between sets from different noise or conditions. The solver must match too, unless one side
     is a step-distilled model on its own sampler (compared with the original's from the same starting noise)."""
-    defaults = {"prompts": None, "class_labels": None, "spacing": None, "karras": False}  # what older records mean
+    defaults = {"prompts": None, "class_labels": None, "spacing": None, "karras": False, "timesteps": None}  # older
     keys = ["seed", "indices", "prompts", "class_labels"]
     if not (a.get("own_sampler") or b.get("own_sampler")):
-        keys += ["steps", "scheduler", "spacing", "karras"]
+        keys += ["steps", "scheduler", "spacing", "karras", "timesteps"]
     for key in keys:
         if key not in defaults and (key not in a or key not in b):
             raise ConfigError("SSIM / PSNR need samples from identical noise; a samples folder lacks sampling.json")

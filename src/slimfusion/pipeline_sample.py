@@ -7,12 +7,14 @@ does not depend on the batch size or on how the indices are split across `accele
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
 
 from slimfusion.diffusion import SOLVERS, in_batches, use_scheduler
 from slimfusion.diffusion.latents import encode
+from slimfusion.diffusion.schedulers import check_timesteps
 from slimfusion.errors import ConfigError
 from slimfusion.models.families.pipeline import class_count, is_class_pipeline, is_text_pipeline
 
@@ -53,6 +55,8 @@ def check_conditions(pipe, config) -> None:
             raise ConfigError("--negative-prompt is for text-to-image pipelines")
     if kind == "text" and config.class_labels is not None:
         raise ConfigError("--class-labels is for class-conditional (DiT) pipelines; give --prompts")
+    if config.timesteps is not None and "timesteps" not in inspect.signature(type(pipe).__call__).parameters:
+        raise ConfigError(f"--timesteps: {type(pipe).__name__} takes no explicit timesteps")
 
 
 @torch.no_grad()
@@ -71,6 +75,7 @@ def sample_pipeline(
     """
     check_conditions(pipe, config)
     use_scheduler(pipe, config.scheduler, config.spacing, config.karras)
+    check_timesteps(pipe.scheduler, config.scheduler, config.timesteps)
     pipe.set_progress_bar_config(disable=True)
     kind = pipeline_kind(pipe)
     indices = list(range(config.num)) if indices is None else list(indices)
@@ -78,6 +83,8 @@ def sample_pipeline(
     def generate(chunk: list[int], gens: list[torch.Generator]) -> torch.Tensor:
         conds = conditions_of(config, chunk)
         common = {"num_inference_steps": config.steps, "guidance_scale": config.guidance, "generator": gens}
+        if config.timesteps is not None:
+            common["timesteps"] = config.timesteps
         if kind == "text":
             negative = None if config.negative_prompt is None else [config.negative_prompt] * len(chunk)
             output = "latent" if latents else "pt"

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 from accelerate import PartialState
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from slimfusion.diffusion import image_generator, in_batches, make_scheduler, predictor, run_chain, start_noise
 from slimfusion.diffusion.schedulers import known_solver, stored_sampler
@@ -47,6 +47,9 @@ class SampleConfig(BaseModel):
             eta 0), "ddpm" (ancestral), "dpm++2m", "dpm++3m", "dpm++2m-sde", "unipc", "deis", "euler", "heun", "lcm".
         spacing (`str`, optional): timestep spacing "leading" / "trailing" / "linspace" (default: the solver's own).
         karras (`bool`, defaults to False): Karras sigmas, for the solvers that have them.
+        timesteps (`list[int]`, optional): explicit descending timesteps (as diffusers pipelines' `timesteps=`),
+            for the solvers whose `set_timesteps` takes them (e.g. lcm, dpm++2m, euler); sets `steps`. E.g. a
+            consistency student at 3 steps: [999, 599, 299].
         plan (`str`, optional): a skip plan file to sample with (default: the plan stored in the model, if any).
         no_plan (`bool`, defaults to False): sample without any skip plan, a stored one included.
         seed (`int`, defaults to 0): base seed; image i uses the seed pair (seed, i).
@@ -64,6 +67,7 @@ class SampleConfig(BaseModel):
     scheduler: str = "ddim"
     spacing: Literal["leading", "trailing", "linspace"] | None = None
     karras: bool = False
+    timesteps: list[int] | None = Field(None, min_length=1)
     plan: str | None = None
     no_plan: bool = False
     seed: int = Field(0, ge=0)
@@ -75,9 +79,27 @@ class SampleConfig(BaseModel):
 
     _known_solver = field_validator("scheduler")(classmethod(lambda cls, value: known_solver(value)))
 
+    @model_validator(mode="after")
+    def _steps_of_timesteps(self) -> SampleConfig:
+        return steps_of_timesteps(self)
+
     @property
     def conditional(self) -> bool:
         return self.prompts is not None or self.class_labels is not None
+
+
+def steps_of_timesteps(config, set_steps: bool = True):
+    """A config's `steps` set from its explicit `timesteps` (checked: descending, >= 0, agreeing with `steps`)."""
+    ts = config.timesteps
+    if ts is None:
+        return config
+    if min(ts) < 0 or any(a <= b for a, b in zip(ts, ts[1:], strict=False)):
+        raise ValueError(f"--timesteps {','.join(map(str, ts))}: give distinct timesteps >= 0 in descending order")
+    if "steps" in config.model_fields_set and config.steps != len(ts):
+        raise ValueError(f"--steps {config.steps} disagrees with the {len(ts)} --timesteps given")
+    if set_steps:
+        config.steps = len(ts)  # marks `steps` as set: a step-distilled model's own step count does not override it
+    return config
 
 
 @torch.no_grad()
@@ -95,13 +117,14 @@ def sample(model, config: SampleConfig, indices: Sequence[int] | None = None, pr
     A skip plan applies as `config.plan` / `config.no_plan` say (by default the one stored in the model).
     """
     config = with_own_sampler(model, config)
-    with sampling_plan(model, config.plan, config.no_plan, config.scheduler, config.steps):
+    explicit = config.timesteps is not None
+    with sampling_plan(model, config.plan, config.no_plan, config.scheduler, config.steps, explicit):
         if is_pipeline_object(model):
             return sample_pipeline(model, config, indices, progress)
         return _sample_denoiser(model, config, indices, progress)
 
 
-SAMPLER_FIELDS = ("scheduler", "steps", "spacing", "guidance")
+SAMPLER_FIELDS = ("scheduler", "steps", "spacing", "guidance")  # a student's own; explicit timesteps are the caller's
 
 
 def with_own_sampler(model, config: SampleConfig) -> SampleConfig:
@@ -126,7 +149,7 @@ def _sample_denoiser(model, config: SampleConfig, indices: Sequence[int] | None,
     side = model.config.sample_size
     side = side[0] if isinstance(side, (tuple, list)) else side
     shape = (1, model.config.in_channels, side, side)
-    scheduler = make_scheduler(model, config.scheduler, config.steps, config.spacing, config.karras)
+    scheduler = make_scheduler(model, config.scheduler, config.steps, config.spacing, config.karras, config.timesteps)
     predict = predictor(model)
 
     def denoise(chunk: list[int], gens: list[torch.Generator]) -> torch.Tensor:

@@ -87,6 +87,16 @@ def given(**values):
     return {k: v for k, v in values.items() if v is not None}
 
 
+def timesteps_from_option(text: str | None) -> dict:
+    """The `timesteps` config value from --timesteps 999,599,299 (nothing when not given)."""
+    if text is None:
+        return {}
+    try:
+        return {"timesteps": [int(v) for v in text.split(",")]}
+    except ValueError:
+        raise SlimfusionError(f"--timesteps {text!r}: whole numbers with commas, e.g. 999,599,299") from None
+
+
 def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     if resume:
         if not out.exists():

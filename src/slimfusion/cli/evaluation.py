@@ -20,6 +20,7 @@ from slimfusion.cli.common import (
     make_config,
     print_rows,
     refuse_existing,
+    timesteps_from_option,
 )
 from slimfusion.compare import compare as run_compare
 from slimfusion.compare import print_comparison
@@ -103,6 +104,10 @@ SchedulerOpt = Annotated[
 StepsOpt = Annotated[int | None, typer.Option(help="denoising steps (default: 50, or a distilled model's own)")]
 SpacingOpt = Annotated[str | None, typer.Option(help="timestep spacing: leading | trailing | linspace")]
 KarrasOpt = Annotated[bool, typer.Option(help="Karras sigmas (dpm++, unipc, deis, euler, heun)")]
+TimestepsOpt = Annotated[
+    str | None,
+    typer.Option(help="explicit descending timesteps, e.g. 999,599,299 (sets --steps; lcm, ddpm, dpm++, euler, heun)"),
+]
 
 
 @app.command()
@@ -114,6 +119,7 @@ def sample(
     scheduler: SchedulerOpt = None,
     spacing: SpacingOpt = None,
     karras: KarrasOpt = False,
+    timesteps: TimestepsOpt = None,
     seed: Annotated[int, typer.Option(help="base seed; image i uses (seed, i)")] = 0,
     batch_size: Annotated[int, typer.Option(help="images per forward")] = 64,
     prompts: PromptsOpt = None,
@@ -142,6 +148,7 @@ def sample(
         no_plan=no_plan,
         **given(steps=steps, scheduler=scheduler, spacing=spacing, guidance=guidance),
         **conditions_from_options(prompts, class_labels),
+        **timesteps_from_option(timesteps),
     )
     refuse_existing(out, overwrite)
     sampler = load_for_sampling(model, component)
@@ -214,7 +221,9 @@ ResamplesOpt = Annotated[int, typer.Option(help="bootstrap resamples behind each
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="also write the result as JSON here")]
 
 
-def _evaluate_config(metrics: str | None, prompts, class_labels, steps, scheduler, spacing, guidance, **fields):
+def _evaluate_config(
+    metrics: str | None, prompts, class_labels, steps, scheduler, spacing, guidance, timesteps, **fields
+):
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     return make_config(
         EvaluateConfig,
@@ -222,6 +231,7 @@ def _evaluate_config(metrics: str | None, prompts, class_labels, steps, schedule
         **fields,
         **given(steps=steps, scheduler=scheduler, spacing=spacing, guidance=guidance),
         **conditions_from_options(prompts, class_labels),
+        **timesteps_from_option(timesteps),
     )
 
 
@@ -246,6 +256,7 @@ def evaluate(
     scheduler: SchedulerOpt = None,
     spacing: SpacingOpt = None,
     karras: KarrasOpt = False,
+    timesteps: TimestepsOpt = None,
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 250,
     inception_weights: InceptionOpt = None,
@@ -259,7 +270,7 @@ def evaluate(
     interval. Conditional pipelines are sampled with --prompts / --class-labels through their own diffusers
     pipeline."""
     config = _evaluate_config(
-        metrics, prompts, class_labels, steps, scheduler, spacing, guidance,
+        metrics, prompts, class_labels, steps, scheduler, spacing, guidance, timesteps,
         num=num, seed=seed, batch_size=batch_size, inception_weights=inception_weights, clip_model=clip_model,
         plan=str(plan) if plan is not None else None, no_plan=no_plan, karras=karras, resamples=resamples,
     )  # fmt: skip
@@ -285,6 +296,7 @@ def compare(
     scheduler: SchedulerOpt = None,
     spacing: SpacingOpt = None,
     karras: KarrasOpt = False,
+    timesteps: TimestepsOpt = None,
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 250,
     inception_weights: InceptionOpt = None,
@@ -295,7 +307,7 @@ def compare(
     """Side by side on identical noise and prompts / labels: each metric's difference to the first subject with its
     95% interval and a verdict (better, worse, or tie when the interval covers zero)."""
     config = _evaluate_config(
-        metrics, prompts, class_labels, steps, scheduler, spacing, guidance,
+        metrics, prompts, class_labels, steps, scheduler, spacing, guidance, timesteps,
         num=num, seed=seed, batch_size=batch_size, inception_weights=inception_weights, clip_model=clip_model,
         no_plan=no_plan, karras=karras, resamples=resamples,
     )  # fmt: skip

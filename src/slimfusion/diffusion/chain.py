@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from slimfusion.diffusion.schedulers import restart
 from slimfusion.models.families import family_of
 from slimfusion.progress import progress_bar
 
@@ -47,7 +48,7 @@ def run_chain(
     Works for any diffusers scheduler: the noise is scaled by `init_noise_sigma`, the model input by
     `scale_model_input`, and multistep solvers start from a clean state.
     """
-    scheduler.set_timesteps(scheduler.num_inference_steps)  # multistep solvers keep history: start afresh
+    restart(scheduler)  # multistep solvers keep history: start afresh (explicit timesteps kept)
     takes_generator = "generator" in inspect.signature(scheduler.step).parameters
     extra = {"generator": generators} if takes_generator and generators is not None else {}
     x = x * scheduler.init_noise_sigma

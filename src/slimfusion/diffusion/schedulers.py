@@ -5,6 +5,8 @@ A solver is one row of `SOLVERS` (diffusers class + the config it needs), so add
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import diffusers
@@ -127,9 +129,17 @@ def stored_sampler(model: nn.Module) -> dict | None:
     return get_meta(model).get("sampler")
 
 
-def make_scheduler(model: nn.Module, name: str, steps: int, spacing: str | None = None, karras: bool = False):
-    """Scheduler `name` built from the model's training schedule, set to `steps` steps (a step-distilled model's
-    own scheduler config when `name` is its solver: e.g. LCMScheduler with the grid it was distilled on)."""
+def make_scheduler(
+    model: nn.Module,
+    name: str,
+    steps: int,
+    spacing: str | None = None,
+    karras: bool = False,
+    timesteps: Sequence[int] | None = None,
+):
+    """Scheduler `name` built from the model's training schedule, set to `steps` steps or to the explicit
+    `timesteps` (a step-distilled model's own scheduler config when `name` is its solver: e.g. LCMScheduler with
+    the grid it was distilled on)."""
     stored = stored_sampler(model)
     if stored and stored["scheduler"] == name and spacing in (None, stored["spacing"]) and not karras:
         scheduler = scheduler_from(stored["config"])
@@ -137,8 +147,42 @@ def make_scheduler(model: nn.Module, name: str, steps: int, spacing: str | None 
         scheduler = build_scheduler(schedule_of(model), name, spacing, karras)
     if steps > scheduler.config.num_train_timesteps:
         raise ConfigError(f"--steps {steps} exceeds the model's {scheduler.config.num_train_timesteps} train timesteps")
-    scheduler.set_timesteps(steps)
+    check_timesteps(scheduler, name, timesteps)
+    set_steps(scheduler, steps, timesteps)
     return scheduler
+
+
+# diffusers keeps no uniform record of explicit timesteps (DDPM / LCM have `custom_timesteps`, DPM-Solver has not), so
+# the list is kept on the scheduler object under this name, for the chain to restart it with.
+EXPLICIT = "slimfusion_timesteps"
+
+
+def check_timesteps(scheduler, name: str, timesteps: Sequence[int] | None) -> None:
+    """Refuse explicit timesteps the scheduler cannot take or the schedule does not have, in one line."""
+    if timesteps is None:
+        return
+    if "timesteps" not in inspect.signature(scheduler.set_timesteps).parameters:
+        takes = [n for n in SOLVERS if "timesteps" in inspect.signature(solver_class(n).set_timesteps).parameters]
+        raise ConfigError(f"--timesteps: the {name} scheduler takes none; these do: {', '.join(takes)}")
+    if max(timesteps) >= scheduler.config.num_train_timesteps:
+        raise ConfigError(
+            f"--timesteps {max(timesteps)} is past the model's last train timestep "
+            f"{scheduler.config.num_train_timesteps - 1}"
+        )
+
+
+def set_steps(scheduler, steps: int, timesteps: Sequence[int] | None = None) -> None:
+    """Set `scheduler` to `steps` evenly spaced steps (its spacing), or to the explicit descending `timesteps`."""
+    if timesteps is None:
+        scheduler.set_timesteps(steps)
+    else:
+        scheduler.set_timesteps(timesteps=list(timesteps))
+    setattr(scheduler, EXPLICIT, None if timesteps is None else list(timesteps))
+
+
+def restart(scheduler) -> None:
+    """Set `scheduler` to its steps afresh (multistep solvers keep a history of earlier outputs)."""
+    set_steps(scheduler, scheduler.num_inference_steps, getattr(scheduler, EXPLICIT, None))
 
 
 def use_scheduler(pipe, name: str, spacing: str | None = None, karras: bool = False) -> None:

@@ -42,11 +42,14 @@ def chosen_plan(
 
 @contextlib.contextmanager
 def sampling_plan(
-    sampler, plan: SkipPlan | str | Path | None, no_plan: bool, scheduler: str, steps: int
+    sampler, plan: SkipPlan | str | Path | None, no_plan: bool, scheduler: str, steps: int, explicit: bool = False
 ) -> Iterator[SkipPlan | None]:
-    """Apply the chosen plan to the sampler's denoiser for the block; yields the plan (None: every block runs)."""
+    """Apply the chosen plan to the sampler's denoiser for the block; yields the plan (None: every block runs).
+    `explicit`: the run sets its own timesteps, which no plan was made for (refused)."""
     denoiser = denoiser_of(sampler)
     chosen = chosen_plan(denoiser, plan, no_plan, scheduler, steps)
+    if chosen is not None and explicit:
+        raise ConfigError("--timesteps: a skip plan is made for the scheduler's own timesteps; pass --no-plan")
     if chosen is None:
         yield None
         return
