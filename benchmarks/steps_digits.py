@@ -57,10 +57,13 @@ def steps_for(solver: str, nfe: int) -> int:
     return (nfe + 1) // 2 if solver == "heun" else nfe
 
 
-def images_of(model, solver: str | None, nfe: int, num: int, seed: int = SEED, batch: int = 250) -> torch.Tensor:
-    """`num` seeded samples at `nfe` evaluations; solver None: a step-distilled student's own sampler."""
+def images_of(
+    model, solver: str | None, nfe: int, num: int, seed: int = SEED, batch: int = 250, timesteps: list | None = None
+) -> torch.Tensor:
+    """`num` seeded samples at `nfe` evaluations; solver None: a step-distilled student's own sampler (at explicit
+    `timesteps` when given)."""
     if solver is None:
-        config = SampleConfig(num=num, steps=nfe, seed=seed, batch_size=batch)
+        config = SampleConfig(num=num, steps=nfe, seed=seed, batch_size=batch, timesteps=timesteps)
     else:
         config = SampleConfig(num=num, steps=steps_for(solver, nfe), scheduler=solver, seed=seed, batch_size=batch)
     return sample(model, config, progress=False).float()
@@ -173,13 +176,17 @@ def time_rows(rows: list[dict], models: dict, args) -> None:
     ]
     base = {"solver": "ddim", "nfe": 50, "precision": "float32"}
     runs = [base, *timed]
+
+    def run(row: dict) -> None:
+        images_of(model_of(row, models, args), solver_of(row), row["nfe"], 64, batch=64, timesteps=row.get("timesteps"))
+
     for row in runs:  # warm-up
-        images_of(model_of(row, models, args), solver_of(row), row["nfe"], 64, batch=64)
+        run(row)
     seconds: dict[int, list[float]] = {id(r): [] for r in runs}
     for _ in range(args.rounds):
         for row in runs:
             start = time.perf_counter()
-            images_of(model_of(row, models, args), solver_of(row), row["nfe"], 64, batch=64)
+            run(row)
             seconds[id(row)].append(time.perf_counter() - start)
     reference = statistics.median(seconds[id(base)])
     for row in timed:
