@@ -6,27 +6,31 @@ Regenerates benchmarks/results/sparse_latency.md:
 
 Linear layers of Stable Diffusion's sizes (in x out: 320 x 320, 1280 x 1280, 1280 x 5120 and its down projection
 5120 x 1280) at the token counts they see (77 text tokens; 1,024 and 4,096 latent positions), magnitude-pruned to
-0.5 - 0.99; y = x W^T as a dense matmul and as `torch.sparse.mm` with W in CSR, both on 2 threads, interleaved,
-median of 7 rounds; ratio = dense time / CSR time (> 1: CSR wins). Then the digits text-to-image UNet at 50%
-magnitude sparsity against the dense one (both dense kernels: zeros cost the same), one batch of 32, interleaved.
-Semi-structured 2:4 kernels (`torch.sparse.to_sparse_semi_structured`) need an NVIDIA GPU, so they are not timed here.
+0.5 - 0.99; y = x W^T as a dense matmul and as `torch.sparse.mm` with W in CSR, both on 2 threads, interleaved
+in 9 rounds; ratio = dense time / CSR time of each round (> 1: CSR wins), shown as the median over rounds with its
+95% bootstrap interval over rounds; a cell whose interval covers 1 is a tie (marked "tie"). Then the digits
+text-to-image UNet at 50% magnitude sparsity against the dense one (both dense kernels: zeros cost the same), one
+batch of 32, interleaved in 21 rounds, the same interval and verdict. Semi-structured 2:4 kernels
+(`torch.sparse.to_sparse_semi_structured`) need an NVIDIA GPU, so they are not timed here.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from runinfo import stamp
+
+from slimfusion.metrics.intervals import bootstrap
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "sparse_latency.md"
 SHAPES = [(320, 320), (1280, 1280), (1280, 5120), (5120, 1280)]
 TOKENS = [77, 1024, 4096]
 SPARSITIES = [0.5, 0.7, 0.9, 0.95, 0.99]
-ROUNDS = 7
+ROUNDS, UNET_ROUNDS = 9, 21
 
 
 def timed(fn, repeats: int) -> float:
@@ -36,14 +40,26 @@ def timed(fn, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def interleaved(fns: dict, repeats: int) -> dict[str, float]:
+def interleaved(fns: dict, repeats: int, rounds: int = ROUNDS) -> dict[str, np.ndarray]:
+    """Seconds per call of each function, per round (the functions alternate within a round)."""
     times = {k: [] for k in fns}
     for fn in fns.values():
         fn()  # warm-up
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         for name, fn in fns.items():
             times[name].append(timed(fn, repeats))
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: np.array(v) for k, v in times.items()}
+
+
+def ratio(slow: np.ndarray, fast: np.ndarray) -> tuple[float, float, float]:
+    """Median of the per-round ratios slow / fast and its 95% bootstrap interval over rounds."""
+    per_round = slow / fast
+    low, high = bootstrap(lambda idx: float(np.median(per_round[idx])), len(per_round), resamples=1000)
+    return float(np.median(per_round)), low, high
+
+
+def cell(median: float, low: float, high: float) -> str:
+    return f"{median:.2f}x [{low:.2f}, {high:.2f}]" + (" tie" if low <= 1 <= high else "")
 
 
 @torch.no_grad()
@@ -66,7 +82,7 @@ def layer_rows() -> list[str]:
                     "csr": lambda c=csr, xt=x_t: torch.sparse.mm(c, xt),
                 }
                 t = interleaved(fns, repeats)
-                cells.append(f"{t['dense'] / t['csr']:.2f}x")
+                cells.append(cell(*ratio(t["dense"], t["csr"])))
             rows.append(f"| {fan_in} x {fan_out} | {tokens} | " + " | ".join(cells) + " |")
     return rows
 
@@ -87,9 +103,15 @@ def unet_row() -> str:
             "sparse": lambda: sparse.unet(x, t, encoder_hidden_states=states),
         },
         5,
+        UNET_ROUNDS,
     )
-    dense_ms, sparse_ms = times["dense"] * 1e3, times["sparse"] * 1e3
-    return f"{dense_ms:.1f} ms dense, {sparse_ms:.1f} ms at 50% sparsity: ratio {dense_ms / sparse_ms:.2f}x"
+    dense_ms, sparse_ms = np.median(times["dense"]) * 1e3, np.median(times["sparse"]) * 1e3
+    median, low, high = ratio(times["dense"], times["sparse"])
+    verdict = "tie" if low <= 1 <= high else ("sparse faster" if low > 1 else "sparse slower")
+    return (
+        f"{dense_ms:.1f} ms dense, {sparse_ms:.1f} ms at 50% sparsity (medians): dense / sparse per round"
+        f" {median:.2f}x, 95% interval [{low:.2f}, {high:.2f}] over {UNET_ROUNDS} rounds: {verdict}"
+    )
 
 
 def main() -> None:
@@ -101,7 +123,7 @@ def main() -> None:
         "",
         " ".join(__doc__.split("\n\n")[3].split()),
         "",
-        "## Linear layer: dense matmul time / CSR matmul time",
+        "## Linear layer: dense matmul time / CSR matmul time (median over rounds [95% interval])",
         "",
         "| in x out | tokens | " + " | ".join(f"{s:.0%} sparse" for s in SPARSITIES) + " |",
         "|---|---:|" + "---:|" * len(SPARSITIES),
