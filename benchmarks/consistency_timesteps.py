@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import torch
-from steps_digits import FLOOR_SEED, ROOT, SEED, commit, images_of, model_of, time_rows
+from steps_digits import FLOOR_SEED, ROOT, SEED, commit, images_of, model_of, quality_cells, time_rows
 
 from slimfusion.data import load_images
 from slimfusion.metrics.consistency import ssim
@@ -111,11 +111,9 @@ def write(rows: list[dict], choices: list[dict], floor: float, fd0: float, args,
         "|---|---:|---|---|---|---:|---|---:|---:|",
     ]
     for r in rows:
-        within = "yes" if r["fd"] - fd0 <= floor else "no"
-        speed = f"{r['speedup']:.2f}x" if "speedup" in r else ""
         lines.append(
             f"| {r['student']} | {r['nfe']} | {','.join(map(str, r['timesteps']))} ({r['label']}) | {r['precision']} |"
-            f" {r['fd']:.3f} | {r['fd'] / fd0:.2f} | {within} | {r['ssim']:.3f} | {speed} |"
+            f" {quality_cells(r, fd0, floor)} |"
         )
     lines += ["", "Selection scores (FD on the selection noise), best first:", ""]
     for c in choices:

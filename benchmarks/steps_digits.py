@@ -214,19 +214,20 @@ def write(rows: list[dict], floor: float, fd0: float, args, code: str) -> None:
         "|---|---|---:|---|---:|---|---:|---:|",
     ]
     for r in rows:
-        if r.get("student"):
-            continue
-        within = "yes" if r["fd"] - fd0 <= floor else "no"
-        speed = f"{r['speedup']:.2f}x" if "speedup" in r else ""
-        lines.append(
-            f"| {r['solver']} | {r['precision']} | {r['nfe']} | {r['fd']:.3f} | {r['fd'] / fd0:.2f} | {within} |"
-            f" {r['ssim']:.3f} | {speed} |"
-        )
+        if not r.get("student"):
+            lines.append(f"| {r['solver']} | {r['precision']} | {r['nfe']} | {quality_cells(r, fd0, floor)} |")
     lines += ["", *reading([r for r in rows if not r.get("student")], fd0, floor)]
     students = [r for r in rows if r.get("student")]
     if students:
         lines += ["", *student_table(students, fd0, floor, args)]
     (ROOT / args.result).write_text("\n".join(lines) + "\n")
+
+
+def quality_cells(r: dict, fd0: float, floor: float) -> str:
+    """The cells FD | FD / original | within floor | SSIM | speedup of a row (speedup empty where not timed)."""
+    within = "yes" if r["fd"] - fd0 <= floor else "no"
+    speed = f"{r['speedup']:.2f}x" if "speedup" in r else ""
+    return f"{r['fd']:.3f} | {r['fd'] / fd0:.2f} | {within} | {r['ssim']:.3f} | {speed}"
 
 
 def student_table(rows: list[dict], fd0: float, floor: float, args) -> list[str]:
@@ -244,11 +245,9 @@ def student_table(rows: list[dict], fd0: float, floor: float, args) -> list[str]
         "|---|---|---|---:|---|---:|---|---:|---:|---:|",
     ]
     for r in rows:
-        within = "yes" if r["fd"] - fd0 <= floor else "no"
-        speed = f"{r['speedup']:.2f}x" if "speedup" in r else ""
         lines.append(
-            f"| {r['student']} | {r['solver']} | {r['precision']} | {r['nfe']} | {r['fd']:.3f} | {r['fd'] / fd0:.2f} |"
-            f" {within} | {r['ssim']:.3f} | {speed} | {r['wall_s'] / 60:.1f} min |"
+            f"| {r['student']} | {r['solver']} | {r['precision']} | {r['nfe']} | {quality_cells(r, fd0, floor)} |"
+            f" {r['wall_s'] / 60:.1f} min |"
         )
     everything = [r for r in rows if "speedup" in r]
     ok = [r for r in everything if r["fd"] - fd0 <= floor]
