@@ -146,9 +146,7 @@ def test_explicit_timesteps_are_refused_where_they_cannot_apply(unet, tmp_path):
     assert not torch.allclose(explicit, sample(sd, prompt.model_copy(update={"timesteps": None}), progress=False))
 
 
-def test_cli_timesteps_are_recorded_and_bad_ones_are_one_line(unet, tmp_path):
-    from test_cli import run_cli
-
+def test_cli_timesteps_are_recorded(unet, tmp_path):  # bad ones: tests/test_hostile_table.py
     folder = slimfusion.save(unet, tmp_path / "unet")
     out = tmp_path / "s"
     result = CliRunner().invoke(
@@ -157,8 +155,3 @@ def test_cli_timesteps_are_recorded_and_bad_ones_are_one_line(unet, tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads((out / "sampling.json").read_text())
     assert (record["timesteps"], record["steps"]) == ([999, 499], 2)
-    bad = run_cli("sample", str(folder), "--timesteps", "999,x", "--out", str(tmp_path / "bad"))
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "error: --timesteps '999,x': whole numbers with commas, e.g. 999,599,299"
-    ], bad.stderr
-    assert not (tmp_path / "bad").exists()
