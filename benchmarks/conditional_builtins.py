@@ -16,6 +16,7 @@ reconstructions vs the test split, next to test vs train (two sets of real digit
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from runinfo import stamp
@@ -61,13 +62,15 @@ def main() -> None:
                 config = SampleConfig(
                     num=args.num, steps=args.steps, seed=seed, guidance=guidance, batch_size=250, **conditions(name)
                 )
+                start = time.perf_counter()
                 images = sample(pipe, config)
+                rate = args.num / (time.perf_counter() - start)
                 stats = feature_stats(digit_features(images))
                 if guidance == DEFAULT_GUIDANCE:
                     floor_sets[seed] = stats
                 if seed == 0:
                     acc = digit_accuracy(images, asked(name, args.num))
-                    rows.append((guidance, acc, frechet_distance(*stats, *real)))
+                    rows.append((guidance, acc, frechet_distance(*stats, *real), rate))
         floor = frechet_distance(*floor_sets[0], *floor_sets[1])
         lines += [
             f"### builtin:{name}",
