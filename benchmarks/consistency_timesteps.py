@@ -20,9 +20,8 @@ import sys
 from pathlib import Path
 
 import torch
-from steps_digits import FLOOR_SEED, ROOT, SEED, commit, images_of, model_of, quality_cells, time_rows
+from steps_digits import ROOT, SEED, baseline, commit, images_of, model_of, quality_cells, time_rows
 
-from slimfusion.data import load_images
 from slimfusion.metrics.consistency import ssim
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
 from slimfusion.models.io import load
@@ -54,15 +53,12 @@ def main() -> None:
     missing = [r for r in args.runs if r not in record]
     if missing:
         raise SystemExit(f"{args.students}: no student {missing[0]!r} (make it with benchmarks/distill_digits.py)")
-    reference = feature_stats(digit_features(load_images("digits:all", 16, 1)))
+    models = {(None, "float32"): load("builtin:digits-ddpm")}
+    reference, original, fd0, floor = baseline(models[None, "float32"], args.num)
 
     def fd(images: torch.Tensor) -> float:
         return frechet_distance(*feature_stats(digit_features(images)), *reference)
 
-    models = {(None, "float32"): load("builtin:digits-ddpm")}
-    original = images_of(models[None, "float32"], "ddim", 50, args.num)
-    floor = fd_between(original, images_of(models[None, "float32"], "ddim", 50, args.num, seed=FLOOR_SEED))
-    fd0 = fd(original)
     rows, choices = [], []
     for run in args.runs:
         student = load(args.students / run)
@@ -86,10 +82,6 @@ def main() -> None:
     if args.time:
         time_rows(rows, models, args)
     write(rows, choices, floor, fd0, args, record)
-
-
-def fd_between(a: torch.Tensor, b: torch.Tensor) -> float:
-    return frechet_distance(*feature_stats(digit_features(a)), *feature_stats(digit_features(b)))
 
 
 def write(rows: list[dict], choices: list[dict], floor: float, fd0: float, args, record: dict) -> None:

@@ -69,6 +69,16 @@ def images_of(
     return sample(model, config, progress=False).float()
 
 
+def baseline(model, num: int) -> tuple[tuple, torch.Tensor, float, float]:
+    """What every row is measured against: the digits' feature statistics, the original's DDIM-50 samples (seed
+    SEED), their FD, and the noise floor (FD between those samples and a second set, seed FLOOR_SEED)."""
+    reference = feature_stats(digit_features(load_images("digits:all", 16, 1)))
+    original = images_of(model, "ddim", 50, num)
+    second = images_of(model, "ddim", 50, num, seed=FLOOR_SEED)
+    floor = frechet_distance(*feature_stats(digit_features(original)), *feature_stats(digit_features(second)))
+    return reference, original, frechet_distance(*feature_stats(digit_features(original)), *reference), floor
+
+
 def key_of(row: dict, args) -> str:
     fields = {k: row[k] for k in ("solver", "nfe", "precision", "karras")} | {"num": args.num}
     if row.get("student"):
@@ -131,11 +141,7 @@ def main() -> None:
     code = commit()
     models = {(None, "float32"): load("builtin:digits-ddpm")}
     models[None, "bf16"] = quantize(copy.deepcopy(models[None, "float32"]), QuantizeConfig(scheme="bf16"))
-    reference = feature_stats(digit_features(load_images("digits:all", 16, 1)))
-    original = images_of(models[None, "float32"], "ddim", 50, args.num)
-    second = images_of(models[None, "float32"], "ddim", 50, args.num, seed=FLOOR_SEED)
-    floor = frechet_distance(*feature_stats(digit_features(original)), *feature_stats(digit_features(second)))
-    base_fd = frechet_distance(*feature_stats(digit_features(original)), *reference)
+    reference, original, base_fd, floor = baseline(models[None, "float32"], args.num)
     rows = rows_wanted(args) + student_rows(args)
     for row in rows:
         key = key_of(row, args)

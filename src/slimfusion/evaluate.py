@@ -56,7 +56,7 @@ class EvaluateConfig(BaseModel):
         steps (`int`, defaults to 50): sampling steps.
         scheduler (`str`, defaults to "ddim"): the solver models are sampled with (`slimfusion.diffusion.SOLVERS`).
         spacing (`str`, optional): timestep spacing; karras (`bool`): Karras sigmas; timesteps (`list[int]`,
-            optional): explicit descending timesteps, for the target and the original alike (see `SampleConfig`).
+            optional): explicit descending timesteps for the target; the original keeps `steps` (see `SampleConfig`).
         seed (`int`, defaults to 0): sampling seed; the original is sampled with the same one (identical noise).
         batch_size (`int`, defaults to 250): images per forward while sampling.
         inception_weights (`str`, optional): InceptionV3 weights (.safetensors) for FID.
