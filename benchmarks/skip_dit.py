@@ -11,28 +11,30 @@ decide at run time. For each target: a DiP-GO plan (defaults of `SkipConfig`, ca
 guidance 2); FirstBlockCache with the threshold (from a grid) whose kept MACs on 40 selection images (seeds apart from
 the evaluation's) come closest to DiP-GO's; plain DDIM with as many steps as fit in those MACs.
 PyramidAttentionBroadcast only skips attention (it cannot go below ~80% here), so it gets rows of its own at skip
-ranges 2 and 4. Quality: FD (digits features, not FID) of `num` samples vs all 1,797 digits, class accuracy by the
-digit classifier, SSIM vs the full model's samples from the same noise. Speed: wall-clock of sampling 100 images, the
-rows of a target and the full model interleaved in one run (median of 3 rounds), as a ratio to the full model.
+ranges 2 and 4. Quality: FD and KD (digits features, not FID / KID) of `num` samples vs all 1,797 digits, class
+accuracy by the digit classifier, SSIM vs the full model's samples from the same noise, each with a 95% bootstrap
+interval over the samples; every row of a target against its DiP-GO and FirstBlockCache rows, paired on identical
+noise: better / worse only when the interval of the difference excludes zero, else tie. Speed: wall-clock of sampling
+100 images, the rows of a target and the full model alternating in each of `--rounds` rounds: the median of the
+per-round ratios full / row, with a 95% bootstrap interval over rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from runinfo import stamp
+from skip_digits import span
+from sparse_latency import cell, interleaved, ratio
 
-from slimfusion.data import load_digits_split
-from slimfusion.metrics.accuracy import digit_accuracy
-from slimfusion.metrics.consistency import ssim
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
 from slimfusion.pipelines import load_pipeline
+from slimfusion.quality import Quality, References, quality_of
 from slimfusion.sample import SampleConfig, sample
 from slimfusion.skip import SkipConfig, apply_plan, skip_plan
 from slimfusion.skip.peers import MacsMeter, diffusers_cache
@@ -44,6 +46,9 @@ STEPS, GUIDANCE, LABELS = 25, 2.0, list(range(10))
 TARGETS = (0.6, 0.45)
 FBC_THRESHOLDS = (0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4)
 EVAL_SEED, SELECT_SEED = 1000, 2000
+METRICS = ("fd", "kd", "accuracy", "ssim")
+REFERENCES = References("digits:all")
+PARTNERS = ("DiP-GO", "FirstBlockCache")  # every row of a target gets a paired verdict against these
 
 
 def run(pipe, way: tuple, num: int, seed: int) -> tuple[torch.Tensor, float]:
@@ -64,15 +69,17 @@ def run(pipe, way: tuple, num: int, seed: int) -> tuple[torch.Tensor, float]:
     return images, meter.ratio() * steps / STEPS
 
 
-def speedups(pipe, ways: dict[str, tuple], rounds: int = 3) -> dict[str, float]:
-    """Full-model time / each way's time for 100 images, every way measured in alternation."""
-    times: dict[str, list[float]] = {name: [] for name in ways}
-    for _ in range(rounds):
-        for name, way in ways.items():
-            start = time.perf_counter()
-            run(pipe, way, 100, EVAL_SEED)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(times["full"]) / statistics.median(v) for name, v in times.items()}
+def speedups(pipe, ways: dict[str, tuple], rounds: int) -> dict[str, tuple[float, float, float]]:
+    """Full-model time / each way's time for 100 images (median over rounds, 95% interval), ways alternating."""
+    times = interleaved({name: lambda way=way: run(pipe, way, 100, EVAL_SEED) for name, way in ways.items()}, 1, rounds)
+    return {name: ratio(times["full"], t) for name, t in times.items()}
+
+
+def quality(images: torch.Tensor, full: torch.Tensor | None) -> Quality:
+    """FD, KD, class accuracy and (given the full model's samples from the same noise) SSIM, as index statistics."""
+    record = {"indices": list(range(len(images))), "class_labels": LABELS}
+    wanted = list(METRICS) if full is not None else ["fd", "kd"]
+    return quality_of(images, record, wanted, REFERENCES, base=full)
 
 
 def closest_fbc(pipe, target: float) -> tuple[dict, float]:
@@ -85,34 +92,47 @@ def closest_fbc(pipe, target: float) -> tuple[dict, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num", type=int, default=500, help="evaluation samples per row")
+    parser.add_argument("--rounds", type=int, default=7, help="timing rounds (ways alternate within a round)")
+    parser.add_argument("--resamples", type=int, default=200, help="bootstrap resamples per interval")
     args = parser.parse_args()
     torch.manual_seed(0)
     pipe = load_pipeline("builtin:digits-dit")
-    real = feature_stats(digit_features(load_digits_split("all")[0]))
     full, _ = run(pipe, ("full", None, STEPS), args.num, EVAL_SEED)
     second, _ = run(pipe, ("full", None, STEPS), args.num, EVAL_SEED + 1)
-    floor = frechet_distance(*feature_stats(digit_features(full)), *feature_stats(digit_features(second)))
-    asked = [LABELS[i % len(LABELS)] for i in range(args.num)]
+    full_q, second_q = quality(full, full), quality(second, None)
+    floor = {
+        "fd": frechet_distance(*feature_stats(digit_features(full)), *feature_stats(digit_features(second))),
+        "full": full_q.values(),
+        "verdicts": {k: v["verdict"] for k, v in second_q.versus(full_q, args.resamples, paired=False).items()},
+    }
     conditions, null = torch.tensor(LABELS), torch.tensor([NULL_CLASS])
     rows = []
 
     def measure(target, ways: dict[str, tuple], details: dict[str, dict]) -> None:
-        speed = speedups(pipe, {"full": ("full", None, STEPS), **ways})
+        speed = speedups(pipe, {"full": ("full", None, STEPS), **ways}, args.rounds)
+        measured = {}
         for name, way in ways.items():
             images, kept = run(pipe, way, args.num, EVAL_SEED)
+            measured[name] = quality(images, full)
             rows.append(
                 {
                     "target": target,
                     "method": name,
                     "kept": kept,
                     "speedup": speed[name],
-                    "fd": frechet_distance(*feature_stats(digit_features(images)), *real),
-                    "accuracy": digit_accuracy(images, asked),
-                    "ssim": float(ssim(images, full)),
+                    "metrics": measured[name].values(),
+                    "intervals": measured[name].intervals(args.resamples),
                     "detail": details.get(name, {}),
                 }
             )
-            print(json.dumps(rows[-1]), flush=True)
+        for row in rows[-len(ways) :]:
+            mine = measured[row["method"]]
+            row["versus"] = {
+                partner: {k: v["verdict"] for k, v in mine.versus(measured[partner], args.resamples).items()}
+                for partner in PARTNERS
+                if partner in measured and partner != row["method"]
+            }
+            print(json.dumps(row), flush=True)
 
     for target in TARGETS:
         start = time.perf_counter()
@@ -129,28 +149,33 @@ def main() -> None:
         measure(target, ways, details)
     pab = {f"PAB skip range {k}": ("pyramid-attention-broadcast", {"skip_range": k}, STEPS) for k in (2, 4)}
     measure("-", pab, {name: way[1] for name, way in pab.items()})
-    write(rows, args, floor, frechet_distance(*feature_stats(digit_features(full)), *real), asked, full)
+    write(rows, args, floor)
 
 
-def write(rows: list[dict], args, floor: float, full_fd: float, asked: list[int], full: torch.Tensor) -> None:
+def write(rows: list[dict], args, floor: dict) -> None:
+    full = floor["full"]
     lines = [
         "# Block skipping on builtin:digits-dit: DiP-GO vs diffusers' caches (DDIM 25, guidance 2)",
         "",
-        f"Command: `.venv/bin/python benchmarks/skip_dit.py --num {args.num}` ({stamp()})",
+        f"Command: `.venv/bin/python benchmarks/skip_dit.py --num {args.num} --rounds {args.rounds}` ({stamp()})",
         "",
         next(p for p in __doc__.split("\n\n") if p.startswith("DDIM")).strip().replace("\n", " "),
         "",
-        f"Full model: FD {full_fd:.3f}, class accuracy {digit_accuracy(full, asked):.1%}; noise floor (FD between two"
-        f" independent {args.num}-sample sets) **{floor:.3f}**.",
+        f"Full model: FD {full['fd']:.3f}, KD x1000 {1000 * full['kd']:.2f}, class accuracy {full['accuracy']:.1%};"
+        f" noise floor (FD between two independent {args.num}-sample sets) **{floor['fd']:.3f}**; the second set"
+        f" against the first: FD {floor['verdicts']['fd']}, KD {floor['verdicts']['kd']} (unpaired).",
         "",
-        "| target | method | kept MACs (measured) | speedup | FD | class accuracy | SSIM vs full | settings |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| target | method | kept MACs (measured) | speedup [95%] | FD | KD x1000 | class accuracy % | SSIM vs full |"
+        " vs DiP-GO (FD / KD / acc. / SSIM) | vs FirstBlockCache (FD / KD / acc. / SSIM) | settings |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for r in rows:
         detail = ", ".join(f"{k} {v}" for k, v in r["detail"].items())
+        verdicts = [" / ".join(r["versus"][p][k] for k in METRICS) if p in r["versus"] else "-" for p in PARTNERS]
         lines.append(
-            f"| {r['target']} | {r['method']} | {r['kept']:.3f} | {r['speedup']:.2f}x | {r['fd']:.3f} |"
-            f" {r['accuracy']:.1%} | {r['ssim']:.3f} | {detail} |"
+            f"| {r['target']} | {r['method']} | {r['kept']:.3f} | {cell(*r['speedup'])} | {span(r, 'fd')} |"
+            f" {span(r, 'kd', 1000, 2)} | {span(r, 'accuracy', 100, 1)} | {span(r, 'ssim')} | {' | '.join(verdicts)} |"
+            f" {detail} |"
         )
     RESULT.write_text("\n".join(lines) + "\n")
 
