@@ -13,11 +13,13 @@ width = Diff-Pruning with the ratio whose MACs come closest; depth = `--method d
 (~94% of the MACs); its third row is the mid block removed, then width to ~50% overall (BK-SDM also drops the mid
 block). Calibration on the model's own samples of the ten labels / the 30 prompts. Recovery: `--steps`
 steps (the built-ins trained for 6,000), DiT on the digits with labels, the text-to-image UNet data-free on latents
-its teacher generates from the 30 prompts (BK-SDM distils from the teacher too). Quality: FD (digits features, not FID)
-of `--num` DDIM-25 samples at guidance 2 vs all 1,797 digits with the noise floor, asked-digit accuracy by the digit
-classifier, SSIM vs the original's samples from the same noise and conditions. Speed: wall-clock of sampling 100
-images, the original and every row of a family interleaved in one run (median of 3 rounds). Rows are cached under
-`--work`.
+its teacher generates from the 30 prompts (BK-SDM distils from the teacher too). Quality: FD and KD (digits features,
+not FID / KID) of `--num` DDIM-25 samples at guidance 2 vs all 1,797 digits with the noise floor, asked-digit accuracy
+by the digit classifier, SSIM vs the original's samples from the same noise and conditions, each with a 95% bootstrap
+interval over the samples; every row against the family's width row, paired on identical noise and conditions:
+better / worse only when the interval of the difference excludes zero, else tie. Speed: wall-clock of sampling 100
+images, the original and every row of a family alternating in each of `--rounds` rounds: the median of the per-round
+ratios original / row with a 95% bootstrap interval over rounds. Rows and their samples are cached under `--work`.
 """
 
 from __future__ import annotations
@@ -25,22 +27,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
-from conditional_builtins import PROMPTS, asked
-from runinfo import RowCache
+from conditional_builtins import PROMPTS
+from runinfo import RowCache, stamp
+from safetensors.torch import load_file, save_file
+from skip_digits import span
+from sparse_latency import cell, interleaved
+from sparse_latency import ratio as round_ratio
 
-from slimfusion.data import load_digits_split
-from slimfusion.metrics.accuracy import digit_accuracy
-from slimfusion.metrics.consistency import ssim
 from slimfusion.metrics.cost import count_macs, count_params
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
 from slimfusion.pipelines import denoiser_name, load_pipeline
+from slimfusion.quality import Quality, References, quality_of
 from slimfusion.sample import SampleConfig, sample
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +55,8 @@ ROWS = {  # family -> row -> its prune steps in order ("width": Diff-Pruning to 
     "digits-t2i": {"width (Diff-Pruning)": ["width"], "depth greedy": ["depth"], "depth + width": ["depth", "width"]},
 }
 EVAL_SEED = 1000
+METRICS = ("fd", "kd", "accuracy", "ssim")
+REFERENCES = References("digits:all")
 
 
 def verb(*args: str) -> None:
@@ -117,26 +122,19 @@ def samples(name: str, pipe, num: int) -> torch.Tensor:
     return sample(pipe, sample_config(name, num), progress=False)
 
 
-def quality(name: str, images: torch.Tensor, real, original: torch.Tensor) -> dict:
-    num = len(images)
-    return {
-        "fd": frechet_distance(*feature_stats(digit_features(images)), *real),
-        "accuracy": digit_accuracy(images, asked(name, num)),
-        "ssim": float(ssim(images, original)),
-    }
+def quality(name: str, images: torch.Tensor, original: torch.Tensor) -> Quality:
+    """FD, KD, asked-digit accuracy and SSIM vs the original's samples from the same noise, as index statistics."""
+    given = {"prompts": PROMPTS} if name == "digits-t2i" else {"class_labels": list(range(10))}
+    return quality_of(images, {"indices": list(range(len(images)))} | given, list(METRICS), REFERENCES, original)
 
 
-def speedups(name: str, pipes: dict[str, object], rounds: int = 3) -> dict[str, float]:
-    times: dict[str, list[float]] = {label: [] for label in pipes}
-    for _ in range(rounds):
-        for label, pipe in pipes.items():
-            start = time.perf_counter()
-            samples(name, pipe, 100)
-            times[label].append(time.perf_counter() - start)
-    return {label: statistics.median(times["original"]) / statistics.median(v) for label, v in times.items()}
+def speedups(name: str, pipes: dict[str, object], rounds: int) -> dict[str, tuple[float, float, float]]:
+    """Original's time / each row's time for 100 images (median over rounds, 95% interval), rows alternating."""
+    times = interleaved({label: lambda pipe=pipe: samples(name, pipe, 100) for label, pipe in pipes.items()}, 1, rounds)
+    return {label: round_ratio(times["original"], t) for label, t in times.items()}
 
 
-def family(name: str, args, real) -> dict:
+def family(name: str, args) -> dict:
     work = args.work / name
     work.mkdir(parents=True, exist_ok=True)
     original_pipe = load_pipeline(f"builtin:{name}")
@@ -145,38 +143,54 @@ def family(name: str, args, real) -> dict:
     second = sample(
         original_pipe, sample_config(name, args.num).model_copy(update={"seed": EVAL_SEED + 1}), progress=False
     )
+    original_q = quality(name, original, original)
     base = {
         "params": count_params(denoiser(original_pipe)),
         "macs": base_macs,
         "floor": frechet_distance(*feature_stats(digit_features(original)), *feature_stats(digit_features(second))),
-        **quality(name, original, real, original),
+        "floor_verdicts": {
+            k: v["verdict"]
+            for k, v in quality(name, second, original).versus(original_q, args.resamples, paired=False).items()
+            if k in ("fd", "kd")
+        },
+        **original_q.values(),
     }
     cache = RowCache(work / "rows.json")  # keyed by the row, --steps, --num and the code version
-    rows = []
+    rows, measured = [], {}
     for row in ROWS[name]:
         recovered, key = work / _slug(row, "-ft"), {"row": row, "steps": args.steps, "num": args.num}
-        if cache.get(key) is not None:
+        kept = recovered / "benchmark_samples.safetensors"  # this row's evaluation samples, for the paired verdicts
+        if cache.get(key) is not None and kept.exists():
             rows.append(cache.get(key))
+            measured[row] = quality(name, load_file(kept)["images"], original)
             continue
         start = time.perf_counter()
         pruned, how = prune_chain(name, row, work, base_macs)
-        before = quality(name, samples(name, load_pipeline(pruned), args.num), real, original)
+        before = quality(name, samples(name, load_pipeline(pruned), args.num), original).values()
         verb("finetune", str(pruned), "--steps", str(args.steps), *recovery(name, work), "--out", str(recovered),
              "--overwrite")  # fmt: skip
         pipe = load_pipeline(recovered)
+        images = samples(name, pipe, args.num)
+        save_file({"images": images.contiguous()}, kept)
+        measured[row] = quality(name, images, original)
         result = {
             "row": row,
             "how": "; then ".join(how),
             "params": count_params(denoiser(pipe)),
             "macs": count_macs(denoiser(pipe)),
             "before": before,
-            "after": quality(name, samples(name, pipe, args.num), real, original),
+            "metrics": measured[row].values(),
+            "intervals": measured[row].intervals(args.resamples),
             "wall_s": round(time.perf_counter() - start, 1),
         }
         rows.append(cache.put(key, result))
         print(json.dumps(result), flush=True)
+    width = next(iter(ROWS[name]))
+    for r in rows:
+        paired = measured[r["row"]].versus(measured[width], args.resamples)
+        r["versus_width"] = None if r["row"] == width else {k: v["verdict"] for k, v in paired.items()}
     pipes = {"original": original_pipe} | {r["row"]: load_pipeline(work / _slug(r["row"], "-ft")) for r in rows}
-    speed = speedups(name, pipes)
+    speed = speedups(name, pipes, args.rounds)
     for r in rows:
         r["speedup"] = speed[r["row"]]
     return {"base": base, "rows": rows}
@@ -187,35 +201,55 @@ def _slug(row: str, suffix: str = "") -> str:
 
 
 def write(results: dict[str, dict], args) -> None:
+    """The table, one section per family; sections of families this run did not measure stay as they were (each
+    section names its own command and every row its commit)."""
+    command = (
+        f".venv/bin/python benchmarks/depth_vs_width_conditional.py --steps {args.steps} --num {args.num}"
+        f" --rounds {args.rounds}"
+    )
     lines = [
         "# Depth against width pruning of the conditional built-ins",
         "",
-        f"Command: `.venv/bin/python benchmarks/depth_vs_width_conditional.py --steps {args.steps} --num {args.num}`",
+        f"Command: `{command}` (each section below names the run it came from)",
         "",
         " ".join(__doc__.split("\n\n")[3].split()),
         "",
     ]
-    for name, result in results.items():
-        base = result["base"]
+    kept = _sections(RESULT.read_text()) if RESULT.exists() else {}
+    for name in ROWS:
+        if name not in results:
+            lines += [kept[name]] if name in kept else []
+            continue
+        base = results[name]["base"]
         lines += [
             f"## builtin:{name}",
             "",
-            f"Original: {base['params'] / 1e6:.3f} M params, {base['macs'] / 1e6:.1f} M MACs, FD {base['fd']:.3f},"
-            f" accuracy {base['accuracy']:.1%}; noise floor (two {args.num}-sample sets) {base['floor']:.3f}.",
+            f"Run: `{command} --families {name}` ({stamp()})",
             "",
-            "| model | how | params | MACs | speedup (100 images) | FD before -> after | FD / original | accuracy"
-            " | SSIM | commit |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+            f"Original: {base['params'] / 1e6:.3f} M params, {base['macs'] / 1e6:.1f} M MACs, FD {base['fd']:.3f},"
+            f" KD x1000 {1000 * base['kd']:.2f}, accuracy {base['accuracy']:.1%}; noise floor (two {args.num}-sample"
+            f" sets) {base['floor']:.3f}; the second set against the first: FD {base['floor_verdicts']['fd']}, KD"
+            f" {base['floor_verdicts']['kd']} (unpaired).",
+            "",
+            "| model | how | params | MACs | speedup (100 images) [95%] | FD before -> after | KD x1000 | accuracy %"
+            " | SSIM | vs width (FD / KD / acc. / SSIM) | commit |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
         ]
-        for r in result["rows"]:
-            after = r["after"]
+        for r in results[name]["rows"]:
+            versus = " / ".join(r["versus_width"][k] for k in METRICS) if r["versus_width"] else "-"
             lines.append(
                 f"| {r['row']} | `{r['how']}` | {r['params'] / 1e6:.3f} M | {r['macs'] / base['macs']:.0%} |"
-                f" {r['speedup']:.2f}x | {r['before']['fd']:.2f} -> {after['fd']:.3f} | {after['fd'] / base['fd']:.2f}"
-                f" | {after['accuracy']:.1%} | {after['ssim']:.3f} | {r['commit']} |"
+                f" {cell(*r['speedup'])} | {r['before']['fd']:.2f} -> {span(r, 'fd')} | {span(r, 'kd', 1000, 2)} |"
+                f" {span(r, 'accuracy', 100, 1)} | {span(r, 'ssim')} | {versus} | {r['commit']} |"
             )
         lines.append("")
-    RESULT.write_text("\n".join(lines))
+    RESULT.write_text("\n".join(lines).rstrip("\n") + "\n")
+
+
+def _sections(text: str) -> dict[str, str]:
+    """The committed table's family sections, by family name."""
+    parts = text.split("\n## builtin:")[1:]
+    return {part.split("\n", 1)[0].strip(): "## builtin:" + part.rstrip("\n") + "\n" for part in parts}
 
 
 def main() -> None:
@@ -225,11 +259,12 @@ def main() -> None:
     parser.add_argument("--families", nargs="*", default=list(ROWS))
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "depth_vs_width_conditional")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the speed column wants 2, alone)")
+    parser.add_argument("--rounds", type=int, default=7, help="timing rounds (rows alternate within a round)")
+    parser.add_argument("--resamples", type=int, default=200, help="bootstrap resamples per interval")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the verbs' subprocesses too
-    real = feature_stats(digit_features(load_digits_split("all")[0]))
-    write({name: family(name, args, real) for name in args.families}, args)
+    write({name: family(name, args) for name in args.families}, args)
 
 
 if __name__ == "__main__":
