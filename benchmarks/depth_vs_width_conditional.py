@@ -37,8 +37,7 @@ from conditional_builtins import PROMPTS
 from runinfo import RowCache, stamp
 from safetensors.torch import load_file, save_file
 from skip_digits import span
-from sparse_latency import cell, interleaved
-from sparse_latency import ratio as round_ratio
+from timing import cell, speedups
 
 from slimfusion.metrics.cost import count_macs, count_params
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
@@ -128,12 +127,6 @@ def quality(name: str, images: torch.Tensor, original: torch.Tensor) -> Quality:
     return quality_of(images, {"indices": list(range(len(images)))} | given, list(METRICS), REFERENCES, original)
 
 
-def speedups(name: str, pipes: dict[str, object], rounds: int) -> dict[str, tuple[float, float, float]]:
-    """Original's time / each row's time for 100 images (median over rounds, 95% interval), rows alternating."""
-    times = interleaved({label: lambda pipe=pipe: samples(name, pipe, 100) for label, pipe in pipes.items()}, 1, rounds)
-    return {label: round_ratio(times["original"], t) for label, t in times.items()}
-
-
 def family(name: str, args) -> dict:
     work = args.work / name
     work.mkdir(parents=True, exist_ok=True)
@@ -190,7 +183,8 @@ def family(name: str, args) -> dict:
         paired = measured[r["row"]].versus(measured[width], args.resamples)
         r["versus_width"] = None if r["row"] == width else {k: v["verdict"] for k, v in paired.items()}
     pipes = {"original": original_pipe} | {r["row"]: load_pipeline(work / _slug(r["row"], "-ft")) for r in rows}
-    speed = speedups(name, pipes, args.rounds)
+    # the original's time / each row's, sampling 100 images
+    speed = speedups({label: lambda p=p: samples(name, p, 100) for label, p in pipes.items()}, "original", args.rounds)
     for r in rows:
         r["speedup"] = speed[r["row"]]
     return {"base": base, "rows": rows}

@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from runinfo import stamp
-from sparse_latency import cell
-from sparse_latency import ratio as round_ratio
+from timing import cell, ratio
 
 from slimfusion.data import load_images
 from slimfusion.metrics.cost import interleaved_latency
@@ -53,17 +52,18 @@ SLOW = ("fp16",)  # no fast kernels on this CPU: timed in a pair with float32, o
 def speedups(models: dict, batch: int, repeats: int, rounds: int) -> dict[str, tuple[float, float, float]]:
     """float32 time / each scheme's time: median of per-round ratios and its 95% interval over rounds."""
     fast = {k: m for k, m in models.items() if k not in SLOW}
-    per_round: dict[str, list[float]] = {k: [] for k in models}
+    pairs: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in models}  # (float32 s, scheme s)
     with torch.no_grad():
         for _ in range(rounds):
             times = interleaved_latency(fast, batch=batch, repeats=repeats)
-            for label in SLOW:
+            for label in fast:
+                pairs[label][0].append(times["float32"])
+                pairs[label][1].append(times[label])
+            for label in SLOW:  # against a float32 timed beside it
                 pair = interleaved_latency({"float32": models["float32"], label: models[label]}, batch, repeats=1)
-                times[label] = pair[label] * times["float32"] / pair["float32"]  # its ratio, on the round's scale
-            for label, seconds in times.items():
-                per_round[label].append(seconds)
-    base = np.array(per_round["float32"])
-    return {label: round_ratio(base, np.array(v)) for label, v in per_round.items()}
+                pairs[label][0].append(pair["float32"])
+                pairs[label][1].append(pair[label])
+    return {label: ratio(np.array(base), np.array(mine)) for label, (base, mine) in pairs.items()}
 
 
 def variants(source: str) -> dict:

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from runinfo import stamp
 from skip_digits import span
-from sparse_latency import cell, interleaved, ratio
+from timing import cell, speedups
 
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
 from slimfusion.pipelines import load_pipeline
@@ -69,12 +69,6 @@ def run(pipe, way: tuple, num: int, seed: int) -> tuple[torch.Tensor, float]:
     return images, meter.ratio() * steps / STEPS
 
 
-def speedups(pipe, ways: dict[str, tuple], rounds: int) -> dict[str, tuple[float, float, float]]:
-    """Full-model time / each way's time for 100 images (median over rounds, 95% interval), ways alternating."""
-    times = interleaved({name: lambda way=way: run(pipe, way, 100, EVAL_SEED) for name, way in ways.items()}, 1, rounds)
-    return {name: ratio(times["full"], t) for name, t in times.items()}
-
-
 def quality(images: torch.Tensor, full: torch.Tensor | None) -> Quality:
     """FD, KD, class accuracy and (given the full model's samples from the same noise) SSIM, as index statistics."""
     record = {"indices": list(range(len(images))), "class_labels": LABELS}
@@ -109,7 +103,8 @@ def main() -> None:
     rows = []
 
     def measure(target, ways: dict[str, tuple], details: dict[str, dict]) -> None:
-        speed = speedups(pipe, {"full": ("full", None, STEPS), **ways}, args.rounds)
+        every = {"full": ("full", None, STEPS), **ways}  # timed: full-model time / each way's, 100 images
+        speed = speedups({n: lambda w=w: run(pipe, w, 100, EVAL_SEED) for n, w in every.items()}, "full", args.rounds)
         measured = {}
         for name, way in ways.items():
             images, kept = run(pipe, way, args.num, EVAL_SEED)

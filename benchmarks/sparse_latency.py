@@ -16,14 +16,12 @@ batch of 32, interleaved in 21 rounds, the same interval and verdict. Semi-struc
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from runinfo import stamp
-
-from slimfusion.metrics.intervals import bootstrap
+from timing import cell, interleaved, ratio
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "sparse_latency.md"
@@ -31,35 +29,6 @@ SHAPES = [(320, 320), (1280, 1280), (1280, 5120), (5120, 1280)]
 TOKENS = [77, 1024, 4096]
 SPARSITIES = [0.5, 0.7, 0.9, 0.95, 0.99]
 ROUNDS, UNET_ROUNDS = 9, 21
-
-
-def timed(fn, repeats: int) -> float:
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
-
-
-def interleaved(fns: dict, repeats: int, rounds: int = ROUNDS) -> dict[str, np.ndarray]:
-    """Seconds per call of each function, per round (the functions alternate within a round)."""
-    times = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()  # warm-up
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            times[name].append(timed(fn, repeats))
-    return {k: np.array(v) for k, v in times.items()}
-
-
-def ratio(slow: np.ndarray, fast: np.ndarray) -> tuple[float, float, float]:
-    """Median of the per-round ratios slow / fast and its 95% bootstrap interval over rounds."""
-    per_round = slow / fast
-    low, high = bootstrap(lambda idx: float(np.median(per_round[idx])), len(per_round), resamples=1000)
-    return float(np.median(per_round)), low, high
-
-
-def cell(median: float, low: float, high: float) -> str:
-    return f"{median:.2f}x [{low:.2f}, {high:.2f}]" + (" tie" if low <= 1 <= high else "")
 
 
 @torch.no_grad()
@@ -81,7 +50,7 @@ def layer_rows() -> list[str]:
                     "dense": lambda x=x, w=sparse_w: x @ w.T,
                     "csr": lambda c=csr, xt=x_t: torch.sparse.mm(c, xt),
                 }
-                t = interleaved(fns, repeats)
+                t = interleaved(fns, repeats, ROUNDS)
                 cells.append(cell(*ratio(t["dense"], t["csr"])))
             rows.append(f"| {fan_in} x {fan_out} | {tokens} | " + " | ".join(cells) + " |")
     return rows
