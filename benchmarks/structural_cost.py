@@ -5,24 +5,27 @@ Regenerates benchmarks/results/structural_cost.md:
     .venv/bin/python benchmarks/structural_cost.py
     .venv/bin/python benchmarks/structural_cost.py --models ddpm-cifar10 --ratios 0.3 0.5 --repeats 5   # quicker
 
-Each model is pruned with magnitude importance (importance does not change cost) at each ratio. Latency is the median
-of at least `--repeats` forwards (more for fast models: at least 5 s of timing) after 2 warm-up pairs, original and
-pruned interleaved in one run (o, p, o, p, ...) so machine noise hits both alike; the speedup is their ratio.
-The goal: latency speedup >= 85% of the MACs ratio.
+Each model is pruned with magnitude importance (importance does not change cost) at each ratio. Original and pruned
+alternate one forward each per round (o, p, o, p, ...) so machine noise hits both alike, over at least `--repeats`
+rounds (more for fast models: at least 5 s of timing) after 2 warm-up pairs; latency is each model's median, the
+speedup the median of the per-round ratios with its 95% bootstrap interval over rounds. The goal: latency speedup >=
+85% of the MACs ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from runinfo import stamp
+from timing import cell, interleaved, timed
+from timing import ratio as speed_ratio
 
 import slimfusion
 from slimfusion.metrics.cost import count_macs, count_params
@@ -36,20 +39,14 @@ BATCHES = {"ddpm-cifar10": (1, 16), "sd15-unet": (1, 2), "dit-xl-2": (1, 4)}
 
 
 @torch.no_grad()
-def interleaved_latency(original, pruned, batch: int, repeats: int) -> tuple[float, float]:
+def latencies(original, pruned, batch: int, repeats: int) -> dict[str, np.ndarray]:
+    """Seconds per forward of each model, one forward each per round, alternating, over at least `repeats` rounds."""
     inputs_o, inputs_p = example_inputs(original, batch), example_inputs(pruned, batch)
+    fns = {"original": lambda: original(**inputs_o), "pruned": lambda: pruned(**inputs_p)}
     for _ in range(WARMUP):
-        start = time.perf_counter()
-        original(**inputs_o), pruned(**inputs_p)
-        pair_s = time.perf_counter() - start
-    repeats = max(repeats, int(MIN_SECONDS / pair_s))  # fast models get more repeats: a steadier median
-    times_o, times_p = [], []
-    for _ in range(repeats):
-        for model, inputs, times in ((original, inputs_o, times_o), (pruned, inputs_p, times_p)):
-            start = time.perf_counter()
-            model(**inputs)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times_o), statistics.median(times_p)
+        pair_s = timed(fns["original"], 1) + timed(fns["pruned"], 1)
+    rounds = max(repeats, int(MIN_SECONDS / pair_s))  # fast models get more rounds: a steadier median
+    return interleaved(fns, 1, rounds)
 
 
 def measure(name: str, ratio: float, repeats: int, compat: str) -> list[str]:
@@ -63,12 +60,16 @@ def measure(name: str, ratio: float, repeats: int, compat: str) -> list[str]:
     params1, macs1 = count_params(pruned), count_macs(pruned)
     rows = []
     for batch in BATCHES[name]:
-        lat_o, lat_p = interleaved_latency(original, pruned, batch, repeats)
-        macs_speedup, speedup = macs0 / macs1, lat_o / lat_p
+        times = latencies(original, pruned, batch, repeats)
+        speedup = speed_ratio(times["original"], times["pruned"])
+        macs_speedup = macs0 / macs1
+        ms_o, ms_p = (np.median(times[k]) * 1e3 for k in ("original", "pruned"))
         rows.append(
             f"| {name} | {ratio} | {batch} | {params0 / 1e6:.2f} -> {params1 / 1e6:.2f} M "
-            f"| {macs0 / 1e9:.2f} -> {macs1 / 1e9:.2f} G | {macs_speedup:.2f}x | {lat_o * 1e3:.0f} -> "
-            f"{lat_p * 1e3:.0f} ms | {speedup:.2f}x | {speedup / macs_speedup:.0%} | {prune_s:.0f} s |"
+            f"| {macs0 / 1e9:.2f} -> {macs1 / 1e9:.2f} G | {macs_speedup:.2f}x | {ms_o:.0f} -> {ms_p:.0f} ms"
+            f" | {cell(*speedup)} | {speedup[0] / macs_speedup:.0%}"
+            f" [{speedup[1] / macs_speedup:.0%}, {speedup[2] / macs_speedup:.0%}] | {len(times['pruned'])} |"
+            f" {prune_s:.0f} s |"
         )
     return rows
 
@@ -106,11 +107,13 @@ def main() -> None:
         + f"` ({stamp()})",
         "",
         f"Magnitude pruning, `--compat {args.compat}`; {torch.get_num_threads()} CPU threads, fp32, batch sizes as"
-        " listed; latency = median of interleaved repeats (original, pruned, original, ...). Speedups are ratios"
-        " measured in the same run. 'share' = latency speedup / MACs speedup (goal >= 85%).",
+        " listed; original and pruned alternate one forward each per round; latency = each one's median; latency"
+        " speedup = median of the per-round ratios [95% bootstrap interval over rounds]. 'share' = latency speedup /"
+        " MACs speedup (goal >= 85%), with the interval's ends.",
         "",
-        "| model | ratio | batch | params | MACs | MACs speedup | latency | latency speedup | share | prune time |",
-        "|---|---:|---:|---|---|---:|---|---:|---:|---:|",
+        "| model | ratio | batch | params | MACs | MACs speedup | latency | latency speedup [95%] | share | rounds |"
+        " prune time |",
+        "|---|---:|---:|---|---|---:|---|---:|---:|---:|---:|",
         *rows,
     ]
     RESULT.parent.mkdir(parents=True, exist_ok=True)
