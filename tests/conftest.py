@@ -7,7 +7,11 @@ import os
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# `make test` runs two pytest-xdist workers: each, and every CLI process it starts, then uses one thread (two workers
+# of two threads on two cores only fight); a plain `pytest` run keeps two.
+THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1)
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+torch.set_num_threads(THREADS)
 
 from slimfusion.models.families import FAMILIES  # noqa: E402
 from slimfusion.models.io import build  # noqa: E402
