@@ -24,11 +24,13 @@ from pathlib import Path
 
 import torch
 from runinfo import code_version, commit
+from timing import cell, interleaved, ratio
 
 from slimfusion.data import load_images
 from slimfusion.metrics.consistency import psnr, ssim
-from slimfusion.metrics.cost import count_macs, count_params, interleaved_latency
+from slimfusion.metrics.cost import count_macs, count_params
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
+from slimfusion.models.families import example_inputs
 from slimfusion.models.io import load, save
 from slimfusion.models.meta import history
 from slimfusion.prune import StructuralConfig, prune
@@ -67,10 +69,13 @@ def row_dir(work: str, label: str, seed: int) -> Path:
     return Path(work) / f"{label.split()[0]}-{fields.get('threshold', '')}-s{seed}".replace("--", "-")
 
 
-def speedup(teacher, model) -> float:
-    """Median over 3 rounds of interleaved batch-64 timings: original time / pruned time."""
-    lat = [interleaved_latency({"o": teacher, "p": model}, batch=64, repeats=5) for _ in range(3)]
-    return statistics.median(t["o"] / t["p"] for t in lat)
+@torch.no_grad()
+def speedup(teacher, model, rounds: int = 9) -> tuple[float, float, float]:
+    """Original time / pruned time of a batch-64 forward, one each per round, alternating: the median of the
+    per-round ratios and its 95% bootstrap interval over rounds."""
+    inputs = example_inputs(teacher, 64)  # pruning keeps the input shapes
+    times = interleaved({"o": lambda: teacher(**inputs), "p": lambda: model(**inputs)}, 5, rounds)
+    return ratio(times["o"], times["p"])
 
 
 def run_row(label: str, fields: dict, seed: int, args, teacher, images, reference_stats, original) -> dict:
@@ -111,10 +116,11 @@ def write_table(rows: list[dict], base: dict, args, done: bool) -> None:
         f" ({100 * args.steps / ORIGINAL_STEPS:.1f}% of the original {ORIGINAL_STEPS}) with output distillation"
         " W = 0.5, batch 64. Quality metric: FD (digits features) — an offline stand-in, not FID — of"
         f" {args.num} DDIM-50 samples against all 1,797 digits; SSIM / PSNR against the original's samples from the"
-        " same noise. Latency: CPU (2 cores), batch 64, original and pruned alternately in one run, median.",
+        " same noise. Latency: CPU (2 cores), batch 64, original and pruned alternately in one run: the median of the"
+        " per-round ratios over 9 rounds [95% bootstrap interval].",
         "",
-        "| model | seed | params | MACs | latency speedup | FD | FD / original | SSIM | PSNR (dB) | calib. timesteps |"
-        " commit |",
+        "| model | seed | params | MACs | latency speedup [95%] | FD | FD / original | SSIM | PSNR (dB) |"
+        " calib. timesteps | commit |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         f"| original | - | {base['params'] / 1e6:.3f} M | {base['macs'] / 1e6:.1f} M | 1.00x | {base['fd']:.3f} |"
         " 1.00 | 1.000 | inf | - | - |",
@@ -122,7 +128,7 @@ def write_table(rows: list[dict], base: dict, args, done: bool) -> None:
     for r in rows:
         lines.append(
             f"| {r['label']} | {r['seed']} | {r['params'] / 1e6:.3f} M | {r['macs'] / 1e6:.1f} M"
-            f" ({100 * r['macs'] / base['macs']:.0f}%) | {r['speedup_b64']:.2f}x | {r['fd']:.3f} |"
+            f" ({100 * r['macs'] / base['macs']:.0f}%) | {cell(*r['speedup_b64'])} | {r['fd']:.3f} |"
             f" {r['fd'] / base['fd']:.2f} | {r['ssim']:.3f} | {r['psnr']:.1f} | {r['timesteps_used'] or '-'} |"
             f" {r['commit']} |"
         )
@@ -164,7 +170,7 @@ def reading(rows: list[dict], base: dict) -> list[str]:
         gap = means[other] - dp
         verdict = "better" if gap > floor else "worse" if gap < -floor else "a tie (gap within the noise floor)"
         lines.append(f"- diff-pruning T=0.05 ({dp:.3f}) vs {other} ({means[other]:.3f}): {verdict}.")
-    speedups = [r["speedup_b64"] for r in rows]
+    speedups = [r["speedup_b64"][0] for r in rows]
     lines.append(
         f"- Latency: every pruned row has the same architecture; measured speedups range"
         f" {min(speedups):.2f}x-{max(speedups):.2f}x (mean {statistics.mean(speedups):.2f}x) against a MACs ratio of"
