@@ -163,9 +163,9 @@ def write(results: list[dict], floor: dict, args) -> None:
         "",
         next(p for p in __doc__.split("\n\n") if p.startswith("Stages")).strip().replace("\n", " "),
         "",
-        f"The pruned model: {results[1]['model']}. Noise floor: a second {args.num}-sample set of the original"
-        f" differs from the first by {floor['fd_gap']:.3f} in FD; against it (unpaired): FD {floor['fd']},"
-        f" KD {floor['kd']}.",
+        f"The pruned model: {results[1]['model']}. Noise floor: the FD (to the digits) of a second {args.num}-sample"
+        f" set of the original differs from the first's by {floor['fd_gap']:.3f}; the second set against the first"
+        f" (unpaired): FD {floor['fd']}, KD {floor['kd']}.",
         "",
         "| stage | sampling MACs | speedup [95%] | share of this step [95%] | FD | KD x1000 | SSIM vs original |"
         " vs the stage above (FD / KD / SSIM) |",
