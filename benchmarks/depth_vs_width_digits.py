@@ -131,6 +131,7 @@ def main() -> None:
         }
         rows.append(cache.put(key, row))
         print(json.dumps(row), flush=True)
+        write(rows, base, args)  # after every row: a run cut short still leaves its finished rows (and says so)
     write(rows, base, args)
 
 
