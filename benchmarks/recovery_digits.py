@@ -13,7 +13,9 @@ the EMA (on / off: its max decay never binds within 1,200 steps), the warm-up, a
 to 0, and the best ones together.
 Quality as in diffpruning_digits.py: FD (digits features) of
 `--num` DDIM-50 samples against all 1,797 digits, the noise floor from two sample sets of the original, SSIM against
-the original's samples from the same noise. Finished rows are cached under `--work`; `--settings` runs a subset.
+the original's samples from the same noise. Each setting against the old default of its seed, paired on identical
+noise (FD / KD / SSIM, 95% bootstrap interval of the difference): better / worse only when it excludes zero.
+Finished rows are cached under `--work` (each with its samples); `--settings` runs a subset.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import time
 from pathlib import Path
 
 import torch
-from diffpruning_digits import SAMPLE_SEED, quality, samples_of
+from diffpruning_digits import RESAMPLES, SAMPLE_SEED, SAMPLES, paired_quality, quality, samples_of
 from runinfo import RowCache
+from safetensors.torch import save_file
 
 from slimfusion.data import load_images
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
@@ -38,6 +41,7 @@ from slimfusion.train import FinetuneConfig, finetune
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "recovery_digits.md"
 STEPS = 1200  # 15% of the original 8,000 steps: the issue's budget
+BASELINE = "old default"  # every setting's paired verdict is against this one, seed by seed
 OLD = {"steps": STEPS, "distill": 0.5, "lr": 2e-4, "warmup_steps": 50, "ema_decay": 0.999, "feature_distill": 0.0}
 SETTINGS = {  # name -> changes from OLD
     "old default": {},
@@ -79,7 +83,7 @@ def baseline(work: Path, num: int, teacher, reference_stats, first) -> dict:
     return base
 
 
-def write_table(rows: list[dict], base: dict, args, done: bool) -> None:
+def write_table(rows: list[dict], base: dict, args, done: bool, original: torch.Tensor | None) -> None:
     by_seed: dict[int, list[str]] = {}
     for r in rows:  # one command per seed regenerates that seed's rows (the cache under --work joins them)
         by_seed.setdefault(r["seed"], []).append(r["setting"])
@@ -122,7 +126,29 @@ def write_table(rows: list[dict], base: dict, args, done: bool) -> None:
                 f"- {name}: mean FD {statistics.mean(fds):.3f} over {len(fds)} seed(s) ="
                 f" {statistics.mean(fds) / base['fd']:.2f}x; {verdict} the goal."
             )
+        lines += paired_verdicts(rows, Path(args.work), original)
     RESULT.write_text("\n".join(lines) + "\n")
+
+
+def setting_dir(work: Path, name: str, seed: int) -> Path:
+    return work / f"{name.replace(' ', '_').replace('/', '')}-s{seed}"
+
+
+def paired_verdicts(rows: list[dict], work: Path, original: torch.Tensor | None) -> list[str]:
+    """Each setting against the old default of its seed on FD / KD / SSIM, paired (both sampled from the same
+    noise): better / worse only when the 95% bootstrap interval of the difference excludes zero, else tie."""
+    if original is None:
+        return ["- Paired verdicts: computed only in a run that samples the original (one with settings to run)."]
+    lines = []
+    for r in (r for r in rows if r["setting"] != BASELINE):
+        mine, old = (setting_dir(work, name, r["seed"]) / SAMPLES for name in (r["setting"], BASELINE))
+        if not (mine.exists() and old.exists()):
+            continue
+        versus = paired_quality(mine, original).versus(paired_quality(old, original), RESAMPLES)
+        said = ", ".join(f"{k.upper()} {v['verdict']} ({v['difference']:+.4f} [{v['interval'][0]:+.4f},"
+                         f" {v['interval'][1]:+.4f}])" for k, v in versus.items())  # fmt: skip
+        lines.append(f"- seed {r['seed']}, {r['setting']} vs {BASELINE} (paired): {said}.")
+    return lines
 
 
 def main() -> None:
@@ -163,12 +189,15 @@ def main() -> None:
         finetune(model, images, FinetuneConfig(seed=seed, **fields), teacher=teacher)
         row = {"setting": name, "seed": seed, "num": args.num, "fields": fields}
         row["finetune_s"] = time.perf_counter() - start
-        save(model, work / f"{name.replace(' ', '_').replace('/', '')}-s{seed}", overwrite=True)
-        row |= quality(samples_of(model, args.num), reference_stats, original)
+        folder = setting_dir(work, name, seed)
+        save(model, folder, overwrite=True)
+        produced = samples_of(model, args.num)
+        save_file({"images": produced.contiguous()}, folder / SAMPLES)  # for the paired verdicts of the reading
+        row |= quality(produced, reference_stats, original)
         row = cache.put(key(seed, name), row)
-        write_table(cache.matching(num=args.num), base, args, done=False)
+        write_table(cache.matching(num=args.num), base, args, False, original)
         print(json.dumps(row), flush=True)
-    write_table(cache.matching(num=args.num), base, args, done=True)
+    write_table(cache.matching(num=args.num), base, args, True, original)
 
 
 if __name__ == "__main__":
