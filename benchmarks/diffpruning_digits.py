@@ -258,13 +258,21 @@ def paired_verdicts(rows: list[dict], args, original: torch.Tensor | None) -> li
         mine = paired_quality(path, original)
         for other in (o for o in VERSUS if o in labels and (row_dir(args.work, o, seed) / SAMPLES).exists()):
             versus = mine.versus(paired_quality(row_dir(args.work, other, seed) / SAMPLES, original), RESAMPLES)
-            said = ", ".join(
-                f"{k.upper()} {v['verdict']} ({v['difference']:+.{4 if k == 'kd' else 3}f}"
-                f" [{v['interval'][0]:+.{4 if k == 'kd' else 3}f}, {v['interval'][1]:+.{4 if k == 'kd' else 3}f}])"
-                for k, v in versus.items()
-            )
-            lines.append(f"- seed {seed}, diff-pruning T=0.05 vs {other} (paired): {said}.")
+            lines.append(f"- seed {seed}, diff-pruning T=0.05 vs {other} (paired): {said(versus)}.")
     return lines
+
+
+def said(versus: dict[str, dict]) -> str:
+    """`Quality.versus` as one phrase: "FD tie (+0.012 [-0.030, +0.055]), KD ..."."""
+
+    def number(metric: str, value: float) -> str:
+        return f"{value:+.{4 if metric == 'kd' else 3}f}"
+
+    return ", ".join(
+        f"{k.upper()} {v['verdict']} ({number(k, v['difference'])} [{number(k, v['interval'][0])},"
+        f" {number(k, v['interval'][1])}])"
+        for k, v in versus.items()
+    )
 
 
 def paired_quality(path: Path, original: torch.Tensor) -> Quality:

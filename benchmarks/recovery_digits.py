@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from diffpruning_digits import RESAMPLES, SAMPLE_SEED, SAMPLES, paired_quality, quality, samples_of
+from diffpruning_digits import RESAMPLES, SAMPLE_SEED, SAMPLES, paired_quality, quality, said, samples_of
 from runinfo import RowCache
 from safetensors.torch import save_file
 
@@ -145,9 +145,7 @@ def paired_verdicts(rows: list[dict], work: Path, original: torch.Tensor | None)
         if not (mine.exists() and old.exists()):
             continue
         versus = paired_quality(mine, original).versus(paired_quality(old, original), RESAMPLES)
-        said = ", ".join(f"{k.upper()} {v['verdict']} ({v['difference']:+.4f} [{v['interval'][0]:+.4f},"
-                         f" {v['interval'][1]:+.4f}])" for k, v in versus.items())  # fmt: skip
-        lines.append(f"- seed {r['seed']}, {r['setting']} vs {BASELINE} (paired): {said}.")
+        lines.append(f"- seed {r['seed']}, {r['setting']} vs {BASELINE} (paired): {said(versus)}.")
     return lines
 
 
