@@ -63,7 +63,9 @@ class RowCache:
         row = row | {"commit": self.commit}
         self.rows[self.key(settings)] = row
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.rows, indent=1))
+        partial = self.path.with_name(self.path.name + ".partial")  # a run killed mid-write keeps the old file
+        partial.write_text(json.dumps(self.rows, indent=1))
+        partial.replace(self.path)
         return row
 
 
