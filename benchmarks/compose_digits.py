@@ -120,9 +120,9 @@ def main() -> None:
     times = interleaved({r["name"]: lambda r=r: images_of(r, 64, batch_size=64) for r in rows}, 1, args.rounds)
     original = images_of(rows[0], args.num)
     second = images_of(rows[0], args.num, seed=SEED + 1)
-    original_q = quality(original, original)
-    floor = {k: v["verdict"] for k, v in quality(second, None).versus(original_q, args.resamples, False).items()}
-    floor["fd_gap"] = abs(quality(second, None).values()["fd"] - original_q.values()["fd"])
+    original_q, second_q = quality(original, original), quality(second, None)
+    floor = {k: v["verdict"] for k, v in second_q.versus(original_q, args.resamples, False).items()}
+    floor["fd_gap"] = abs(second_q.values()["fd"] - original_q.values()["fd"])
     measured, results = {}, []
     for index, row in enumerate(rows):
         measured[row["name"]] = original_q if index == 0 else quality(images_of(row, args.num), original)

@@ -239,7 +239,7 @@ def main() -> None:
             row |= {"num": args.num, "steps": args.steps, "code": args.code, "commit": commit()}
             rows.append(row)
             cache.write_text(json.dumps(rows, indent=2))
-            write_table([r for r in rows if same_run(r, args)], base, args, False, original)
+            write_table([r for r in rows if same_run(r, args)], base, args, False)  # verdicts: at the end only
             print(json.dumps(row), flush=True)
     write_table([r for r in rows if same_run(r, args)], base, args, True, original)
 
@@ -248,7 +248,8 @@ def paired_verdicts(rows: list[dict], args, original: torch.Tensor | None) -> li
     """Diff-pruning T=0.05 against each other criterion, per seed, on FD / KD / SSIM: both sampled from the same noise,
     so the 95% bootstrap interval of the difference is paired; better / worse only when it excludes zero."""
     if original is None:
-        return ["- Paired verdicts: not computed in a latency-only rewrite (rerun without --remeasure-latency)."]
+        return ["- Paired verdicts: computed when a run that samples the original finishes (not in a partial table"
+                " or a latency-only rewrite)."]  # fmt: skip
     lines = []
     for seed in sorted({r["seed"] for r in rows}):
         labels = {r["label"] for r in rows if r["seed"] == seed}

@@ -138,13 +138,15 @@ def paired_verdicts(rows: list[dict], work: Path, original: torch.Tensor | None)
     """Each setting against the old default of its seed on FD / KD / SSIM, paired (both sampled from the same
     noise): better / worse only when the 95% bootstrap interval of the difference excludes zero, else tie."""
     if original is None:
-        return ["- Paired verdicts: computed only in a run that samples the original (one with settings to run)."]
-    lines = []
+        return ["- Paired verdicts: computed when a run with settings to run (it samples the original) finishes."]
+    lines, baselines = [], {}
     for r in (r for r in rows if r["setting"] != BASELINE):
         mine, old = (setting_dir(work, name, r["seed"]) / SAMPLES for name in (r["setting"], BASELINE))
         if not (mine.exists() and old.exists()):
             continue
-        versus = paired_quality(mine, original).versus(paired_quality(old, original), RESAMPLES)
+        if r["seed"] not in baselines:  # one baseline per seed, shared by every setting of that seed
+            baselines[r["seed"]] = paired_quality(old, original)
+        versus = paired_quality(mine, original).versus(baselines[r["seed"]], RESAMPLES)
         lines.append(f"- seed {r['seed']}, {r['setting']} vs {BASELINE} (paired): {said(versus)}.")
     return lines
 
@@ -193,7 +195,7 @@ def main() -> None:
         save_file({"images": produced.contiguous()}, folder / SAMPLES)  # for the paired verdicts of the reading
         row |= quality(produced, reference_stats, original)
         row = cache.put(key(seed, name), row)
-        write_table(cache.matching(num=args.num), base, args, False, original)
+        write_table(cache.matching(num=args.num), base, args, False, None)  # verdicts: at the end only
         print(json.dumps(row), flush=True)
     write_table(cache.matching(num=args.num), base, args, True, original)
 
