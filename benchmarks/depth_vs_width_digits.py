@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 
 import torch
-from diffpruning_digits import quality, samples_of, speedup
+from diffpruning_digits import RESAMPLES, SAMPLES, paired_quality, quality, said, samples_of, speedup
 from runinfo import RowCache
+from safetensors.torch import save_file
 from timing import cell
 
 from slimfusion.data import load_images
@@ -46,6 +47,12 @@ ROWS = {  # label -> list of (kind, value): steps applied in order; "width@" val
     "width ~30%": [("width@", 0.3)],
     "depth limit + width ~30%": [("depth", {"method": "greedy", "target_macs": DEPTH_LIMIT}), ("width@", 0.3)],
 }
+PAIRS = (  # (row, against): paired quality verdicts in the reading; same noise, so SSIM / FD differences pair up
+    ("depth limit + width ~30%", "width ~30%"),
+    ("depth limit + width ~50%", "width ~50%"),
+    ("depth, its limit", "width ~50%"),
+    ("depth learned ~80%", "depth greedy ~80%"),
+)
 
 
 def width_ratio(model, target_macs: float, ratios: list[float] | None = None) -> float:
@@ -107,6 +114,8 @@ def main() -> None:
         key = {"label": label, "how": ROWS[label], "steps": args.steps, "num": args.num}
         folder = args.work / label.replace(" ", "_").replace("~", "").replace("%", "").replace(",", "")
         row = cache.get(key)
+        if row is not None and not (folder / SAMPLES).exists():
+            row = None  # a row whose samples are gone cannot enter the paired verdicts: rebuild it
         if row is not None:
             if args.remeasure_latency:
                 row = cache.put(key, row | {"speedup": speedup(teacher, load(folder))})
@@ -119,6 +128,8 @@ def main() -> None:
         before = quality(samples_of(model, args.num), reference, original)
         finetune(model, images, FinetuneConfig(steps=args.steps, distill=0.5), teacher=teacher)
         save(model, folder, overwrite=True)
+        produced = samples_of(model, args.num)
+        save_file({"images": produced.contiguous()}, folder / SAMPLES)  # for the paired verdicts
         row = {
             "label": label,
             "settings": settings,
@@ -126,16 +137,36 @@ def main() -> None:
             "macs": count_macs(model),
             "speedup": speedup(teacher, model),
             "before": before,
-            "after": quality(samples_of(model, args.num), reference, original),
+            "after": quality(produced, reference, original),
             "wall_s": round(time.perf_counter() - start, 1),
         }
-        rows.append(cache.put(key, row))
+        rows.append(cache.put(key, row | {"folder": folder.name}))
         print(json.dumps(row), flush=True)
         write(rows, base, args)  # after every row: a run cut short still leaves its finished rows (and says so)
-    write(rows, base, args)
+    write(rows, base, args, verdicts(rows, args, original))
 
 
-def write(rows: list[dict], base: dict, args) -> None:
+def verdicts(rows: list[dict], args, original: torch.Tensor) -> list[str]:
+    """The reading: each pair of PAIRS on FD / KD / SSIM (paired 95% bootstrap intervals, tie when one covers zero),
+    and on speed (better / worse only when the two speedup intervals do not overlap: they are timed in separate runs)."""
+    done = {r["label"]: r for r in rows}
+    lines = ["## Reading (paired on identical noise; computed at the end of a full run)", ""]
+    for mine, other in PAIRS:
+        if mine not in done or other not in done:
+            continue
+        a, b = done[mine], done[other]
+        ours = paired_quality(args.work / a["folder"] / SAMPLES, original)
+        versus = ours.versus(paired_quality(args.work / b["folder"] / SAMPLES, original), RESAMPLES)
+        (lo_a, hi_a), (lo_b, hi_b) = a["speedup"][1:], b["speedup"][1:]
+        speed = "faster" if lo_a > hi_b else "slower" if hi_a < lo_b else "tie"
+        lines.append(
+            f"- {mine} ({a['macs'] / b['macs']:.0%} of the MACs of {other}) vs {other}: speed {speed}"
+            f" ({cell(*a['speedup'])} vs {cell(*b['speedup'])}); {said(versus)}."
+        )
+    return lines + [""]
+
+
+def write(rows: list[dict], base: dict, args, reading: list[str] | None = None) -> None:
     lines = [
         "# Depth against width pruning on builtin:digits-ddpm",
         "",
@@ -159,7 +190,7 @@ def write(rows: list[dict], base: dict, args) -> None:
             f" {r['after']['fd'] / base['fd']:.2f} | {r['after']['ssim']:.3f} | {r['commit']} |"
         )
     plot(rows, base)
-    lines += ["", "![speedup and FD against MACs](depth_vs_width_digits.png)", ""]
+    lines += ["", "![speedup and FD against MACs](depth_vs_width_digits.png)", ""] + (reading or [])
     missing = [label for label in ROWS if label not in {r["label"] for r in rows}]
     if missing:
         lines += [f"Not measured yet (the run was cut short): {', '.join(missing)}.", ""]
