@@ -148,7 +148,7 @@ def main() -> None:
 
 def verdicts(rows: list[dict], args, original: torch.Tensor) -> list[str]:
     """The reading: each pair of PAIRS on FD / KD / SSIM (paired 95% bootstrap intervals, tie when one covers zero),
-    and on speed (better / worse only when the two speedup intervals do not overlap: they are timed in separate runs)."""
+    and on speed (faster / slower only when the two speedup intervals do not overlap: they were timed separately)."""
     done = {r["label"]: r for r in rows}
     lines = ["## Reading (paired on identical noise; computed at the end of a full run)", ""]
     for mine, other in PAIRS:
