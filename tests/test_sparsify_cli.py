@@ -83,6 +83,21 @@ def test_a_resumed_sweep_recomputes_no_finished_point(sd_folder, tmp_path, monke
     other = config.model_copy(update={"num": 5})
     with pytest.raises(slimfusion.errors.ConfigError, match="other settings"):
         sweep_mod.sweep(str(sd_folder), other, tmp_path / "sw", progress=False)
+    _points_pair_up_in_compare(tmp_path / "sw" / "points", summary)
+
+
+def _points_pair_up_in_compare(points, summary):
+    """Every point folder is a samples folder: compare pairs two points and finds the SSIM the sweep measured."""
+    from slimfusion.compare import compare
+    from slimfusion.evaluate import EvaluateConfig
+
+    names = ["unet__magnitude__0.300", "unet__magnitude__0.600"]
+    config = EvaluateConfig(metrics=["ssim"], resamples=20)
+    result = compare([str(points / n) for n in names], config, original=str(points / "dense"), progress=False)
+    assert result["subjects"][1]["paired"]
+    measured = {(p["component"], p["target"]): p["metrics"]["ssim"] for p in summary["points"]}
+    for subject, target in zip(result["subjects"], (0.3, 0.6), strict=True):
+        assert subject["metrics"]["ssim"] == pytest.approx(measured["unet", target], abs=0.03)  # uint8 PNG-like
 
 
 def test_sweep_scores_clip_with_local_weights_and_refuses_a_bad_folder(sd_folder, tmp_path):

@@ -169,8 +169,16 @@ def save_samples(images: torch.Tensor, out: str | Path, indices: Sequence[int] |
     for i, arr in zip(indices, arrays, strict=True):
         save_image(arr, folder / f"sample_{i:05d}.png")
     save_image(make_grid(images[:256]), folder / "grid.png", scale=max(1, 256 // (images.shape[-1] * 8)))
-    np.savez(folder / "samples.npz", images=arrays, indices=np.asarray(indices))
+    write_samples_file(arrays, indices, folder)
     return folder
+
+
+def write_samples_file(arrays: np.ndarray, indices: Sequence[int], folder: Path, record: dict | None = None) -> None:
+    """`samples.npz` (uint8 NHWC images and their indices) and, with a record, `sampling.json`: what `load_samples`
+    reads (and `evaluate` / `compare` take as a samples folder)."""
+    np.savez(folder / "samples.npz", images=arrays, indices=np.asarray(indices, dtype=np.int64))
+    if record is not None:
+        (folder / SAMPLING_FILE).write_text(json.dumps(record, indent=2))
 
 
 def shard_indices(num: int, batch_size: int, rank: int, world: int) -> list[int]:
@@ -251,7 +259,7 @@ def _merge_shards(folder: Path, shards: int, config: SampleConfig) -> None:
     indices = np.concatenate([p["indices"] for p in parts])
     arrays = np.concatenate([p["images"] for p in parts])
     order = np.argsort(indices)
-    np.savez(folder / "samples.npz", images=arrays[order], indices=indices[order])
+    write_samples_file(arrays[order], indices[order], folder)
     for r in range(shards):
         (folder / f"shard-{r}.npz").unlink()
     grid_images = torch.from_numpy(arrays[order][:256]).permute(0, 3, 1, 2).float() / 127.5 - 1

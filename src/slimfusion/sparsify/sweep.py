@@ -2,9 +2,11 @@
 
 Every point (component, method, sparsity) sparsifies a fresh copy of the dense pipeline, samples fixed prompts from
 fixed seeds and measures prompt accuracy (digits built-ins), FD against reference data and SSIM against the dense
-model's samples from the same noise. Points are files: an interrupted sweep continues from the finished ones, and
-`accelerate launch` processes take disjoint shares. The summary finds each series' collapse point and recommends the
-most sparse per-component combination within a quality budget, and checks that combination by sampling it.
+model's samples from the same noise, each with a 95% interval; its folder is a samples folder, so
+`slimfusion compare OUT/points/A OUT/points/B` pairs any two points. Points are files: an interrupted sweep
+continues from the finished ones, and `accelerate launch` processes take disjoint shares. The summary finds each
+series' collapse point and recommends the most sparse per-component combination within a quality budget, and checks
+that combination by sampling it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from slimfusion.sparsify.sweep_points import (  # noqa: F401  (SweepConfig etc. 
     SWEEP_FILE,
     SweepConfig,
     _atomic_write,
+    keep_samples,
     load_dense,
     measure,
     parse_sparsities,
@@ -109,6 +112,7 @@ def _run_point(source: str, config: SweepConfig, out: Path, point: tuple | None,
     folder.mkdir(parents=True, exist_ok=True)
     labels = [config.prompts[i % len(config.prompts)] for i in range(len(images))]
     labelled_grid(images, labels).save(folder / "grid.png")
+    keep_samples(images, folder, config, source)
     if point is None:
         _atomic_write(out / DENSE_FILE, lambda f: np.savez(f, images=images.numpy()))
     name = f"{point_key(*point)}.json" if point else "dense.json"

@@ -11,8 +11,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from slimfusion.errors import ConfigError
+from slimfusion.images import to_uint8
 from slimfusion.quality import References, quality_of
-from slimfusion.sample import SampleConfig, sample
+from slimfusion.sample import SampleConfig, sample, write_samples_file
 from slimfusion.sparsify.config import SparsityConfig
 
 SERIES = {  # name -> SparsityConfig fields: a method, or a method with OWL's layer sparsities
@@ -115,11 +116,22 @@ def point_key(component: str, method: str, sparsity: float) -> str:
     return f"{component}__{method}__{sparsity:.3f}"
 
 
-def sample_point(pipe, config: SweepConfig, progress: bool) -> torch.Tensor:
-    settings = SampleConfig(
+def point_sampling(config: SweepConfig) -> SampleConfig:
+    """How every point (and the dense model) is sampled: one seed, the fixed prompts, so any two points pair up."""
+    return SampleConfig(
         num=config.num, steps=config.steps, seed=config.seed, prompts=config.prompts, guidance=config.guidance
     )
-    return sample(pipe, settings, progress=progress)
+
+
+def sample_point(pipe, config: SweepConfig, progress: bool) -> torch.Tensor:
+    return sample(pipe, point_sampling(config), progress=progress)
+
+
+def keep_samples(images: torch.Tensor, folder: Path, config: SweepConfig, source: str) -> None:
+    """Write a point's samples into its folder as a samples folder, so `slimfusion compare` can pair two points
+    (same noise and prompts) and give each difference an interval and a verdict."""
+    record = point_sampling(config).model_dump() | {"model": source}
+    write_samples_file(to_uint8(images), range(len(images)), folder, record)
 
 
 def measure(images: torch.Tensor, dense: torch.Tensor | None, config: SweepConfig) -> tuple[dict, dict]:
