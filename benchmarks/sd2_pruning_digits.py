@@ -27,7 +27,7 @@ from pathlib import Path
 
 from runinfo import RowCache, stamp
 
-from slimfusion.sparsify.sweep import SweepConfig, load_dense, measure, sample_point, sweep
+from slimfusion.sparsify.sweep import SweepConfig, keep_samples, load_dense, measure, point_key, sample_point, sweep
 from slimfusion.sparsify.sweep_summary import collapse_points
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,7 @@ MODEL = "builtin:digits-t2i"
 PROMPTS = ROOT / "docs" / "digits_t2i_recovery_prompts.txt"
 METHODS = ["magnitude", "wanda", "sparsegpt", "wanda-owl"]
 RECOVER = [0.3, 0.4, 0.5, 0.6]
+METRICS = ["accuracy", "fd", "ssim"]
 
 
 def recover(config: SweepConfig, sweep_dir: Path, out: Path, steps: int) -> list[dict]:
@@ -57,10 +58,38 @@ def recover(config: SweepConfig, sweep_dir: Path, out: Path, steps: int) -> list
             finetune(pipe.unet, data, FinetuneConfig(steps=steps, distill=1.0, lr=1e-3), teacher=dense.unet)
             record = {"target": target, "steps": steps, "wall_s": round(time.perf_counter() - start, 1)}
             record["sparsity_after"] = sparsity_of(pipe.unet)["sparsity"]
-            record["metrics"] = measure(sample_point(pipe, config, False), load_dense(sweep_dir), config)
+            images = sample_point(pipe, config, False)
+            record["metrics"], record["intervals"] = measure(images, load_dense(sweep_dir), config)
+            keep_samples(images, out / f"unet-magnitude-{target:.1f}-{steps}", config, MODEL)  # for the paired verdict
             cache.put(key, record)
-        rows.append(cache.get(key))
+        rows.append(cache.get(key) | {"folder": out / f"unet-magnitude-{target:.1f}-{steps}"})
     return rows
+
+
+def verdicts(sweep_dir: Path, baseline: Path, subject: Path) -> dict[str, str]:
+    """`slimfusion compare` of two samples folders from identical noise and prompts: metric -> "better" / "worse" /
+    "tie" for the subject (the paired 95% bootstrap interval of the difference excludes zero, or not)."""
+    from slimfusion.compare import compare
+    from slimfusion.evaluate import EvaluateConfig
+
+    dense = str(sweep_dir / "points" / "dense")
+    result = compare([str(baseline), str(subject)], EvaluateConfig(metrics=METRICS), "digits:all", dense, False)
+    if not result["subjects"][1]["paired"]:
+        raise SystemExit(f"{subject} and {baseline} are not from identical noise and prompts")
+    return {d["metric"]: d["verdict"] for d in result["differences"]}
+
+
+def point_dir(sweep_dir: Path, component: str, method: str, sparsity: float) -> Path:
+    return sweep_dir / "points" / point_key(component, method, sparsity)
+
+
+def said(v: dict[str, str]) -> str:
+    return " / ".join(v[m] for m in METRICS)
+
+
+def _span(record: dict, metric: str, show) -> str:
+    low, high = record.get("intervals", {}).get(metric, (None, None))
+    return "" if low is None else f" [{show(low)}, {show(high)}]"
 
 
 def _pct(v):
@@ -83,7 +112,8 @@ def write(summary: dict, config: SweepConfig, recovered: list[dict], args, sweep
         "",
         " ".join(__doc__.split("\n\n")[3].split()),
         "",
-        f"Dense model: prompt accuracy {_pct(dense['accuracy'])}, FD {_num(dense['fd'])}.",
+        f"Dense model: prompt accuracy {_pct(dense['accuracy'])}{_span(summary['dense'], 'accuracy', _pct)},"
+        f" FD {_num(dense['fd'])}{_span(summary['dense'], 'fd', _num)} (95% bootstrap intervals over the samples).",
         "",
     ]
     for component in config.components:
@@ -96,6 +126,19 @@ def write(summary: dict, config: SweepConfig, recovered: list[dict], args, sweep
                 p = next(p for p in points if (p["component"], p["method"], p["target"]) == (component, m, s))
                 q = p["metrics"]
                 cells.append(f"{_pct(q['accuracy'])} / {_num(q['fd'])} / {_num(q['ssim'])}")
+            lines.append(f"| {s:.1f} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "Against magnitude at the same sparsity (paired on identical noise and prompts; accuracy / FD / SSIM:"
+            " better / worse only when the 95% interval of the difference excludes zero, else tie):",
+            "",
+            "| sparsity | " + " | ".join(f"{m} vs magnitude" for m in config.methods if m != "magnitude") + " |",
+            "|---:|" + "---|" * (len(config.methods) - 1),
+        ]
+        for s in config.sparsities:
+            base = point_dir(sweep_dir, component, "magnitude", s)
+            cells = [said(verdicts(sweep_dir, base, point_dir(sweep_dir, component, m, s)))
+                     for m in config.methods if m != "magnitude"]  # fmt: skip
             lines.append(f"| {s:.1f} | " + " | ".join(cells) + " |")
         share = next(p for p in points if p["component"] == component)
         lines += [
@@ -136,8 +179,9 @@ def write(summary: dict, config: SweepConfig, recovered: list[dict], args, sweep
         "",
         f"## Recovery of the magnitude-pruned UNet ({args.recovery_steps} data-free steps, zeros kept)",
         "",
-        "| sparsity | before: accuracy / FD / SSIM | after: accuracy / FD / SSIM | sparsity after | wall | commit |",
-        "|---:|---|---|---:|---:|---|",
+        "| sparsity | before: accuracy / FD / SSIM | after: accuracy / FD / SSIM | after vs before (paired) |"
+        " sparsity after | wall | commit |",
+        "|---:|---|---|---|---:|---:|---|",
     ]
     for r in recovered:
         before = next(
@@ -146,7 +190,9 @@ def write(summary: dict, config: SweepConfig, recovered: list[dict], args, sweep
         after = r["metrics"]
         lines.append(
             f"| {r['target']:.1f} | {_pct(before['accuracy'])} / {_num(before['fd'])} / {_num(before['ssim'])} | "
-            f"{_pct(after['accuracy'])} / {_num(after['fd'])} / {_num(after['ssim'])} | {r['sparsity_after']:.3f} |"
+            f"{_pct(after['accuracy'])} / {_num(after['fd'])} / {_num(after['ssim'])} |"
+            f" {said(verdicts(sweep_dir, point_dir(sweep_dir, 'unet', 'magnitude', r['target']), r['folder']))} |"
+            f" {r['sparsity_after']:.3f} |"
             f" {r['wall_s']:.0f} s | {r['commit']} |"
         )
     floor = dense["accuracy"] - config.collapse_drop

@@ -131,6 +131,7 @@ def keep_samples(images: torch.Tensor, folder: Path, config: SweepConfig, source
     """Write a point's samples into its folder as a samples folder, so `slimfusion compare` can pair two points
     (same noise and prompts) and give each difference an interval and a verdict."""
     record = point_sampling(config).model_dump() | {"model": source}
+    folder.mkdir(parents=True, exist_ok=True)
     write_samples_file(to_uint8(images), range(len(images)), folder, record)
 
 
