@@ -71,6 +71,33 @@ def test_hooks_come_off_cleanly(unet):
     assert registries and all(not r.hooks for r in registries)
 
 
+def test_a_compiled_model_under_a_plan_compiles_once_not_at_every_step(unet):
+    """torch.compile through the hooks: Dynamo must not guard on the step counter (it recompiled the model at every
+    step until its limit, then ran it eagerly); a 12-step run compiles no more graphs than a 4-step one, and the
+    samples equal the eager run's."""
+    from torch._dynamo.testing import CompileCounter
+
+    frames = {}
+    for steps in (4, 12):
+        plan = _plan(unet, [[] if s % 2 == 0 else ["mid_block", "up_blocks.0"] for s in range(steps)], steps)
+        config = SampleConfig(num=2, steps=steps, batch_size=2)
+        with apply_plan(unet, plan):
+            eager = sample(unet, config, progress=False)
+        torch._dynamo.reset()
+        counter = CompileCounter()
+        unet.compile(backend=counter)
+        try:
+            with torch._dynamo.config.patch(recompile_limit=64), apply_plan(unet, plan) as state:
+                compiled = sample(unet, config, progress=False)
+        finally:
+            unet._compiled_call_impl = None
+            torch._dynamo.reset()
+        frames[steps] = counter.frame_count
+        assert state.calls["mid_block"] == steps // 2  # the plan still decides under compile
+        assert torch.allclose(compiled, eager, atol=1e-5)
+    assert frames[12] == frames[4] > 0
+
+
 def test_a_plan_cannot_be_applied_twice(unet):
     plan = _plan(unet, [[] for _ in range(STEPS)])
     with apply_plan(unet, plan), pytest.raises(ConfigError, match="already applied"):

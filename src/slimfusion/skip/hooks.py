@@ -40,6 +40,25 @@ class SkipState:
         self.calls: dict[str, int] = {}
         self.mix: Callable[[str, Any], Any] | None = None
 
+    # The bookkeeping below runs outside torch.compile (`torch.compiler.disable`): traced, Dynamo would guard on the
+    # step counter (a Python int) and recompile the model at every sampling step until its recompile limit.
+    @torch.compiler.disable
+    def kept(self, name: str) -> Any | None:
+        """The output `name` kept at an earlier step when the plan reuses it at this one, else None (then it runs)."""
+        if self.step > 0 and not self.decide(self.step, name) and name in self.cache:
+            return self.cache[name]
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return None
+
+    @torch.compiler.disable
+    def keep(self, name: str, out: Any) -> Any:
+        """Keep the output `name` just computed (mixed with its previous one under DiP-GO's gates) and return it."""
+        if self.mix is not None:
+            out = self.mix(name, out)
+        self.cache[name] = out
+        return out
+
+    @torch.compiler.disable
     def begin_step(self, timestep: Any) -> None:
         t = float(timestep.flatten()[0]) if isinstance(timestep, torch.Tensor) else float(timestep)
         if self.last_t is None or t >= self.last_t:
@@ -70,15 +89,10 @@ class _BlockHook(ModelHook):
         self.name, self.state = name, state
 
     def new_forward(self, module, *args, **kwargs):
-        state = self.state
-        if state.step > 0 and not state.decide(state.step, self.name) and self.name in state.cache:
-            return state.cache[self.name]
-        state.calls[self.name] = state.calls.get(self.name, 0) + 1
-        out = self.fn_ref.original_forward(*args, **kwargs)
-        if state.mix is not None:
-            out = state.mix(self.name, out)
-        state.cache[self.name] = out
-        return out
+        reused = self.state.kept(self.name)
+        if reused is not None:
+            return reused
+        return self.state.keep(self.name, self.fn_ref.original_forward(*args, **kwargs))
 
 
 @contextlib.contextmanager
