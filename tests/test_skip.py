@@ -54,9 +54,22 @@ def test_reused_block_is_not_called_and_returns_the_previous_steps_output(unet):
         sample(unet, SampleConfig(num=2, steps=STEPS), progress=False)
     handle.remove()
     assert state.calls["up_blocks.0"] == STEPS - 1
-    assert state.calls["up_blocks.1"] == STEPS
+    assert "up_blocks.1" not in state.calls  # never reused: no hook, it runs as it is
     assert outputs[2] is outputs[1]  # step 2 got step 1's output object back
     assert not torch.equal(outputs[3], outputs[2])
+
+
+def test_only_the_outermost_reused_blocks_are_hooked(unet):
+    from slimfusion.skip.hooks import hooked_units
+
+    reuse = [[] for _ in range(STEPS)]
+    reuse[1] = ["up_blocks.0", "up_blocks.0.resnets.0"]  # the inner block goes with the outer one: no hook needed
+    reuse[2] = ["up_blocks.1.resnets.0"]  # reused alone at a step: hooked
+    plan = _plan(unet, reuse, fine=True)
+    assert hooked_units(plan) == ["up_blocks.0", "up_blocks.1.resnets.0"]
+    with apply_plan(unet, plan) as state:
+        sample(unet, SampleConfig(num=2, steps=STEPS), progress=False)
+    assert state.calls == {"up_blocks.0": STEPS - 1, "up_blocks.1.resnets.0": STEPS - 1}
 
 
 def test_hooks_come_off_cleanly(unet):

@@ -119,13 +119,26 @@ def hooked(model: nn.Module, units: list[str], state: SkipState, count_steps: bo
 def apply_plan(model: nn.Module, plan: SkipPlan) -> Iterator[SkipState]:
     """`with apply_plan(unet, plan):` every sampling run of `unet` (alone or inside a pipeline) follows the plan.
 
-    Yields the `SkipState`, whose `calls` count how often each block really ran.
+    Yields the `SkipState`, whose `calls` count how often each block the plan reuses (see `hooked_units`) really ran.
     """
     check_plan(plan, model)
     reuse = [plan.reused_at(s) for s in range(plan.steps)]
     state = SkipState(plan.steps, lambda step, name: name not in reuse[step])
-    with hooked(model, plan.units, state):
+    with hooked(model, hooked_units(plan), state):
         yield state
+
+
+def hooked_units(plan: SkipPlan) -> list[str]:
+    """The blocks that need a hook: those the plan reuses at some step where it does not reuse a block around them.
+
+    A block the plan never reuses runs as it is, and one inside a reused block does not run at that step; every hook
+    is a graph break under torch.compile, so fewer hooks leave larger compiled graphs (same samples).
+    """
+    needed: set[str] = set()
+    for step in range(plan.steps):
+        reused = plan.reused_at(step)
+        needed |= {u for u in reused if not any(u.startswith(f"{outer}.") for outer in reused)}
+    return [u for u in plan.units if u in needed]
 
 
 def gate_mix(gates: torch.Tensor, index: dict[str, int], state: SkipState) -> Callable[[str, Any], Any]:
