@@ -55,6 +55,11 @@ PAIRS = (  # (row, against): paired quality verdicts in the reading; same noise,
 )
 
 
+def row_folder(work: Path, label: str) -> Path:
+    """Where a row's recovered model and its evaluation samples live."""
+    return work / label.replace(" ", "_").replace("~", "").replace("%", "").replace(",", "")
+
+
 def width_ratio(model, target_macs: float, ratios: list[float] | None = None) -> float:
     """The pruning ratio (of `ratios`, default 0.02 ... 0.78) whose magnitude-pruned widths (diff-pruning gives the
     same widths) come closest to the target MACs."""
@@ -112,7 +117,7 @@ def main() -> None:
     rows = []
     for label in ROWS:
         key = {"label": label, "how": ROWS[label], "steps": args.steps, "num": args.num}
-        folder = args.work / label.replace(" ", "_").replace("~", "").replace("%", "").replace(",", "")
+        folder = row_folder(args.work, label)
         row = cache.get(key)
         if row is not None and not (folder / SAMPLES).exists():
             row = None  # a row whose samples are gone cannot enter the paired verdicts: rebuild it
@@ -140,7 +145,7 @@ def main() -> None:
             "after": quality(produced, reference, original),
             "wall_s": round(time.perf_counter() - start, 1),
         }
-        rows.append(cache.put(key, row | {"folder": folder.name}))
+        rows.append(cache.put(key, row))
         print(json.dumps(row), flush=True)
         write(rows, base, args)  # after every row: a run cut short still leaves its finished rows (and says so)
     write(rows, base, args, verdicts(rows, args, original))
@@ -150,13 +155,13 @@ def verdicts(rows: list[dict], args, original: torch.Tensor) -> list[str]:
     """The reading: each pair of PAIRS on FD / KD / SSIM (paired 95% bootstrap intervals, tie when one covers zero),
     and on speed (faster / slower only when the two speedup intervals do not overlap: they were timed separately)."""
     done = {r["label"]: r for r in rows}
+    scored = {label: paired_quality(row_folder(args.work, label) / SAMPLES, original) for label in done}
     lines = ["## Reading (paired on identical noise; computed at the end of a full run)", ""]
     for mine, other in PAIRS:
         if mine not in done or other not in done:
             continue
         a, b = done[mine], done[other]
-        ours = paired_quality(args.work / a["folder"] / SAMPLES, original)
-        versus = ours.versus(paired_quality(args.work / b["folder"] / SAMPLES, original), RESAMPLES)
+        versus = scored[mine].versus(scored[other], RESAMPLES)
         (lo_a, hi_a), (lo_b, hi_b) = a["speedup"][1:], b["speedup"][1:]
         speed = "faster" if lo_a > hi_b else "slower" if hi_a < lo_b else "tie"
         lines.append(

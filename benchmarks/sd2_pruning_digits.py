@@ -66,17 +66,20 @@ def recover(config: SweepConfig, sweep_dir: Path, out: Path, steps: int) -> list
     return rows
 
 
-def verdicts(sweep_dir: Path, baseline: Path, subject: Path) -> dict[str, str]:
-    """`slimfusion compare` of two samples folders from identical noise and prompts: metric -> "better" / "worse" /
-    "tie" for the subject (the paired 95% bootstrap interval of the difference excludes zero, or not)."""
+def verdicts(sweep_dir: Path, baseline: Path, subjects: list[Path]) -> list[dict[str, str]]:
+    """`slimfusion compare` of samples folders from identical noise and prompts (the baseline scored once): per
+    subject, metric -> "better" / "worse" / "tie" (the paired 95% bootstrap interval of the difference excludes zero,
+    or not)."""
     from slimfusion.compare import compare
     from slimfusion.evaluate import EvaluateConfig
 
     dense = str(sweep_dir / "points" / "dense")
-    result = compare([str(baseline), str(subject)], EvaluateConfig(metrics=METRICS), "digits:all", dense, False)
-    if not result["subjects"][1]["paired"]:
-        raise SystemExit(f"{subject} and {baseline} are not from identical noise and prompts")
-    return {d["metric"]: d["verdict"] for d in result["differences"]}
+    result = compare([str(p) for p in [baseline, *subjects]], EvaluateConfig(metrics=METRICS), "digits:all", dense,
+                     False)  # fmt: skip
+    if not all(s["paired"] for s in result["subjects"][1:]):
+        raise SystemExit(f"{subjects} and {baseline} are not from identical noise and prompts")
+    return [{d["metric"]: d["verdict"] for d in result["differences"] if d["index"] == i}
+            for i in range(1, len(subjects) + 1)]  # fmt: skip
 
 
 def point_dir(sweep_dir: Path, component: str, method: str, sparsity: float) -> Path:
@@ -136,9 +139,8 @@ def write(summary: dict, config: SweepConfig, recovered: list[dict], args, sweep
             "|---:|" + "---|" * (len(config.methods) - 1),
         ]
         for s in config.sparsities:
-            base = point_dir(sweep_dir, component, "magnitude", s)
-            cells = [said(verdicts(sweep_dir, base, point_dir(sweep_dir, component, m, s)))
-                     for m in config.methods if m != "magnitude"]  # fmt: skip
+            others = [point_dir(sweep_dir, component, m, s) for m in config.methods if m != "magnitude"]
+            cells = [said(v) for v in verdicts(sweep_dir, point_dir(sweep_dir, component, "magnitude", s), others)]
             lines.append(f"| {s:.1f} | " + " | ".join(cells) + " |")
         share = next(p for p in points if p["component"] == component)
         lines += [
@@ -191,7 +193,7 @@ def write(summary: dict, config: SweepConfig, recovered: list[dict], args, sweep
         lines.append(
             f"| {r['target']:.1f} | {_pct(before['accuracy'])} / {_num(before['fd'])} / {_num(before['ssim'])} | "
             f"{_pct(after['accuracy'])} / {_num(after['fd'])} / {_num(after['ssim'])} |"
-            f" {said(verdicts(sweep_dir, point_dir(sweep_dir, 'unet', 'magnitude', r['target']), r['folder']))} |"
+            f" {said(verdicts(sweep_dir, point_dir(sweep_dir, 'unet', 'magnitude', r['target']), [r['folder']])[0])} |"
             f" {r['sparsity_after']:.3f} |"
             f" {r['wall_s']:.0f} s | {r['commit']} |"
         )
