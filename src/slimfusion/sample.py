@@ -231,12 +231,11 @@ def sample_to_folder(model, config: SampleConfig, out: str | Path, overwrite: bo
     state.wait_for_everyone()
     seconds = time.perf_counter() - start
     if state.is_main_process:
-        _merge_shards(partial, state.num_processes, config)
         own = stored_sampler(denoiser_of(model)) is not None
         record = config.model_dump() | {
             "model": source_of(model), "processes": state.num_processes, "own_sampler": own
         }  # fmt: skip
-        (partial / SAMPLING_FILE).write_text(json.dumps(record, indent=2))
+        _merge_shards(partial, state.num_processes, config, record)
         replace_folder(partial, target)  # the same atomic swap as model folders
     state.wait_for_everyone()
     return {
@@ -254,12 +253,12 @@ def source_of(model) -> str | None:
     return get_meta(model).get("source")
 
 
-def _merge_shards(folder: Path, shards: int, config: SampleConfig) -> None:
+def _merge_shards(folder: Path, shards: int, config: SampleConfig, record: dict) -> None:
     parts = [np.load(folder / f"shard-{r}.npz") for r in range(shards)]
     indices = np.concatenate([p["indices"] for p in parts])
     arrays = np.concatenate([p["images"] for p in parts])
     order = np.argsort(indices)
-    write_samples_file(arrays[order], indices[order], folder)
+    write_samples_file(arrays[order], indices[order], folder, record)
     for r in range(shards):
         (folder / f"shard-{r}.npz").unlink()
     grid_images = torch.from_numpy(arrays[order][:256]).permute(0, 3, 1, 2).float() / 127.5 - 1
