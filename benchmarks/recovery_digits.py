@@ -13,8 +13,9 @@ the EMA (on / off: its max decay never binds within 1,200 steps), the warm-up, a
 to 0, and the best ones together.
 Quality as in diffpruning_digits.py: FD (digits features) of
 `--num` DDIM-50 samples against all 1,797 digits, the noise floor from two sample sets of the original, SSIM against
-the original's samples from the same noise. Each setting against the old default of its seed, paired on identical
-noise (FD / KD / SSIM, 95% bootstrap interval of the difference): better / worse only when it excludes zero.
+the original's samples from the same noise. Each setting against the old default of its seed, and each W = 1 variant
+also against W = 1 alone (finetune's default), paired on identical noise (FD / KD / SSIM, 95% bootstrap interval of
+the difference): better / worse only when it excludes zero.
 Finished rows are cached under `--work` (each with its samples); `--settings` runs a subset.
 """
 
@@ -29,12 +30,13 @@ from pathlib import Path
 import torch
 from diffpruning_digits import RESAMPLES, SAMPLE_SEED, SAMPLES, paired_quality, quality, said, samples_of
 from runinfo import RowCache
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from slimfusion.data import load_images
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
 from slimfusion.models.io import load, save
 from slimfusion.prune import StructuralConfig, prune
+from slimfusion.quality import Quality
 from slimfusion.sample import SampleConfig, sample
 from slimfusion.train import FinetuneConfig, finetune
 
@@ -42,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "recovery_digits.md"
 STEPS = 1200  # 15% of the original 8,000 steps: the issue's budget
 BASELINE = "old default"  # every setting's paired verdict is against this one, seed by seed
+DEFAULT = "W 1.0 (output KD only)"  # finetune's default: settings that change one lever from it are paired with it too
 OLD = {"steps": STEPS, "distill": 0.5, "lr": 2e-4, "warmup_steps": 50, "ema_decay": 0.999, "feature_distill": 0.0}
 SETTINGS = {  # name -> changes from OLD
     "old default": {},
@@ -67,6 +70,14 @@ def pruned_model(work: Path, seed: int, images):
         prune(model, StructuralConfig(method="diff-pruning", threshold=0.05, ratio=0.25, seed=seed), data=images)
         save(model, folder)
     return load(folder)
+
+
+def original_samples(work: Path, teacher, num: int) -> torch.Tensor:
+    """The original's samples from the evaluation noise, sampled once and kept beside the rows."""
+    file = work / f"original-n{num}-{SAMPLES}"
+    if not file.exists():
+        save_file({"images": samples_of(teacher, num).contiguous()}, file)
+    return load_file(file)["images"]
 
 
 def baseline(work: Path, num: int, teacher, reference_stats, first) -> dict:
@@ -135,19 +146,26 @@ def setting_dir(work: Path, name: str, seed: int) -> Path:
 
 
 def paired_verdicts(rows: list[dict], work: Path, original: torch.Tensor | None) -> list[str]:
-    """Each setting against the old default of its seed on FD / KD / SSIM, paired (both sampled from the same
-    noise): better / worse only when the 95% bootstrap interval of the difference excludes zero, else tie."""
+    """Each setting against the old default of its seed (and a W = 1 variant against W = 1) on FD / KD / SSIM, paired
+    (both sampled from the same noise): better / worse only when the 95% bootstrap interval of the difference excludes
+    zero, else tie."""
     if original is None:
-        return ["- Paired verdicts: computed when a run with settings to run (it samples the original) finishes."]
-    lines, baselines = [], {}
-    for r in (r for r in rows if r["setting"] != BASELINE):
-        mine, old = (setting_dir(work, name, r["seed"]) / SAMPLES for name in (r["setting"], BASELINE))
-        if not (mine.exists() and old.exists()):
-            continue
-        if r["seed"] not in baselines:  # one baseline per seed, shared by every setting of that seed
-            baselines[r["seed"]] = paired_quality(old, original)
-        versus = paired_quality(mine, original).versus(baselines[r["seed"]], RESAMPLES)
-        lines.append(f"- seed {r['seed']}, {r['setting']} vs {BASELINE} (paired): {said(versus)}.")
+        return ["- Paired verdicts: written when the run finishes."]
+    lines, scored = [], {}
+
+    def scores(name: str, seed: int) -> Quality | None:  # each sample set scored once, shared by its comparisons
+        path = setting_dir(work, name, seed) / SAMPLES
+        if (name, seed) not in scored:
+            scored[name, seed] = paired_quality(path, original) if path.exists() else None
+        return scored[name, seed]
+
+    for r in rows:
+        against = [BASELINE] + ([DEFAULT] if r["fields"]["distill"] == 1.0 and r["setting"] != DEFAULT else [])
+        for other in (name for name in against if name != r["setting"]):
+            mine, theirs = scores(r["setting"], r["seed"]), scores(other, r["seed"])
+            if mine is not None and theirs is not None:
+                versus = mine.versus(theirs, RESAMPLES)
+                lines.append(f"- seed {r['seed']}, {r['setting']} vs {other} (paired): {said(versus)}.")
     return lines
 
 
@@ -179,8 +197,7 @@ def main() -> None:
         return {"setting": name, "fields": OLD | settings[name], "seed": seed, "num": args.num}
 
     todo = [(seed, name) for seed in args.seeds for name in wanted if cache.get(key(seed, name)) is None]
-    base_file = work / f"original-n{args.num}.json"
-    original = samples_of(teacher, args.num) if todo or not base_file.exists() else None  # only to compare against
+    original = original_samples(work, teacher, args.num)  # what SSIM and the paired verdicts compare against
     base = baseline(work, args.num, teacher, reference_stats, original)
     for seed, name in todo:
         fields = key(seed, name)["fields"]
