@@ -72,9 +72,10 @@ def pruned_model(work: Path, seed: int, images):
     return load(folder)
 
 
-def original_samples(work: Path, teacher, num: int) -> torch.Tensor:
-    """The original's samples from the evaluation noise, sampled once and kept beside the rows."""
-    file = work / f"original-n{num}-{SAMPLES}"
+def original_samples(work: Path, teacher, num: int, version: str) -> torch.Tensor:
+    """The original's samples from the evaluation noise, sampled once per code version (as the rows are) and kept
+    beside the rows."""
+    file = work / f"original-n{num}-{version}-{SAMPLES}"
     if not file.exists():
         save_file({"images": samples_of(teacher, num).contiguous()}, file)
     return load_file(file)["images"]
@@ -160,7 +161,7 @@ def paired_verdicts(rows: list[dict], work: Path, original: torch.Tensor | None)
         return scored[name, seed]
 
     for r in rows:
-        against = [BASELINE] + ([DEFAULT] if r["fields"]["distill"] == 1.0 and r["setting"] != DEFAULT else [])
+        against = [BASELINE] + ([DEFAULT] if r["fields"]["distill"] == 1.0 else [])
         for other in (name for name in against if name != r["setting"]):
             mine, theirs = scores(r["setting"], r["seed"]), scores(other, r["seed"])
             if mine is not None and theirs is not None:
@@ -197,7 +198,7 @@ def main() -> None:
         return {"setting": name, "fields": OLD | settings[name], "seed": seed, "num": args.num}
 
     todo = [(seed, name) for seed in args.seeds for name in wanted if cache.get(key(seed, name)) is None]
-    original = original_samples(work, teacher, args.num)  # what SSIM and the paired verdicts compare against
+    original = original_samples(work, teacher, args.num, cache.version)  # what SSIM and the paired verdicts use
     base = baseline(work, args.num, teacher, reference_stats, original)
     for seed, name in todo:
         fields = key(seed, name)["fields"]
