@@ -2,7 +2,7 @@
 
 Regenerates benchmarks/results/diffpruning_digits.md:
 
-    .venv/bin/python benchmarks/diffpruning_digits.py --steps 1000 --num 2000 --seeds 0
+    .venv/bin/python benchmarks/diffpruning_digits.py --steps 1000 --num 2000 --seeds 0 1
 
 Every pruned row has the same size (ratio 0.25 -> ~56% of the MACs, the proportion of the paper's CIFAR-10 model)
 and the same recovery: `--steps` fine-tuning steps (the original took 8000) with output distillation from the
