@@ -100,7 +100,7 @@ def test_a_compiled_model_under_a_plan_compiles_once_not_at_every_step(unet):
         counter = CompileCounter()
         unet.compile(backend=counter)
         try:
-            with torch._dynamo.config.patch(recompile_limit=64), apply_plan(unet, plan) as state:
+            with apply_plan(unet, plan) as state:
                 compiled = sample(unet, config, progress=False)
         finally:
             unet._compiled_call_impl = None
@@ -109,6 +109,28 @@ def test_a_compiled_model_under_a_plan_compiles_once_not_at_every_step(unet):
         assert state.calls["mid_block"] == steps // 2  # the plan still decides under compile
         assert torch.allclose(compiled, eager, atol=1e-5)
     assert frames[12] == frames[4] > 0
+
+
+def test_a_compiled_model_under_a_plan_hooking_more_blocks_than_the_recompile_limit_stays_compiled(unet):
+    """Every hooked block resumes in the same hook code after its graph break and Dynamo's recompile limit (8) counts
+    per code object: with more hooked blocks than that, the rest ran eagerly. The plan lifts the limit while applied."""
+    from slimfusion.skip.hooks import hooked_units
+
+    units = skip_units(unet, fine=True)
+    leaves = [u for u in units if not any(o.startswith(f"{u}.") for o in units)]
+    plan = _plan(unet, [[] if s % 2 == 0 else leaves for s in range(4)], 4, fine=True)
+    default = torch._dynamo.config.recompile_limit
+    assert len(hooked_units(plan)) > default
+    torch._dynamo.reset()
+    unet.compile(backend="eager")
+    try:
+        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True), apply_plan(unet, plan) as state:
+            sample(unet, SampleConfig(num=2, steps=4, batch_size=2), progress=False)
+    finally:
+        unet._compiled_call_impl = None
+        torch._dynamo.reset()
+    assert all(calls == 2 for calls in state.calls.values())  # each ran at steps 0 and 2 only
+    assert torch._dynamo.config.recompile_limit == default  # restored when the plan comes off
 
 
 def test_a_plan_cannot_be_applied_twice(unet):

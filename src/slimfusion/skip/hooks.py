@@ -107,12 +107,27 @@ def hooked(model: nn.Module, units: list[str], state: SkipState, count_steps: bo
     for name, registry in blocks.items():
         registry.register_hook(_BlockHook(name, state), BLOCK_HOOK)
     try:
-        yield state
+        with _recompile_budget_per_block(len(blocks)):
+            yield state
     finally:
         for registry in blocks.values():
             registry.remove_hook(BLOCK_HOOK, recurse=False)
         if count_steps:
             root.remove_hook(STEP_HOOK, recurse=False)
+
+
+def _recompile_budget_per_block(hooked_blocks: int) -> contextlib.AbstractContextManager:
+    """Dynamo's recompile limit, scaled by the hooked blocks while they are hooked.
+
+    Under torch.compile each hook is a graph break, and every hooked block resumes in the same code (diffusers' hook
+    wrapper, `_BlockHook.new_forward`): Dynamo counts its limit (8 variants) per code object, not per block, so past
+    ~8 hooked blocks it ran the rest eagerly. Each block gets the budget a function of its own would have.
+    """
+    config = torch._dynamo.config
+    limit = config.recompile_limit * (hooked_blocks + 1)
+    return config.patch(
+        recompile_limit=limit, accumulated_recompile_limit=max(limit, config.accumulated_recompile_limit)
+    )
 
 
 @contextlib.contextmanager
