@@ -28,7 +28,9 @@ def test_every_solver_samples_seeded_and_batch_invariant(unet, solver):
     full = sample(unet, config, progress=False)
     assert full.shape == (3, 1, 8, 8) and torch.isfinite(full).all()
     rebatched = sample(unet, config.model_copy(update={"batch_size": 2}), progress=False)
-    assert torch.allclose(rebatched, full, atol=1e-5)  # multistep history starts afresh per batch
+    # multistep history starts afresh per batch; the tolerance is float rounding's, which differs with the batch size
+    # (kernels pick their blocking by shape): Heun's two evaluations a step carry it to 4e-5 at two threads
+    assert torch.allclose(rebatched, full, atol=1e-4)
     scheduler = make_scheduler(unet, solver, 4)
     assert type(scheduler).__name__ == SOLVERS[solver].class_name
     # every solver runs on the model's own training schedule (Heun / LCM once took their own default betas)
