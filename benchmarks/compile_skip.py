@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from runinfo import stamp
-from timing import cell, interleaved, ratio
 
+from slimfusion.metrics.timing import cell, interleaved, ratio
 from slimfusion.models.io import load
 from slimfusion.quantize import QuantizeConfig, quantize
 from slimfusion.sample import SampleConfig, sample

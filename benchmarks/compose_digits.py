@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 from runinfo import code_version, model_id, stamp
 from skip_digits import span
-from timing import cell, interleaved, ratio
 
 from slimfusion.data import load_images
 from slimfusion.metrics.cost import count_macs
+from slimfusion.metrics.timing import cell, interleaved, ratio
 from slimfusion.models.io import load, save
 from slimfusion.quality import Quality, References, quality_of
 from slimfusion.quantize import QuantizeConfig, quantize

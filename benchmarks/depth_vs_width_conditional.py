@@ -37,10 +37,10 @@ from conditional_builtins import PROMPTS
 from runinfo import RowCache, stamp
 from safetensors.torch import load_file, save_file
 from skip_digits import span
-from timing import cell, speedups
 
 from slimfusion.metrics.cost import count_macs, count_params
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
+from slimfusion.metrics.timing import cell, speedups
 from slimfusion.pipelines import denoiser_name, load_pipeline
 from slimfusion.quality import Quality, References, quality_of
 from slimfusion.sample import SampleConfig, sample

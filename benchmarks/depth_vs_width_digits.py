@@ -25,11 +25,11 @@ import torch
 from diffpruning_digits import RESAMPLES, SAMPLES, paired_quality, quality, said, samples_of, speedup
 from runinfo import RowCache
 from safetensors.torch import save_file
-from timing import cell
 
 from slimfusion.data import load_images
 from slimfusion.metrics.cost import count_macs, count_params
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
+from slimfusion.metrics.timing import cell
 from slimfusion.models.io import load, save
 from slimfusion.prune import DepthConfig, StructuralConfig, prune
 from slimfusion.sample import SampleConfig, sample

@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 from runinfo import code_version, commit
 from safetensors.torch import load_file, save_file
-from timing import cell, interleaved, ratio
 
 from slimfusion.data import load_images
 from slimfusion.metrics.consistency import psnr, ssim
 from slimfusion.metrics.cost import count_macs, count_params
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
+from slimfusion.metrics.timing import cell, interleaved, ratio
 from slimfusion.models.families import example_inputs
 from slimfusion.models.io import load, save
 from slimfusion.models.meta import history

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from runinfo import stamp
-from timing import cell, ratio
 
 from slimfusion.data import load_images
 from slimfusion.metrics.cost import interleaved_latency
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
+from slimfusion.metrics.timing import cell, ratio
 from slimfusion.models.families import example_inputs
 from slimfusion.models.io import load, save
 from slimfusion.quantize import QuantizeConfig, quantize

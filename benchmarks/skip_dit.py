@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from runinfo import stamp
 from skip_digits import span
-from timing import cell, speedups
 
 from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distance
+from slimfusion.metrics.timing import cell, speedups
 from slimfusion.pipelines import load_pipeline
 from slimfusion.quality import Quality, References, quality_of
 from slimfusion.sample import SampleConfig, sample

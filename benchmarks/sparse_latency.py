@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from runinfo import stamp
-from timing import cell, interleaved, ratio
+
+from slimfusion.metrics.timing import cell, interleaved, ratio
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "sparse_latency.md"

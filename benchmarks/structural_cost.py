@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from runinfo import stamp
-from timing import cell, interleaved, timed
-from timing import ratio as speed_ratio
 
 import slimfusion
 from slimfusion.metrics.cost import count_macs, count_params
+from slimfusion.metrics.timing import cell, interleaved, timed
+from slimfusion.metrics.timing import ratio as speed_ratio
 from slimfusion.models.families import example_inputs
 from slimfusion.prune import StructuralConfig, prune
 

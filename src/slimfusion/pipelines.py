@@ -226,3 +226,8 @@ def is_pipeline_object(obj) -> bool:
     """Whether `obj` is a diffusers pipeline object (not a path, not a model)."""
     # by class name: importing DiffusionPipeline costs ~2.4 s (loaders, quantizers, transformers) for every command
     return any(cls.__name__ == "DiffusionPipeline" for cls in type(obj).__mro__)
+
+
+def with_denoiser(pipe, model: nn.Module):
+    """A new pipeline object of the same class sharing every component of `pipe` but its denoiser, `model`."""
+    return type(pipe)(**{**pipe.components, denoiser_name(pipe): model})

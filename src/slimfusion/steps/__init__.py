@@ -10,22 +10,29 @@ module with one `@register` (docs/architecture.md walks through it).
 from __future__ import annotations
 
 from slimfusion.steps.registry import (
+    LEVERS,
     STEPS,
+    Build,
+    Lever,
     Step,
     apply,
     config_of,
     default,
     option_defaults,
     register,
+    register_lever,
     technique_configs,
 )
 from slimfusion.steps.subject import Subject
 
 # importing the step modules registers them
-from slimfusion.steps import compress, evaluation, skipping, step_distill, training  # noqa: E402, F401  isort: skip
+from slimfusion.steps import compress, evaluation, sampling, skipping, step_distill, training  # noqa: E402, F401  isort: skip
 
 __all__ = [
+    "LEVERS",
     "STEPS",
+    "Build",
+    "Lever",
     "Step",
     "Subject",
     "apply",
@@ -33,5 +40,6 @@ __all__ = [
     "default",
     "option_defaults",
     "register",
+    "register_lever",
     "technique_configs",
 ]

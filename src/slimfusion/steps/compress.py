@@ -20,7 +20,7 @@ from slimfusion.prune.conditioning import encode_prompts, parse_class_labels
 from slimfusion.prune.importance import METHODS
 from slimfusion.quantize import QuantizeConfig, quantize
 from slimfusion.sparsify import SparsityConfig, sparsify
-from slimfusion.steps.registry import config_of, register
+from slimfusion.steps.registry import Build, Lever, config_of, register, register_lever
 from slimfusion.steps.subject import Subject
 
 DEPTH_METHODS = {"depth": "greedy", "depth-learned": "learned"}
@@ -150,6 +150,20 @@ def run_quantize(
 ):
     quantize(subject.denoiser, config_of(options, QuantizeConfig))
     return subject
+
+
+def _half(build: Build, knobs: dict) -> None:
+    quantize(build.model, QuantizeConfig(scheme=knobs["scheme"]))
+
+
+def _compile(build: Build, knobs: dict) -> None:
+    quantize(build.model, QuantizeConfig(scheme="none", compile=True))
+
+
+# quantize's levers: half precision (pays only where the CPU has bf16 arithmetic: the optimizer measures it) and
+# torch.compile, last of every model change (the graph is built over everything before it)
+register_lever(Lever("precision", "model", {"scheme": ("bf16",)}, _half, lambda k: k["scheme"], stage=30))
+register_lever(Lever("compile", "model", {}, _compile, lambda k: "compile", stage=40))
 
 
 def read_conditions(values: dict, prompts_key: str, labels_key: str) -> dict:

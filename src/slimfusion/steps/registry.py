@@ -1,10 +1,11 @@
-"""The registry itself: verb -> (options model, runner, technique config), and `apply` dispatching on a config."""
+"""The registry itself: verb -> (options model, runner, technique config), `apply` dispatching on a config, and the
+levers: each technique's searchable knobs, declared beside its step, which `slimfusion optimize` composes."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -47,6 +48,57 @@ def register(
         return run
 
     return wrap
+
+
+@dataclass
+class Build:
+    """One candidate under construction, what a lever's `apply` changes in place.
+
+    `model`: the denoiser copy being changed (model levers); `plan_model`: that denoiser as it stood before the
+    precision / compile stages (skip plans are made on it); `sampling`: SampleConfig fields (sampler levers);
+    `plan`: the SkipPlan sampling applies (plan levers).
+    """
+
+    model: Any
+    plan_model: Any = None
+    sampling: dict[str, Any] = field(default_factory=dict)
+    plan: Any = None
+
+
+@dataclass(frozen=True)
+class Lever:
+    """A searchable knob of a technique, declared once beside its step: the optimizer reads nothing else.
+
+    `kind`: "sampler" (changes `Build.sampling`), "model" (changes `Build.model`, applied in `stage` order; models are
+    built once per combination and shared by the candidates that differ only in sampler or plan) or "plan".
+    `knobs`: every knob with the values searched by default (a user narrows them, never widens past a knob's type).
+    `allowed(denoiser, knobs, sampling)`: None when the setting can run on that model with that sampler, else why not.
+    `apply(build, knobs)`: the change. `trains`: needs training (searched only with `--levers all`).
+    `cost_knob`: a knob whose larger values only cost more time (a solver's steps): once a candidate holds the
+    quality rule, the same candidate with a larger value is not screened.
+    """
+
+    name: str
+    kind: Literal["sampler", "model", "plan"]
+    knobs: dict[str, tuple]
+    apply: Callable[[Build, dict], None]
+    describe: Callable[[dict], str]
+    allowed: Callable[[Any, dict, dict], str | None] = lambda denoiser, knobs, sampling: None
+    stage: int = 0
+    trains: bool = False
+    cost_knob: str | None = None
+
+
+LEVERS: dict[str, Lever] = {}
+PLAN_STAGE = 20  # model levers before this stage change the weights the plan is made on; later ones (precision) not
+
+
+def register_lever(lever: Lever) -> Lever:
+    """Add a technique's lever to the search space of `slimfusion optimize` (beside the technique's `@register`)."""
+    if lever.name in LEVERS:
+        raise ValueError(f"lever {lever.name!r} is registered twice")
+    LEVERS[lever.name] = lever
+    return lever
 
 
 def technique_configs() -> dict[type, Callable[..., Any]]:

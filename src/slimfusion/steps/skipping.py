@@ -6,13 +6,15 @@ from pathlib import Path
 
 import torch
 
+from slimfusion.diffusion.schedulers import SOLVERS
 from slimfusion.errors import ConfigError
+from slimfusion.models.families import family_of
 from slimfusion.models.families.pipeline import embed
 from slimfusion.sample import DEFAULT_GUIDANCE
 from slimfusion.skip import SkipConfig, SkipPlan, save_plan, skip_plan, store_plan
 from slimfusion.skip.picture import plan_picture
 from slimfusion.steps.compress import calibration_conditions
-from slimfusion.steps.registry import config_of, register
+from slimfusion.steps.registry import Build, Lever, config_of, register, register_lever
 from slimfusion.steps.subject import Subject
 from slimfusion.train.conditional_data import NULL_CLASS
 
@@ -57,3 +59,33 @@ def run_skip_plan(subject: Subject, options: SkipOptions, folder: Path | None = 
         folder.mkdir(parents=True, exist_ok=True)
         plan_picture(plan, save_plan(plan, folder / PLAN_NAME).with_suffix(".png"))
     return subject
+
+
+def _cache(build: Build, knobs: dict) -> None:
+    config = SkipConfig(
+        method="deepcache", steps=build.sampling["steps"], scheduler=build.sampling["scheduler"], **knobs
+    )
+    build.plan = skip_plan(build.plan_model, config, progress=False)
+
+
+def _cache_allowed(denoiser, knobs: dict, sampling: dict) -> str | None:
+    if family_of(denoiser).cache_branch is None:
+        return f"DeepCache needs a UNet's shallow branch; {type(denoiser).__name__} has none"
+    if SOLVERS[sampling["scheduler"]].stochastic or sampling["scheduler"] == "heun":
+        return "DeepCache's static schedule takes deterministic one-evaluation-per-step solvers"
+    if sampling["steps"] < 2 * knobs["interval"]:
+        return f"{sampling['steps']} steps leave fewer than two full steps at interval {knobs['interval']}"
+    return None
+
+
+# DeepCache as a lever: its interval (a full step every N) on the shallowest branch (the reference's default)
+register_lever(
+    Lever(
+        "cache",
+        "plan",
+        {"interval": (2, 3), "branch": (0,)},
+        _cache,
+        lambda k: f"DeepCache N={k['interval']}" + (f" b{k['branch']}" if k["branch"] else ""),
+        allowed=_cache_allowed,
+    )
+)

@@ -1,5 +1,6 @@
-"""Wall-clock comparisons for the benchmarks: functions timed in alternation over rounds, ratios as the median of
-per-round ratios with a 95% bootstrap interval over rounds, and "tie" when that interval covers 1."""
+"""Wall-clock comparisons, the one timing helper of the optimizer and every benchmark: functions timed in alternation
+over rounds, ratios as the median of per-round ratios with a 95% bootstrap interval over rounds, and "tie" when that
+interval covers 1."""
 
 from __future__ import annotations
 

@@ -1,0 +1,232 @@
+"""The budgeted search: probe each model variant's speed, screen candidates fastest-first on few samples, recheck
+the survivors on more, and confirm the fastest on fresh noise; every finished measurement goes to a journal, so a
+killed search resumes where it stopped.
+
+Hand-written (no tuning library does this): the candidates are few hundred, each costs seconds to minutes, speed is
+measured rather than predicted, and the statistics must not be gamed by the search itself. The screen's order comes
+from a probe (a variant's forward time x evaluations x a plan's kept MACs) and only orders; every figure reported is
+a measurement. The last verdict is taken on seeds the search never saw (`seed` + 1).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from slimfusion.metrics.cost import interleaved_latency
+from slimfusion.optimize.config import OptimizeConfig
+from slimfusion.optimize.measure import Arena
+from slimfusion.optimize.space import Candidate, candidates, key_of, label_of, model_key, sampled_with
+from slimfusion.progress import console
+from slimfusion.steps.registry import LEVERS
+
+JOURNAL = "journal.jsonl"
+
+
+class Journal:
+    """Finished measurements, one JSON line each, keyed by (candidate, rung): a resumed search reads them back."""
+
+    def __init__(self, folder: Path | None):
+        self.path = None if folder is None else folder / JOURNAL
+        self.rows: dict[tuple[str, str], dict] = {}
+        if self.path is not None and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    self.rows[(row["key"], row["rung"])] = row
+
+    def get(self, key: str, rung: str) -> dict | None:
+        return self.rows.get((key, rung))
+
+    def put(self, key: str, rung: str, row: dict) -> dict:
+        row = {"key": key, "rung": rung} | row
+        self.rows[(key, rung)] = row
+        if self.path is not None:
+            with self.path.open("a") as file:
+                file.write(json.dumps(row) + "\n")
+        return row
+
+
+class Search:
+    """One search over the candidates of `config` on `arena`'s model, within `config.budget` seconds."""
+
+    def __init__(self, arena: Arena, config: OptimizeConfig, journal: Journal, log: Callable[[str], None] = None):
+        self.arena, self.config, self.journal = arena, config, journal
+        self.log = log or (lambda line: console.print(line, highlight=False, soft_wrap=True))
+        self.started = time.perf_counter() - sum(r.get("elapsed", 0.0) for r in journal.rows.values())
+        self.pool, self.refused = candidates(config, arena.builder.original)
+        self.notes: dict[str, str] = {}  # key -> why it was not measured further
+        self.shares: dict[tuple, float] = {}
+
+    # -- bookkeeping ------------------------------------------------------------------------------------------------
+    def spent(self) -> float:
+        return time.perf_counter() - self.started
+
+    def left(self) -> float:
+        return self.config.budget - self.spent()
+
+    def measured(self, candidate: Candidate, rung: str, work: Callable[[], dict]) -> dict:
+        key = key_of(candidate)
+        row = self.journal.get(key, rung)
+        if row is None:
+            began = time.perf_counter()
+            row = work()
+            row = self.journal.put(key, rung, row | {"elapsed": time.perf_counter() - began})
+        return row
+
+    # -- the phases -------------------------------------------------------------------------------------------------
+    def probe(self) -> dict[str, float]:
+        """Forward speedup over the original of every model variant at `batch` (compiles a compiled one once)."""
+        variants = {model_key(c): c for c in self.pool}
+        speed = {}
+        for key, candidate in variants.items():
+            model_only = {n: k for n, k in candidate.items() if LEVERS[n].kind == "model"}
+            if not model_only:
+                speed[key] = 1.0
+                continue
+
+            def work(model_only=model_only):
+                _, model = self.arena.builder.models_of(model_only)
+                times = interleaved_latency({"original": self.arena.builder.original, "variant": model},
+                                            self.config.batch, repeats=3)  # fmt: skip
+                return {"forward_speedup": times["original"] / times["variant"]}
+
+            row = self.measured(model_only, "probe", work)
+            speed[key] = row["forward_speedup"]
+            self.log(f"probe  {label_of(model_only):<40} forward {row['forward_speedup']:.2f}x the original's speed")
+        return speed
+
+    def predicted(self, candidate: Candidate, speed: dict[str, float]) -> float:
+        """Relative cost for ordering only: evaluations x forward time x the plan's kept MACs."""
+        sampling = sampled_with(candidate, self.config)
+        kept = 1.0
+        if any(LEVERS[n].kind == "plan" for n in candidate):
+            kept = self.plan_share(candidate)
+        return sampling["steps"] * kept / speed[model_key(candidate)]
+
+    def plan_share(self, candidate: Candidate) -> float:
+        """The kept MACs of the candidate's plan, made once per model variant, plan setting and step count."""
+        plans = {n: k for n, k in candidate.items() if LEVERS[n].kind == "plan"}
+        memo = (model_key(candidate), key_of(plans), sampled_with(candidate, self.config)["steps"])
+        if memo not in self.shares:
+            self.shares[memo] = self.arena.builder.build(candidate)[1].plan.macs_ratio
+        return self.shares[memo]
+
+    def screen(self, order: list[Candidate], reserve: float) -> list[dict]:
+        """Every candidate fastest-predicted first on `screen_num` samples, until the budget's screening share is
+        spent; a setting is skipped once the same levers passed with fewer evaluations (it can only be slower)."""
+        passed: list[dict] = []
+        for index, candidate in enumerate(order):
+            key = key_of(candidate)
+            if self.journal.get(key, "screen") is None and self.left() < reserve:
+                for rest in order[index:]:
+                    self.notes.setdefault(key_of(rest), "not screened: budget")
+                break
+            faster = next((p for p in passed if same_but_fewer_steps(p["candidate"], candidate)), None)
+            if faster is not None:
+                self.notes[key] = f"not screened: {label_of(faster['candidate'])} passed with fewer evaluations"
+                continue
+            row = self.measured(candidate, "screen", lambda c=candidate: self.arena.judge(c, self.config.seed,
+                                                                                          self.config.screen_num))
+            self.report(candidate, "screen", row, index + 1, len(order))
+            if row["holds"]:
+                passed.append({"candidate": candidate, **row})
+        return sorted(passed, key=lambda r: r["seconds_per_batch"])
+
+    def recheck(self, passed: list[dict], reserve: float) -> list[dict]:
+        """The screen's survivors, fastest first, on `mid_num` samples of the same seed (0: skipped)."""
+        if not self.config.mid_num:
+            return passed
+        kept = []
+        for row in passed:
+            if len(kept) >= 2 * self.config.confirm:
+                break
+            if self.journal.get(key_of(row["candidate"]), "mid") is None and self.left() < reserve:
+                self.notes.setdefault(key_of(row["candidate"]), "not rechecked: budget")
+                continue
+            candidate = row["candidate"]
+            mid = self.measured(candidate, "mid", lambda c=candidate: self.arena.judge(c, self.config.seed,
+                                                                                       self.config.mid_num))
+            self.report(candidate, "mid", mid)
+            if mid["holds"]:
+                kept.append({"candidate": candidate, **mid})
+        return sorted(kept, key=lambda r: r["seconds_per_batch"])
+
+    def confirm(self, survivors: list[dict]) -> tuple[list[dict], dict | None]:
+        """The fastest survivors on `confirm_num` fresh samples and timed in alternation with the original; the
+        fastest that holds is the choice. Stops when the budget runs out (the best confirmed so far stands)."""
+        fresh, confirmed, chosen = self.config.seed + 1, [], None
+        for row in survivors[: self.config.confirm]:
+            candidate = row["candidate"]
+            key = key_of(candidate)
+            if self.journal.get(key, "confirm") is None and self.left() <= 0:
+                self.notes.setdefault(key, "not confirmed: budget")
+                continue
+            final = self.measured(candidate, "confirm", lambda c=candidate: self.arena.judge(c, fresh,
+                                                                                             self.config.confirm_num))
+            speed = self.measured(candidate, "speed", lambda c=candidate: self.arena.speed(c, fresh))
+            final = final | {"speed": speed}
+            confirmed.append({"candidate": candidate, **final})
+            self.report(candidate, "confirm", final)
+            if final["holds"] and (chosen is None or speed["speedup"] > chosen["speed"]["speedup"]):
+                chosen = {"candidate": candidate, **final}
+        return confirmed, chosen
+
+    def run(self) -> dict:
+        """The whole search: {"chosen", "confirmed", "rows", "refused", "notes", "seconds"}."""
+        self.log(f"{len(self.pool)} candidates from levers {', '.join(self.config.lever_names())}; "
+                 f"budget {self.config.budget:.0f} s, quality rule {self.config.quality.text()}")  # fmt: skip
+        self.arena.original(self.config.seed, self.config.screen_num)
+        speed = self.probe()
+        order = sorted(self.pool, key=lambda c: self.predicted(c, speed))
+        reserve = self.reserve()
+        passed = self.screen(order, reserve)
+        survivors = self.recheck(passed, reserve * 0.6)
+        confirmed, chosen = self.confirm(survivors)
+        return {
+            "chosen": chosen,
+            "confirmed": confirmed,
+            "rows": list(self.journal.rows.values()),
+            "refused": self.refused,
+            "notes": self.notes,
+            "seconds": self.spent(),
+            "original_seconds_per_batch": self.original_batch(),
+        }
+
+    def original_batch(self) -> float:
+        seconds = self.arena.original_batch_seconds
+        return sorted(seconds)[len(seconds) // 2] if seconds else float("nan")
+
+    def reserve(self) -> float:
+        """Seconds kept back from the screen for the rechecks and confirmations: the original's images at the larger
+        rungs and `confirm` candidates' images and timing rounds, from the original's measured batch time."""
+        batch = self.original_batch()
+        if batch != batch:  # every original image came from the cache of a resumed search
+            return 0.0
+        per_image = batch / self.config.batch
+        originals = per_image * (max(self.config.mid_num - self.config.screen_num, 0) + self.config.confirm_num)
+        timing = self.config.confirm * self.config.rounds * batch * 1.3
+        return originals + timing + 0.25 * per_image * self.config.confirm * self.config.confirm_num
+
+    def report(self, candidate: Candidate, rung: str, row: dict, index: int | None = None, total: int | None = None):
+        where = f"[{index}/{total}] " if index else ""
+        fd = row["differences"].get("fd")
+        quality = f"FD {fd['difference']:+.3f} [{fd['interval'][0]:+.3f}, {fd['interval'][1]:+.3f}]" if fd else ""
+        speed = f"{row['speed']['speedup']:.2f}x" if "speed" in row else f"{row['seconds_per_batch']:.2f} s/batch"
+        verdict = "holds" if row["holds"] else f"fails: {row['why']}"
+        self.log(f"{rung:<7}{where}{label_of(candidate):<40} n={row['num']:<5} {speed:>12}  {quality}  {verdict}"
+                 f"  ({self.spent():.0f} s of {self.config.budget:.0f})")  # fmt: skip
+
+
+def same_but_fewer_steps(faster: Candidate, slower: Candidate) -> bool:
+    """Whether `slower` equals `faster` except for a larger value of one lever's cost knob (more evaluations)."""
+    if faster.keys() != slower.keys():
+        return False
+    differ = [n for n in faster if faster[n] != slower[n]]
+    if len(differ) != 1 or LEVERS[differ[0]].cost_knob is None:
+        return False
+    name, knob = differ[0], LEVERS[differ[0]].cost_knob
+    a, b = dict(faster[name]), dict(slower[name])
+    return a.pop(knob) < b.pop(knob) and a == b

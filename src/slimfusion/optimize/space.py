@@ -1,0 +1,136 @@
+"""The search space, read from the lever registry: candidates (a setting per lever, or off) and building them.
+
+A candidate is `{lever name: knob settings}`; a lever left out is off. Models are built once per combination of
+model levers (a compiled model is compiled once) and shared by every candidate that differs only in its sampler or
+plan; plans are made per candidate on the model as it stood before the precision / compile stages.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections import OrderedDict
+from typing import Any
+
+from torch import nn
+
+from slimfusion.errors import ConfigError
+from slimfusion.optimize.config import OptimizeConfig
+from slimfusion.pipelines import denoiser_of, is_pipeline_object, with_denoiser
+from slimfusion.steps.registry import LEVERS, PLAN_STAGE, Build
+
+Candidate = dict[str, dict[str, Any]]
+
+
+def key_of(candidate: Candidate) -> str:
+    """The candidate's identity in the journal and the frontier (canonical JSON)."""
+    return json.dumps(candidate, sort_keys=True)
+
+
+def label_of(candidate: Candidate) -> str:
+    """"unipc 6 + compile": the levers in application order, "original" when every lever is off."""
+    parts = [LEVERS[name].describe(candidate[name]) for name in ordered(candidate)]
+    return " + ".join(parts) or "original"
+
+
+def ordered(candidate: Candidate) -> list[str]:
+    """The candidate's levers in application order: sampler, model levers before the plan, plan, the rest."""
+    rank = {"sampler": 0, "plan": PLAN_STAGE}
+    return sorted(candidate, key=lambda n: (rank.get(LEVERS[n].kind, LEVERS[n].stage), n))
+
+
+def settings(config: OptimizeConfig, name: str) -> list[dict]:
+    """Every knob combination of one lever that the config searches."""
+    knobs = LEVERS[name].knobs
+    values = [config.knob_values(name, knob) for knob in knobs]
+    return [dict(zip(knobs, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def base_sampling(config: OptimizeConfig) -> dict:
+    return {"scheduler": config.base_scheduler, "steps": config.base_steps}
+
+
+def candidates(config: OptimizeConfig, denoiser: nn.Module) -> tuple[list[Candidate], dict[str, str]]:
+    """Every candidate the levers allow on this denoiser (the all-off original excluded), and why the settings
+    that cannot run were left out (one reason per lever setting)."""
+    names = config.lever_names()
+    options = [[None, *settings(config, name)] for name in names]
+    found, refused = [], {}
+    for combo in itertools.product(*options):
+        candidate = {name: knobs for name, knobs in zip(names, combo, strict=True) if knobs is not None}
+        if not candidate:
+            continue
+        sampling = sampled_with(candidate, config)
+        reason = next(
+            (r for n in ordered(candidate) if (r := LEVERS[n].allowed(denoiser, candidate[n], sampling))), None
+        )
+        if reason is None:
+            found.append(candidate)
+        else:
+            refused.setdefault(reason, label_of(candidate))
+    return found, refused
+
+
+def sampled_with(candidate: Candidate, config: OptimizeConfig) -> dict:
+    """The sampling settings after the candidate's sampler levers."""
+    build = Build(model=None, sampling=base_sampling(config))
+    for name in ordered(candidate):
+        if LEVERS[name].kind == "sampler":
+            LEVERS[name].apply(build, candidate[name])
+    return build.sampling
+
+
+def model_key(candidate: Candidate) -> str:
+    return key_of({n: k for n, k in candidate.items() if LEVERS[n].kind == "model"})
+
+
+class Builder:
+    """Builds candidates on copies of the original; keeps the last few models (a compiled one is compiled once)."""
+
+    def __init__(self, sampler, config: OptimizeConfig, keep: int = 3):
+        self.sampler, self.config, self.keep = sampler, config, keep
+        self.models: OrderedDict[str, tuple[nn.Module, nn.Module]] = OrderedDict()
+
+    @property
+    def original(self) -> nn.Module:
+        return denoiser_of(self.sampler)
+
+    def models_of(self, candidate: Candidate) -> tuple[nn.Module, nn.Module]:
+        """(plan model, final model) of the candidate's model levers, built on a copy of the original."""
+        key = model_key(candidate)
+        if key in self.models:
+            self.models.move_to_end(key)
+            return self.models[key]
+        steps = [n for n in ordered(candidate) if LEVERS[n].kind == "model"]
+        if not steps:
+            return self.original, self.original
+        build = Build(model=copy.deepcopy(self.original))
+        for name in [n for n in steps if LEVERS[n].stage < PLAN_STAGE]:
+            LEVERS[name].apply(build, candidate[name])
+        plan_model = build.model
+        later = [n for n in steps if LEVERS[n].stage >= PLAN_STAGE]
+        if later:
+            build.model = copy.deepcopy(plan_model)
+            for name in later:
+                LEVERS[name].apply(build, candidate[name])
+        self.models[key] = (plan_model, build.model)
+        while len(self.models) > self.keep:
+            self.models.popitem(last=False)
+        return self.models[key]
+
+    def build(self, candidate: Candidate) -> tuple[Any, Build]:
+        """(sampler, build): the pipeline or model to sample and the candidate's sampling settings and plan."""
+        plan_model, model = self.models_of(candidate)
+        build = Build(model=model, plan_model=plan_model, sampling=sampled_with(candidate, self.config))
+        for name in ordered(candidate):
+            if LEVERS[name].kind == "plan":
+                LEVERS[name].apply(build, candidate[name])
+        sampler = with_denoiser(self.sampler, model) if is_pipeline_object(self.sampler) else model
+        return sampler, build
+
+
+def check_candidate(candidate: Candidate) -> None:
+    for name in candidate:
+        if name not in LEVERS:
+            raise ConfigError(f"the search journal names lever {name!r}, which is not registered here")
