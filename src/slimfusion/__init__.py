@@ -6,7 +6,7 @@ One verb and one config per technique: `slimfusion.prune(model, StructuralConfig
 `slimfusion.evaluate(target, EvaluateConfig(...), ref=..., original=...)`,
 `slimfusion.skip_plan(model, SkipConfig(...))` + `with slimfusion.apply_plan(model, plan):`,
 `slimfusion.sparsify(model_or_pipeline, SparsityConfig(...))`, `slimfusion.lowrank(model, LowRankConfig(...))`,
-`slimfusion.quantize(model, QuantizeConfig(...))`, `slimfusion.run_recipe(path, out)`; `slimfusion.apply(model,
+`slimfusion.quantize(model, QuantizeConfig(...))`, `slimfusion.optimize(model, OptimizeConfig(...), out=...)`, `slimfusion.run_recipe(path, out)`; `slimfusion.apply(model,
 config)` dispatches any registered technique config to its function; `load` / `save` read and
 write the pickle-free format. docs/api.md is the reference, with an example of each.
 """
@@ -17,6 +17,7 @@ from slimfusion.compare import compare  # noqa: E402
 from slimfusion.evaluate import EvaluateConfig, evaluate  # noqa: E402
 from slimfusion.lowrank import LowRankConfig, lowrank  # noqa: E402
 from slimfusion.models.io import load, save  # noqa: E402
+from slimfusion.optimize import OptimizeConfig, optimize  # noqa: E402
 from slimfusion.pipelines import load_pipeline, save_pipeline  # noqa: E402
 from slimfusion.prune import DepthConfig, StructuralConfig, prune  # noqa: E402
 from slimfusion.quantize import QuantizeConfig, quantize  # noqa: E402
@@ -33,6 +34,7 @@ __all__ = [
     "EvaluateConfig",
     "FinetuneConfig",
     "LowRankConfig",
+    "OptimizeConfig",
     "QuantizeConfig",
     "SampleConfig",
     "SkipConfig",
@@ -51,6 +53,7 @@ __all__ = [
     "load_plan",
     "load_recipe",
     "lowrank",
+    "optimize",
     "prune",
     "quantize",
     "run_recipe",

@@ -85,7 +85,9 @@ def info(
     sampler = summary["sampler"]
     if sampler:
         spacing = f", {sampler['spacing']} spacing" if sampler.get("spacing") else ""
-        table.add_row("sampler (step-distilled)", f"{sampler['scheduler']}, {sampler['steps']} steps{spacing}")
+        table.add_row(
+            "own sampler (distilled or optimized)", f"{sampler['scheduler']}, {sampler['steps']} steps{spacing}"
+        )
     Console().print(table)
 
 

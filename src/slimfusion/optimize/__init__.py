@@ -17,7 +17,7 @@ from slimfusion.optimize.measure import Arena, holds, primary_metrics
 from slimfusion.optimize.output import save_choice, write_outputs
 from slimfusion.optimize.search import JOURNAL, Journal, Search
 from slimfusion.pipelines import denoiser_of, is_pipeline_object
-from slimfusion.steps.subject import Subject
+from slimfusion.subject import Subject
 
 __all__ = ["OptimizeConfig", "QualityRule", "optimize", "seconds"]
 CONFIG_FILE = "optimize.json"

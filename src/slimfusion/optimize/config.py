@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from slimfusion.errors import ConfigError
+from slimfusion.registry import LEVERS
 from slimfusion.sample import DEFAULT_GUIDANCE
-from slimfusion.steps.registry import LEVERS
 
 LEVER_SETS = ("training-free", "all")
 RULE = re.compile(r"^(tie|fd-ratio=(?P<ratio>[0-9.]+)|(?P<metric>ssim|accuracy)>=(?P<floor>[0-9.]+))$")
@@ -24,6 +24,15 @@ def seconds(text: str | float) -> float:
     if not match:
         raise ValueError(f"budget {text!r}: give seconds or a number with s / m / h, e.g. 20m")
     return float(match.group(1)) * UNITS[match.group(2) or "s"]
+
+
+def number_or_text(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 class QualityRule(BaseModel):
@@ -79,24 +88,26 @@ class OptimizeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     version: int = 1
-    budget: float = Field(900.0, gt=0)
-    quality: QualityRule = QualityRule(kind="tie")
-    batch: int = Field(64, ge=1)
-    levers: list[str] = ["training-free"]
-    knobs: dict[str, list] = {}
-    screen_num: int = Field(256, ge=8)
-    mid_num: int = Field(1024, ge=0)
-    confirm_num: int = Field(2000, ge=8)
-    confirm: int = Field(3, ge=1)
-    rounds: int = Field(5, ge=2)
-    seed: int = Field(0, ge=0)
-    base_scheduler: str = "ddim"
-    base_steps: int = Field(50, ge=1, le=1000)
-    ref: str = "digits:all"
-    prompts: list[str] | None = Field(None, min_length=1)
-    class_labels: list[int] | None = Field(None, min_length=1)
-    guidance: float = Field(DEFAULT_GUIDANCE, ge=0)
-    resamples: int = Field(200, ge=20)
+    budget: str | float = Field(900.0, description="wall-clock budget of the search: seconds, or 90s / 20m / 1.5h")
+    quality: QualityRule = Field(
+        QualityRule(kind="tie"), description="tie | fd-ratio=1.10 | ssim>=0.95 | accuracy>=0.97"
+    )
+    batch: int = Field(64, ge=1, description="images per sampling call; speed is measured at this batch")
+    levers: list[str] = Field(["training-free"], description="training-free, all, or lever names with commas")
+    knobs: dict[str, list] = Field({}, description="narrow knobs, e.g. 'solver.steps=6,8;cache.interval=2'")
+    screen_num: int = Field(256, ge=8, description="samples of the screen (every candidate)")
+    mid_num: int = Field(1024, ge=0, description="samples of the recheck of the screen's survivors (0: none)")
+    confirm_num: int = Field(2000, ge=8, description="fresh samples of the confirmation")
+    confirm: int = Field(3, ge=1, description="candidates confirmed at most, fastest first")
+    rounds: int = Field(5, ge=2, description="timing rounds in alternation with the original")
+    seed: int = Field(0, ge=0, description="sampling seed of the search (the confirmation uses seed + 1)")
+    base_scheduler: str = Field("ddim", description="the original's solver (the baseline)")
+    base_steps: int = Field(50, ge=1, le=1000, description="the original's steps (the baseline)")
+    ref: str = Field("digits:all", description="reference data or statistics of FD / KD")
+    prompts: list[str] | None = Field(None, min_length=1, description="text-to-image: a prompts file")
+    class_labels: list[int] | None = Field(None, min_length=1, description="DiT: class labels, e.g. 3,7")
+    guidance: float = Field(DEFAULT_GUIDANCE, ge=0, description="guidance scale of conditional pipelines")
+    resamples: int = Field(200, ge=20, description="bootstrap resamples behind every interval")
 
     @field_validator("budget", mode="before")
     @classmethod
@@ -107,6 +118,20 @@ class OptimizeConfig(BaseModel):
     @classmethod
     def _rule(cls, value):
         return QualityRule.parse(value) if isinstance(value, str) else value
+
+    @field_validator("knobs", mode="before")
+    @classmethod
+    def _knob_text(cls, value):
+        """ "solver.steps=6,8;cache.interval=2" -> {"solver.steps": [6, 8], "cache.interval": [2]}."""
+        if not isinstance(value, str):
+            return value
+        knobs = {}
+        for part in (p.strip() for p in value.split(";") if p.strip()):
+            name, sep, values = part.partition("=")
+            if not sep:
+                raise ValueError(f"knob {part!r}: write lever.knob=v1,v2")
+            knobs[name.strip()] = [number_or_text(v.strip()) for v in values.split(",") if v.strip()]
+        return knobs
 
     @field_validator("levers", mode="before")
     @classmethod
@@ -130,7 +155,9 @@ class OptimizeConfig(BaseModel):
             elif item in LEVERS:
                 names.append(item)
             else:
-                raise ConfigError(f"unknown lever {item!r}; registered: {', '.join(LEVERS)} (or {', '.join(LEVER_SETS)})")
+                raise ConfigError(
+                    f"unknown lever {item!r}; registered: {', '.join(LEVERS)} (or {', '.join(LEVER_SETS)})"
+                )
         return list(dict.fromkeys(names))
 
     def knob_values(self, lever: str, knob: str) -> tuple:

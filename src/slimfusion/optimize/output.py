@@ -13,9 +13,9 @@ from slimfusion.optimize.config import OptimizeConfig
 from slimfusion.optimize.space import Builder, Candidate, key_of, label_of
 from slimfusion.pipelines import with_denoiser
 from slimfusion.plots import frontier_plot
+from slimfusion.registry import LEVERS
 from slimfusion.skip.plan import store_plan
-from slimfusion.steps.registry import LEVERS
-from slimfusion.steps.subject import Subject
+from slimfusion.subject import Subject
 
 RUNGS = ("screen", "mid", "confirm")
 
@@ -131,7 +131,9 @@ def markdown(result: dict, rows: list[dict]) -> str:
     for r in rows:
         span = r["speedup_interval"]
         speed = f"{r['speedup']:.2f}x" + (f" [{span[0]:.2f}, {span[1]:.2f}]" if span else " (screen)")
-        name = ("**" + r["label"] + "** (chosen)") if r["chosen"] else r["label"] + (" (frontier)" if r["pareto"] else "")
+        name = (
+            ("**" + r["label"] + "** (chosen)") if r["chosen"] else r["label"] + (" (frontier)" if r["pareto"] else "")
+        )
         lines.append(f"| {name} | {r['rung']} | {r['num']} | {speed} | {diff(r, 'fd')} | {diff(r, 'kd')} | "
                      f"{r['metrics'].get('ssim', float('nan')):.3f} | {'yes' if r['holds'] else 'no'} | "
                      f"{r['detectable'].get('fd', float('nan')):.3f} | {r['why'] or ''} |")  # fmt: skip
@@ -157,7 +159,9 @@ def diff(row: dict, metric: str) -> str:
         return ""
     scale = 1000 if metric in ("kd", "kid") else 1
     low, high = (v * scale for v in d["interval"])
-    return f"{d['difference'] * scale:+.3f} [{low:+.3f}, {high:+.3f}] {d['verdict']}" + (" (x1000)" if scale > 1 else "")
+    return f"{d['difference'] * scale:+.3f} [{low:+.3f}, {high:+.3f}] {d['verdict']}" + (
+        " (x1000)" if scale > 1 else ""
+    )
 
 
 def write_outputs(result: dict, folder: Path) -> None:

@@ -20,7 +20,7 @@ from slimfusion.optimize.config import OptimizeConfig
 from slimfusion.optimize.measure import Arena
 from slimfusion.optimize.space import Candidate, candidates, key_of, label_of, model_key, sampled_with
 from slimfusion.progress import console
-from slimfusion.steps.registry import LEVERS
+from slimfusion.registry import LEVERS
 
 JOURNAL = "journal.jsonl"
 
@@ -128,8 +128,9 @@ class Search:
             if faster is not None:
                 self.notes[key] = f"not screened: {label_of(faster['candidate'])} passed with fewer evaluations"
                 continue
-            row = self.measured(candidate, "screen", lambda c=candidate: self.arena.judge(c, self.config.seed,
-                                                                                          self.config.screen_num))
+            row = self.measured(
+                candidate, "screen", lambda c=candidate: self.arena.judge(c, self.config.seed, self.config.screen_num)
+            )
             self.report(candidate, "screen", row, index + 1, len(order))
             if row["holds"]:
                 passed.append({"candidate": candidate, **row})
@@ -147,8 +148,9 @@ class Search:
                 self.notes.setdefault(key_of(row["candidate"]), "not rechecked: budget")
                 continue
             candidate = row["candidate"]
-            mid = self.measured(candidate, "mid", lambda c=candidate: self.arena.judge(c, self.config.seed,
-                                                                                       self.config.mid_num))
+            mid = self.measured(
+                candidate, "mid", lambda c=candidate: self.arena.judge(c, self.config.seed, self.config.mid_num)
+            )
             self.report(candidate, "mid", mid)
             if mid["holds"]:
                 kept.append({"candidate": candidate, **mid})
@@ -164,8 +166,9 @@ class Search:
             if self.journal.get(key, "confirm") is None and self.left() <= 0:
                 self.notes.setdefault(key, "not confirmed: budget")
                 continue
-            final = self.measured(candidate, "confirm", lambda c=candidate: self.arena.judge(c, fresh,
-                                                                                             self.config.confirm_num))
+            final = self.measured(
+                candidate, "confirm", lambda c=candidate: self.arena.judge(c, fresh, self.config.confirm_num)
+            )
             speed = self.measured(candidate, "speed", lambda c=candidate: self.arena.speed(c, fresh))
             final = final | {"speed": speed}
             confirmed.append({"candidate": candidate, **final})

@@ -18,7 +18,7 @@ from torch import nn
 from slimfusion.errors import ConfigError
 from slimfusion.optimize.config import OptimizeConfig
 from slimfusion.pipelines import denoiser_of, is_pipeline_object, with_denoiser
-from slimfusion.steps.registry import LEVERS, PLAN_STAGE, Build
+from slimfusion.registry import LEVERS, PLAN_STAGE, Build
 
 Candidate = dict[str, dict[str, Any]]
 
@@ -29,7 +29,7 @@ def key_of(candidate: Candidate) -> str:
 
 
 def label_of(candidate: Candidate) -> str:
-    """"unipc 6 + compile": the levers in application order, "original" when every lever is off."""
+    """ "unipc 6 + compile": the levers in application order, "original" when every lever is off."""
     parts = [LEVERS[name].describe(candidate[name]) for name in ordered(candidate)]
     return " + ".join(parts) or "original"
 

@@ -9,7 +9,7 @@ module with one `@register` (docs/architecture.md walks through it).
 
 from __future__ import annotations
 
-from slimfusion.steps.registry import (
+from slimfusion.registry import (
     LEVERS,
     STEPS,
     Build,
@@ -23,10 +23,11 @@ from slimfusion.steps.registry import (
     register_lever,
     technique_configs,
 )
-from slimfusion.steps.subject import Subject
+from slimfusion.subject import Subject
 
 # importing the step modules registers them
 from slimfusion.steps import compress, evaluation, sampling, skipping, step_distill, training  # noqa: E402, F401  isort: skip
+from slimfusion.steps import optimizing  # noqa: E402, F401  isort: skip  (after the levers it searches)
 
 __all__ = [
     "LEVERS",

@@ -19,9 +19,9 @@ from slimfusion.prune import DepthConfig, StructuralConfig, prune
 from slimfusion.prune.conditioning import encode_prompts, parse_class_labels
 from slimfusion.prune.importance import METHODS
 from slimfusion.quantize import QuantizeConfig, quantize
+from slimfusion.registry import Build, Lever, config_of, register, register_lever
 from slimfusion.sparsify import SparsityConfig, sparsify
-from slimfusion.steps.registry import Build, Lever, config_of, register, register_lever
-from slimfusion.steps.subject import Subject
+from slimfusion.subject import Subject
 
 DEPTH_METHODS = {"depth": "greedy", "depth-learned": "learned"}
 

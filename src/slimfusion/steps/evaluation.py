@@ -7,10 +7,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from slimfusion.evaluate import EvaluateConfig, evaluate
+from slimfusion.registry import config_of, register
 from slimfusion.report import write_report
 from slimfusion.steps.compress import comma_list, read_conditions
-from slimfusion.steps.registry import config_of, register
-from slimfusion.steps.subject import Subject
+from slimfusion.subject import Subject
 
 
 class EvaluateOptions(EvaluateConfig):

@@ -7,7 +7,7 @@ sampler travels with the optimized model as its own (`get_meta(model)["sampler"]
 from __future__ import annotations
 
 from slimfusion.diffusion.schedulers import SOLVERS
-from slimfusion.steps.registry import Build, Lever, register_lever
+from slimfusion.registry import Build, Lever, register_lever
 
 # Deterministic solvers with one model evaluation per step (so steps = evaluations): the fast multistep solvers of
 # steps_digits.md and DDIM. Stochastic solvers cannot be compared on identical noise step for step, Heun costs two

@@ -10,12 +10,12 @@ from slimfusion.diffusion.schedulers import SOLVERS
 from slimfusion.errors import ConfigError
 from slimfusion.models.families import family_of
 from slimfusion.models.families.pipeline import embed
+from slimfusion.registry import Build, Lever, config_of, register, register_lever
 from slimfusion.sample import DEFAULT_GUIDANCE
 from slimfusion.skip import SkipConfig, SkipPlan, save_plan, skip_plan, store_plan
 from slimfusion.skip.picture import plan_picture
 from slimfusion.steps.compress import calibration_conditions
-from slimfusion.steps.registry import Build, Lever, config_of, register, register_lever
-from slimfusion.steps.subject import Subject
+from slimfusion.subject import Subject
 from slimfusion.train.conditional_data import NULL_CLASS
 
 PLAN_NAME = "plan.json"

@@ -15,9 +15,9 @@ from slimfusion.models.io import load
 from slimfusion.models.meta import history, original_source
 from slimfusion.pipeline_sample import pipeline_kind
 from slimfusion.prune.conditioning import parse_class_labels
-from slimfusion.steps.registry import config_of, register
-from slimfusion.steps.subject import Subject
+from slimfusion.registry import config_of, register
 from slimfusion.steps.training import DISTILL_STEPS, is_conditional
+from slimfusion.subject import Subject
 from slimfusion.train.recovery.recover import prepare_recovery
 from slimfusion.train.recovery.step_distill import StepDistillConfig, distill_steps
 

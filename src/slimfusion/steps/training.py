@@ -13,9 +13,9 @@ from slimfusion.models.families import check_trainable
 from slimfusion.models.families import pipeline as layout
 from slimfusion.models.io import load
 from slimfusion.prune.conditioning import parse_class_labels
+from slimfusion.registry import config_of, register
 from slimfusion.sample import DEFAULT_GUIDANCE
-from slimfusion.steps.registry import config_of, register
-from slimfusion.steps.subject import Subject
+from slimfusion.subject import Subject
 from slimfusion.train import FinetuneConfig, finetune
 from slimfusion.train.recovery.recover import prepare_recovery
 
