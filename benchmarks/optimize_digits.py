@@ -113,9 +113,11 @@ def write(result: dict, hand: list[dict], speed: dict, args) -> None:
 
 def row_line(name: str, row: dict, speed: tuple) -> str:
     fd, kd = row["differences"]["fd"], row["differences"]["kd"]
-    return (f"| {name} | {'yes' if row['holds'] else 'no: ' + row['why']} | {fd['difference']:+.3f} "
-            f"[{fd['interval'][0]:+.3f}, {fd['interval'][1]:+.3f}] {fd['verdict']} | {kd['difference'] * 1000:+.2f} "
-            f"[{kd['interval'][0] * 1000:+.2f}, {kd['interval'][1] * 1000:+.2f}] {kd['verdict']} | {cell(*speed)} |")  # fmt: skip
+    holds = "yes" if row["holds"] else "no: " + row["why"]
+    fd_text = f"{fd['difference']:+.3f} [{fd['interval'][0]:+.3f}, {fd['interval'][1]:+.3f}] {fd['verdict']}"
+    kd_low, kd_high = (v * 1000 for v in kd["interval"])
+    kd_text = f"{kd['difference'] * 1000:+.2f} [{kd_low:+.2f}, {kd_high:+.2f}] {kd['verdict']}"
+    return f"| {name} | {holds} | {fd_text} | {kd_text} | {cell(*speed)} |"
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ One verb and one config per technique: `slimfusion.prune(model, StructuralConfig
 `slimfusion.evaluate(target, EvaluateConfig(...), ref=..., original=...)`,
 `slimfusion.skip_plan(model, SkipConfig(...))` + `with slimfusion.apply_plan(model, plan):`,
 `slimfusion.sparsify(model_or_pipeline, SparsityConfig(...))`, `slimfusion.lowrank(model, LowRankConfig(...))`,
-`slimfusion.quantize(model, QuantizeConfig(...))`, `slimfusion.optimize(model, OptimizeConfig(...), out=...)`, `slimfusion.run_recipe(path, out)`; `slimfusion.apply(model,
+`slimfusion.quantize(model, QuantizeConfig(...))`,
+`slimfusion.optimize(model, OptimizeConfig(...), out=...)`, `slimfusion.run_recipe(path, out)`; `slimfusion.apply(model,
 config)` dispatches any registered technique config to its function; `load` / `save` read and
 write the pickle-free format. docs/api.md is the reference, with an example of each.
 """

@@ -2,7 +2,8 @@
 
 `evaluation` (info, sample, stats, evaluate, report, demo), `compression` (prune), `training` (train, finetune,
 train-features, train-builtin), `skipping` (skip-plan), `sparsity` (sparsify, sweep), `deploy` (lowrank, quantize),
-`recipes` (run), `optimizing` (optimize, derived from its registered options by `derived`). The work is in the Python API.
+`recipes` (run), `optimizing` (optimize, derived from its registered options by `derived`). The work is in the
+Python API.
 """
 
 from __future__ import annotations
