@@ -137,7 +137,8 @@ def _attach_casts(model: nn.Module, dtype: torch.dtype) -> None:
 def quantize(model: nn.Module, config: QuantizeConfig) -> nn.Module:
     """Quantize `model` in place (see the module docstring for the schemes); records a "quantize" step."""
     family_of(model)
-    if any(t["kind"] == "quantize" for t in transforms_of(model)):
+    previous = [t for t in transforms_of(model) if t["kind"] == "quantize"]
+    if previous and (config.scheme != "none" or any(t["compile"] for t in previous)):  # compile may follow a scheme
         raise ConfigError("model is already quantized; quantize the float model instead")
     if config.scheme == "none" and not config.compile:
         raise ConfigError("scheme none without --compile changes nothing")

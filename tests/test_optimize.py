@@ -1,0 +1,136 @@
+"""`slimfusion optimize`: the search over the lever registry, its refusals, resume, and the saved choice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from test_cli import run_cli
+
+import slimfusion
+from slimfusion.errors import ConfigError
+from slimfusion.optimize import OptimizeConfig, optimize
+from slimfusion.optimize.measure import Arena
+from slimfusion.optimize.search import Journal, Search
+from slimfusion.optimize.space import candidates, key_of
+from slimfusion.registry import LEVERS, Lever, register_lever
+
+# The built-in DDPM against DDIM 10 as its "original": real digits, so FD / KD verdicts mean something, and cheap.
+SMALL = dict(base_steps=10, batch=16, screen_num=16, mid_num=0, confirm_num=32, rounds=2, confirm=2, budget="10m")
+
+
+def small(**changes) -> OptimizeConfig:
+    return OptimizeConfig(**(SMALL | changes))
+
+
+@pytest.fixture(scope="module")
+def ddpm():
+    return slimfusion.load("builtin:digits-ddpm")
+
+
+def test_a_one_step_solver_is_never_chosen_under_tie_and_the_choice_reloads_to_the_same_images(ddpm, tmp_path):
+    config = small(levers=["solver"], knobs={"solver.scheduler": ["unipc"], "solver.steps": [1, 4]})
+    result = optimize(ddpm, config, out=tmp_path / "run")
+    screened = {r["key"]: r for r in result["rows"] if r["rung"] == "screen"}
+    one = screened[key_of({"solver": {"scheduler": "unipc", "steps": 1}})]
+    assert not one["holds"] and "worse" in one["why"]
+    chosen = result["chosen"]["candidate"]
+    assert chosen == {"solver": {"scheduler": "unipc", "steps": 4}}
+    for name in ("frontier.json", "frontier.md", "frontier.png", "report.html", "model/slimfusion.json"):
+        assert (tmp_path / "run" / name).exists(), name
+    assert "unipc 4" in (tmp_path / "run" / "report.html").read_text()
+    # a fresh process loads the model and samples with its own sampler: the search's images of those seeds
+    script = (
+        "import sys, numpy, slimfusion; m = slimfusion.load(sys.argv[1]);"
+        "x = slimfusion.sample(m, slimfusion.SampleConfig(num=4, seed=1), progress=False);"
+        "numpy.save(sys.argv[2], x.numpy())"
+    )
+    out = tmp_path / "fresh.npy"
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "run" / "model"), str(out)], check=True)
+    search_images, _ = Arena(ddpm, config).images(chosen, 1, 4)
+    assert np.array_equal(np.load(out), search_images.numpy())
+
+
+def test_a_killed_search_resumes_without_remeasuring_and_makes_the_same_choice(ddpm, tmp_path, monkeypatch):
+    config = small(levers=["solver"], knobs={"solver.scheduler": ["unipc", "ddim"], "solver.steps": [1, 4]})
+    whole = optimize(ddpm, config, out=tmp_path / "whole")
+    calls = {"n": 0}
+    judge = Arena.judge
+
+    def dies_on_the_third(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return judge(self, *args)
+
+    monkeypatch.setattr(Arena, "judge", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        optimize(ddpm, config, out=tmp_path / "killed")
+    monkeypatch.setattr(Arena, "judge", judge)
+    with pytest.raises(FileExistsError):
+        optimize(ddpm, config, out=tmp_path / "killed")
+    measured = []
+    monkeypatch.setattr(Arena, "judge", lambda self, c, *a: measured.append(key_of(c)) or judge(self, c, *a))
+    resumed = optimize(ddpm, config, out=tmp_path / "killed", resume=True)
+    first_two = [json.loads(line)["key"] for line in (tmp_path / "killed" / "journal.jsonl").read_text().splitlines()]
+    assert not set(first_two[:2]) & set(measured[:1])  # the two finished screens were read back, not redone
+    assert resumed["chosen"]["candidate"] == whole["chosen"]["candidate"]
+    with pytest.raises(ConfigError, match="other settings"):
+        optimize(ddpm, small(levers=["solver"], seed=3), out=tmp_path / "killed", resume=True)
+
+
+def test_a_lever_registered_elsewhere_is_searched_without_touching_the_optimizer(ddpm):
+    register_lever(Lever("toy-steps", "sampler", {"steps": (3,)}, lambda b, k: b.sampling.update(steps=k["steps"]),
+                         lambda k: f"toy {k['steps']}"))  # fmt: skip
+    try:
+        config = small(levers=["toy-steps"])
+        found, _ = candidates(config, ddpm)
+        assert found == [{"toy-steps": {"steps": 3}}]
+        result = Search(Arena(ddpm, config), config, Journal(None), log=lambda line: None).run()
+        assert any(r["key"] == key_of({"toy-steps": {"steps": 3}}) for r in result["rows"])
+    finally:
+        LEVERS.pop("toy-steps")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--budget", "1s"], "cannot evaluate one candidate"),
+        (["--levers", "solver,teleport"], "unknown lever 'teleport'"),
+        (["--knobs", "solver.warp=2"], "unknown knob 'solver.warp'"),
+        (["--quality", "ssim>=1.5"], "the original fails it against itself"),
+        (["--quality", "accuracy>=0.9"], "needs a conditional model"),
+        (["--batch", "0"], "--batch"),
+        (["--class-labels", "3,7"], "unconditional"),
+        (["--quality", "roughly"], "--quality 'roughly'"),
+    ],
+)
+def test_refusals_are_one_line_and_write_nothing(tmp_path, args, message):
+    out = tmp_path / "run"
+    common = ["--base-steps", "4", "--batch", "8", "--screen-num", "8", "--confirm-num", "8", "--mid-num", "0"]
+    result = run_cli("optimize", "builtin:digits-ddpm", "--out", str(out), *common, *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_prompts_are_refused_on_an_unconditional_model_and_required_by_a_pipeline(ddpm, dit_folder):
+    with pytest.raises(ConfigError, match="unconditional"):
+        optimize(ddpm, small(prompts=["a handwritten seven"]))
+    with pytest.raises(ConfigError, match="--class-labels"):
+        optimize(str(dit_folder), small())
+
+
+def test_a_dit_pipeline_is_searched_and_saved_as_a_pipeline_with_its_sampler(dit_folder, tmp_path):
+    torch.manual_seed(0)
+    config = small(levers=["solver"], knobs={"solver.scheduler": ["unipc"], "solver.steps": [4]}, class_labels=[3, 7],
+                   quality="fd-ratio=100", ref="digits:all")  # fmt: skip
+    result = optimize(str(dit_folder), config, out=tmp_path / "run")
+    assert result["chosen"]["candidate"] == {"solver": {"scheduler": "unipc", "steps": 4}}
+    pipe = slimfusion.load_pipeline(str(tmp_path / "run" / "model"))
+    assert type(pipe.scheduler).__name__ == "UniPCMultistepScheduler"
+    assert slimfusion.models.meta.get_meta(pipe.transformer)["sampler"]["steps"] == 4
