@@ -56,13 +56,15 @@ class Build:
 
     `model`: the denoiser copy being changed (model levers); `plan_model`: that denoiser as it stood before the
     precision / compile stages (skip plans are made on it); `sampling`: SampleConfig fields (sampler levers);
-    `plan`: the SkipPlan sampling applies (plan levers).
+    `plan`: the SkipPlan sampling applies (plan levers); `inputs`: what training levers learn from ("teacher": the
+    original, "data": training images or None).
     """
 
     model: Any
     plan_model: Any = None
     sampling: dict[str, Any] = field(default_factory=dict)
     plan: Any = None
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ def optimize(model, config: OptimizeConfig | None = None, out: str | Path | None
         out (`str` or `Path`, optional): the run folder: journal (resume), `model/` (the choice), frontier.json /
             .md / .png, report.html. Without it the search runs in memory and nothing is written.
         resume (`bool`): continue the search journaled in `out` (made with the same config).
+        progress (`bool`): a line per measured candidate on the console (False: quiet).
 
     Returns:
         {"chosen": row or None, "confirmed", "rows", "refused", "notes", "seconds", ...}: see frontier.json.
@@ -53,7 +54,9 @@ def optimize(model, config: OptimizeConfig | None = None, out: str | Path | None
         folder.mkdir(parents=True)
         (folder / CONFIG_FILE).write_text(json.dumps(config.model_dump(mode="json"), indent=2))
         arena.keep_in(folder / "cache")
-    search = Search(arena, config, Journal(folder))
+    if folder is not None:
+        arena.builder.store = folder / "models"
+    search = Search(arena, config, Journal(folder), log=None if progress else (lambda line: None))
     result = search.run() | {"config": config.model_dump(mode="json")}
     if folder is not None:
         if result["chosen"] is not None:

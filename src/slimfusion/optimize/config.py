@@ -81,6 +81,8 @@ class OptimizeConfig(BaseModel):
         seed (`int`, defaults to 0): the search's sampling seed.
         base_scheduler / base_steps (defaults to "ddim" / 50): the original's sampler, the speed and quality baseline
             (a step-distilled model's own sampler when it has one).
+        data (`str`, optional): training images for the levers that train (e.g. "digits:train"); without it,
+            `levers: all` searches the training-free ones only, and a training lever named alone is refused.
         ref (`str`, defaults to "digits:all"): reference data (or statistics) of FD / KD.
         prompts / class_labels / guidance: the conditions of a conditional pipeline (image i: condition i mod len).
         resamples (`int`, defaults to 200): bootstrap resamples behind every interval.
@@ -103,6 +105,7 @@ class OptimizeConfig(BaseModel):
     seed: int = Field(0, ge=0, description="sampling seed of the search (the confirmation uses seed + 1)")
     base_scheduler: str = Field("ddim", description="the original's solver (the baseline)")
     base_steps: int = Field(50, ge=1, le=1000, description="the original's steps (the baseline)")
+    data: str | None = Field(None, description="training images of the levers that train (prune's recovery)")
     ref: str = Field("digits:all", description="reference data or statistics of FD / KD")
     prompts: list[str] | None = Field(None, min_length=1, description="text-to-image: a prompts file")
     class_labels: list[int] | None = Field(None, min_length=1, description="DiT: class labels, e.g. 3,7")
@@ -151,8 +154,11 @@ class OptimizeConfig(BaseModel):
         names: list[str] = []
         for item in self.levers:
             if item in LEVER_SETS:
-                names += [n for n, lever in LEVERS.items() if item == "all" or not lever.trains]
+                wanted = item == "all" and self.data is not None
+                names += [n for n, lever in LEVERS.items() if wanted or not lever.trains]
             elif item in LEVERS:
+                if LEVERS[item].trains and self.data is None:
+                    raise ConfigError(f"lever {item!r} trains: give --data (its training images)")
                 names.append(item)
             else:
                 raise ConfigError(

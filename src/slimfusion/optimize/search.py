@@ -115,9 +115,14 @@ class Search:
         return self.shares[memo]
 
     def screen(self, order: list[Candidate], reserve: float) -> list[dict]:
-        """Every candidate fastest-predicted first on `screen_num` samples, until the budget's screening share is
-        spent; a setting is skipped once the same levers passed with fewer evaluations (it can only be slower)."""
+        """Candidates on `screen_num` samples, single levers first and then compositions (each size fastest-predicted
+        first), until the budget's screening share is spent. A composition is screened only when every part of it
+        (one lever fewer) held: adding a lossy lever to a failing setting cannot make it hold, and the expensive
+        compositions (compile under a cache's hooks) are measured only when they can win. A setting is skipped once
+        the same levers held with a smaller cost knob (fewer evaluations): it can only be slower."""
         passed: list[dict] = []
+        held: set[str] = set()
+        pool = {key_of(c) for c in order}
         for index, candidate in enumerate(order):
             key = key_of(candidate)
             if self.journal.get(key, "screen") is None and self.left() < reserve:
@@ -126,7 +131,12 @@ class Search:
                 break
             faster = next((p for p in passed if same_but_fewer_steps(p["candidate"], candidate)), None)
             if faster is not None:
-                self.notes[key] = f"not screened: {label_of(faster['candidate'])} passed with fewer evaluations"
+                self.notes[key] = f"not screened: {label_of(faster['candidate'])} held with fewer evaluations"
+                held.add(key)
+                continue
+            failed = [p for p in parts(candidate) if key_of(p) in pool and key_of(p) not in held]
+            if failed:
+                self.notes[key] = f"not screened: its part {label_of(failed[0])} did not hold"
                 continue
             row = self.measured(
                 candidate, "screen", lambda c=candidate: self.arena.judge(c, self.config.seed, self.config.screen_num)
@@ -134,6 +144,7 @@ class Search:
             self.report(candidate, "screen", row, index + 1, len(order))
             if row["holds"]:
                 passed.append({"candidate": candidate, **row})
+                held.add(key)
         return sorted(passed, key=lambda r: r["seconds_per_batch"])
 
     def recheck(self, passed: list[dict], reserve: float) -> list[dict]:
@@ -183,7 +194,7 @@ class Search:
                  f"budget {self.config.budget:.0f} s, quality rule {self.config.quality.text()}")  # fmt: skip
         self.arena.original(self.config.seed, self.config.screen_num)
         speed = self.probe()
-        order = sorted(self.pool, key=lambda c: self.predicted(c, speed))
+        order = sorted(self.pool, key=lambda c: (len(c), self.predicted(c, speed)))
         reserve = self.reserve()
         passed = self.screen(order, reserve)
         survivors = self.recheck(passed, reserve * 0.6)
@@ -219,8 +230,15 @@ class Search:
         quality = f"FD {fd['difference']:+.3f} [{fd['interval'][0]:+.3f}, {fd['interval'][1]:+.3f}]" if fd else ""
         speed = f"{row['speed']['speedup']:.2f}x" if "speed" in row else f"{row['seconds_per_batch']:.2f} s/batch"
         verdict = "holds" if row["holds"] else f"fails: {row['why']}"
-        self.log(f"{rung:<7}{where}{label_of(candidate):<40} n={row['num']:<5} {speed:>12}  {quality}  {verdict}"
+        self.log(f"{rung:<8}{where}{label_of(candidate):<40} n={row['num']:<5} {speed:>12}  {quality}  {verdict}"
                  f"  ({self.spent():.0f} s of {self.config.budget:.0f})")  # fmt: skip
+
+
+def parts(candidate: Candidate) -> list[Candidate]:
+    """The candidate with one lever fewer, for each of its levers (none for a single lever)."""
+    if len(candidate) < 2:
+        return []
+    return [{n: k for n, k in candidate.items() if n != name} for name in candidate]
 
 
 def same_but_fewer_steps(faster: Candidate, slower: Candidate) -> bool:

@@ -8,14 +8,18 @@ plan; plans are made per candidate on the model as it stood before the precision
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import json
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from slimfusion.data import load_images
 from slimfusion.errors import ConfigError
+from slimfusion.models.io import load, save
 from slimfusion.optimize.config import OptimizeConfig
 from slimfusion.pipelines import denoiser_of, is_pipeline_object, with_denoiser
 from slimfusion.registry import LEVERS, PLAN_STAGE, Build
@@ -86,11 +90,40 @@ def model_key(candidate: Candidate) -> str:
 
 
 class Builder:
-    """Builds candidates on copies of the original; keeps the last few models (a compiled one is compiled once)."""
+    """Builds candidates on copies of the original; keeps the last few models (a compiled one is compiled once) and
+    every trained one (in memory, and under `store` so a resumed search does not train again)."""
 
-    def __init__(self, sampler, config: OptimizeConfig, keep: int = 3):
-        self.sampler, self.config, self.keep = sampler, config, keep
+    def __init__(self, sampler, config: OptimizeConfig, keep: int = 3, store: Path | None = None):
+        self.sampler, self.config, self.keep, self.store = sampler, config, keep, store
         self.models: OrderedDict[str, tuple[nn.Module, nn.Module]] = OrderedDict()
+        self.trained: dict[str, nn.Module] = {}
+        self._data = None
+
+    def inputs(self) -> dict:
+        """What training levers learn from: the original as teacher and `config.data` as images."""
+        if self._data is None and self.config.data is not None:
+            side = self.original.config.sample_size
+            self._data = load_images(self.config.data, size=side, channels=self.original.config.in_channels)
+        return {"teacher": self.original, "data": self._data}
+
+    def trained_model(self, candidate: Candidate, names: list[str]) -> nn.Module:
+        """The original after the candidate's training levers, trained once per setting."""
+        settings = {n: candidate[n] for n in names}
+        key = key_of(settings)
+        if key in self.trained:
+            return self.trained[key]
+        folder = None if self.store is None else self.store / hashlib.sha1(key.encode()).hexdigest()[:12]
+        if folder is not None and folder.exists():
+            model = load(folder)
+        else:
+            build = Build(model=copy.deepcopy(self.original), inputs=self.inputs())
+            for name in names:
+                LEVERS[name].apply(build, settings[name])
+            model = build.model.eval()
+            if folder is not None:
+                save(model, folder)
+        self.trained[key] = model
+        return model
 
     @property
     def original(self) -> nn.Module:
@@ -105,8 +138,10 @@ class Builder:
         steps = [n for n in ordered(candidate) if LEVERS[n].kind == "model"]
         if not steps:
             return self.original, self.original
-        build = Build(model=copy.deepcopy(self.original))
-        for name in [n for n in steps if LEVERS[n].stage < PLAN_STAGE]:
+        training = [n for n in steps if LEVERS[n].trains]
+        base = self.trained_model(candidate, training) if training else self.original
+        build = Build(model=copy.deepcopy(base), inputs=self.inputs())
+        for name in [n for n in steps if LEVERS[n].stage < PLAN_STAGE and not LEVERS[n].trains]:
             LEVERS[name].apply(build, candidate[name])
         plan_model = build.model
         later = [n for n in steps if LEVERS[n].stage >= PLAN_STAGE]

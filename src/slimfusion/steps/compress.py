@@ -22,6 +22,7 @@ from slimfusion.quantize import QuantizeConfig, quantize
 from slimfusion.registry import Build, Lever, config_of, register, register_lever
 from slimfusion.sparsify import SparsityConfig, sparsify
 from slimfusion.subject import Subject
+from slimfusion.train import FinetuneConfig, finetune
 
 DEPTH_METHODS = {"depth": "greedy", "depth-learned": "learned"}
 
@@ -159,6 +160,35 @@ def _half(build: Build, knobs: dict) -> None:
 def _compile(build: Build, knobs: dict) -> None:
     quantize(build.model, QuantizeConfig(scheme="none", compile=True))
 
+
+def _prune_and_recover(build: Build, knobs: dict) -> None:
+    """Structural pruning at `ratio`, then recovery by fine-tuning with output distillation from the original."""
+    data, method = build.inputs["data"], knobs["method"]
+    extra = {"threshold": 0.05, "batch_size": 16} if method == "diff-pruning" else {}
+    prune(build.model, StructuralConfig(method=method, ratio=knobs["ratio"], **extra), data=data, progress=False)
+    finetune(build.model, data, FinetuneConfig(steps=knobs["recovery_steps"]), teacher=build.inputs["teacher"],
+             progress=False)  # fmt: skip
+
+
+def _prune_allowed(denoiser, knobs: dict, sampling: dict) -> str | None:
+    if family_name(denoiser) != "UNet2DModel":
+        return f"the prune lever recovers unconditional UNets from --data; {family_name(denoiser)}: prune by hand"
+    return None
+
+
+# prune's lever (trains): width pruning with its recovery, built once per setting and shared by every candidate on it
+register_lever(
+    Lever(
+        "prune",
+        "model",
+        {"method": ("diff-pruning",), "ratio": (0.25,), "recovery_steps": (1200,)},
+        _prune_and_recover,
+        lambda k: f"{k['method']} {k['ratio']:g} + {k['recovery_steps']} recovery steps",
+        allowed=_prune_allowed,
+        stage=5,
+        trains=True,
+    )
+)
 
 # quantize's levers: half precision (pays only where the CPU has bf16 arithmetic: the optimizer measures it) and
 # torch.compile, last of every model change (the graph is built over everything before it)
