@@ -1,10 +1,13 @@
-"""`slimfusion demo`: compress -> recover -> evaluate -> report, end to end on a built-in, in minutes.
+"""`slimfusion demo`: the product end to end on a built-in, in minutes.
 
-On builtin:digits-ddpm (default) or builtin:digits-t2i (`--model`, the text-to-image story).
+On builtin:digits-ddpm (default) the demo is `slimfusion optimize`: the training-free levers (solver x evaluations,
+bf16, DeepCache) and width pruning with a short recovery (Diff-Pruning and magnitude, the seed story, as one lever
+with two settings) searched within a budget, the fastest composition that ties the original confirmed on fresh
+noise; the run folder holds the chosen model, the frontier and report.html with the answer first.
 
-Prunes the built-in model to about half its MACs with diff-pruning and with magnitude, fine-tunes each briefly with
-distillation from the original, samples every model from the same noise, measures cost / FD / SSIM / PSNR, and
-writes a run folder (models, samples, results.json, report.md, report.html).
+On builtin:digits-t2i (`--model`, the text-to-image story): prunes the UNet with diff-pruning and with magnitude,
+recovers each data-free with distillation from the original, samples every model from the same noise, measures cost /
+FD / accuracy / SSIM / PSNR, and writes a run folder (models, samples, results.json, report.md, report.html).
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ from typing import Any
 
 from torch import nn
 
-from slimfusion.data import load_images
 from slimfusion.data.prompts import WORDS
 from slimfusion.errors import ConfigError
 from slimfusion.metrics.cost import count_macs, count_params, interleaved_latency
-from slimfusion.models.io import load, replace_folder, save
+from slimfusion.models.io import replace_folder
 from slimfusion.models.meta import history
+from slimfusion.optimize import OptimizeConfig, optimize
 from slimfusion.pipelines import denoiser_of, load_pipeline, save_pipeline
 from slimfusion.prune import StructuralConfig, prune
 from slimfusion.prune.conditioning import encode_prompts
@@ -62,19 +65,38 @@ class _Models:
         self.sampleable[name], self.denoisers[name] = sampleable, denoiser
 
 
-def _ddpm_models(out: Path, finetune_steps: int, progress: bool) -> _Models:
-    """builtin:digits-ddpm pruned twice (diff-pruning on digits, magnitude) and fine-tuned with distillation."""
-    original = load(DEMO_MODEL)
-    train = load_images("digits", 16, 1)
-    models = _Models()
-    models.add("original", original, original)
-    for name, fields in DEMO_METHODS.items():
-        student = load(DEMO_MODEL)
-        prune(student, StructuralConfig(ratio=DEMO_RATIO, **fields), data=train, progress=progress)
-        finetune(student, train, FinetuneConfig(steps=finetune_steps), teacher=original, progress=progress)
-        save(student, out / "models" / name, overwrite=True)
-        models.add(f"{name} + finetune", student, student)
-    return models
+def demo_search(num: int = 512, finetune_steps: int = 300, budget: float = 480) -> OptimizeConfig:
+    """The demo's search: `num` fresh confirmation samples (a quarter of them, at least 8, screen every candidate),
+    pruning recovered for `finetune_steps`; torch.compile left out (its warm-up under a cache's hooks takes minutes
+    on two cores: `slimfusion optimize` searches it)."""
+    return OptimizeConfig(
+        budget=budget,
+        levers=["solver", "precision", "cache", "prune"],
+        data="digits",
+        knobs={
+            "solver.scheduler": ["ddim", "unipc", "dpm++2m"],
+            "solver.steps": [5, 6, 8, 10, 15, 25],
+            "prune.method": list(DEMO_METHODS),
+            "prune.ratio": [DEMO_RATIO],
+            "prune.recovery_steps": [finetune_steps],
+        },
+        screen_num=max(8, num // 4),
+        mid_num=0,
+        confirm_num=num,
+        confirm=2,
+        rounds=3,
+    )
+
+
+def run_optimize_demo(out: Path, num: int, finetune_steps: int, budget: float, progress: bool) -> dict[str, Any]:
+    """`slimfusion optimize` on builtin:digits-ddpm into `out` (built beside it, moved into place when done)."""
+    target = Path(out)
+    partial = target.parent / f".{target.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    start = time.perf_counter()
+    result = optimize(DEMO_MODEL, demo_search(num, finetune_steps, budget), out=partial, progress=progress)
+    replace_folder(partial, target)
+    return result | {"report_html": str(target / "report.html"), "wall_s": round(time.perf_counter() - start, 1)}
 
 
 def _t2i_models(out: Path, finetune_steps: int, progress: bool) -> _Models:
@@ -96,10 +118,10 @@ def _t2i_models(out: Path, finetune_steps: int, progress: bool) -> _Models:
     return models
 
 
-def _recovery_text(student: nn.Module, text: bool) -> str:
+def _recovery_text(student: nn.Module) -> str:
     """How the students were recovered, read from the fine-tuning step in a student's history (what ran)."""
     config = next(h["config"] for h in history(student) if h["step"] == "finetune")
-    source = f"{T2I_LATENTS} latents the original made from the prompts (data-free)" if text else "the digits"
+    source = f"{T2I_LATENTS} latents the original made from the prompts (data-free)"
     return (
         f"fine-tuning {config['steps']} steps on {source}, lr {config['lr']:g}, output distillation W ="
         f" {config['distill']:g} from the original"
@@ -108,33 +130,39 @@ def _recovery_text(student: nn.Module, text: bool) -> str:
 
 def run_demo(
     out: Path,
-    num: int = 256,
+    num: int | None = None,
     steps: int | None = None,
     finetune_steps: int | None = None,
     progress: bool = True,
     model: str = DEMO_MODEL,
+    budget: float = 480,
 ) -> dict[str, Any]:
-    """Run the demo into `out` and return its results (also written to `out/results.json`).
+    """Run the demo into `out` and return its results.
 
     Args:
-        model (`str`, defaults to "builtin:digits-ddpm"): or "builtin:digits-t2i" for the text-to-image story.
-        steps (`int`, *optional*): DDIM steps of the evaluation samples; 50 for the DDPM, 25 for text-to-image.
+        model (`str`, defaults to "builtin:digits-ddpm"): the optimize demo; "builtin:digits-t2i" for the
+            text-to-image pruning story (results also in `out/results.json`).
+        num (`int`, *optional*): DDPM: fresh confirmation samples (512); text-to-image: samples per model (256).
+        steps (`int`, *optional*): text-to-image: DDIM steps of the evaluation samples (25).
         finetune_steps (`int`, *optional*): per pruned model; 300 for the DDPM, 800 for text-to-image.
+        budget (`float`, defaults to 480): DDPM: the search's budget in seconds.
 
     The run is built in a hidden sibling folder and moved into place at the end (an earlier demo is replaced).
     """
     if model not in DEMOS:
         raise ConfigError(f"the demo runs on {' or '.join(DEMOS)}, not {model}")
-    text = model == T2I_MODEL
-    steps = steps or (T2I_SAMPLE_STEPS if text else 50)
-    finetune_steps = finetune_steps or (T2I_FINETUNE_STEPS if text else 300)
+    if model == DEMO_MODEL:
+        return run_optimize_demo(out, num or 512, finetune_steps or 300, budget, progress)
+    num = num or 256
+    steps = steps or T2I_SAMPLE_STEPS
+    finetune_steps = finetune_steps or T2I_FINETUNE_STEPS
     target = Path(out)
     out = target.parent / f".{target.name}.partial"
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    models = (_t2i_models if text else _ddpm_models)(out, finetune_steps, progress)
+    models = _t2i_models(out, finetune_steps, progress)
     references = References("digits:all")
-    prompts = {"prompts": T2I_PROMPTS} if text else {}
+    prompts = {"prompts": T2I_PROMPTS}
     sample_config = SampleConfig(num=num, steps=steps, seed=0, batch_size=128, **prompts)
     latency = interleaved_latency(models.denoisers, batch=1, repeats=20)
     record = {"indices": list(range(num)), **prompts}
@@ -148,7 +176,7 @@ def run_demo(
         save_samples(images, out / folder)
         is_original = base_images is None
         base_images = images if is_original else base_images
-        wanted = ["fd", "kd"] + ([] if is_original else ["ssim", "psnr"]) + (["accuracy"] if text else [])
+        wanted = ["fd", "kd"] + ([] if is_original else ["ssim", "psnr"]) + ["accuracy"]
         quality = quality_of(images, record, wanted, references, base=base_images)
         metrics = {
             "params": count_params(denoiser),
@@ -167,14 +195,14 @@ def run_demo(
                 "timesteps_used": pruned.get("timesteps_used"),
             }
         )
-    ratio, label = (T2I_RATIO, "UNet of builtin:digits-t2i") if text else (DEMO_RATIO, "builtin:digits-ddpm")
-    recovery = _recovery_text(next(m for n, m in models.denoisers.items() if n != "original"), text)
+    ratio, label = T2I_RATIO, "UNet of builtin:digits-t2i"
+    recovery = _recovery_text(next(m for n, m in models.denoisers.items() if n != "original"))
     results = {
         "title": f"slimfusion demo: {label} pruned and fine-tuned",
         "quality_metric": (
             f"Quality: FD and KD (digits features), offline stand-ins for FID / KID (not FID), of {num} DDIM-{steps}"
             f" samples vs all 1,797 digits; SSIM / PSNR vs the original from identical noise"
-            f"{' and prompts; prompt accuracy by the digit classifier' if text else ''}; in brackets their 95%"
+            " and prompts; prompt accuracy by the digit classifier; in brackets their 95%"
             f" intervals (bootstrap over the samples). Pruning ratio {ratio}; {recovery}."
         ),
         "notes": [

@@ -33,6 +33,7 @@ from slimfusion.evaluate import evaluate as run_evaluate
 from slimfusion.metrics.intervals import DEFAULT_RESAMPLES
 from slimfusion.metrics.stats import compute_stats, save_stats
 from slimfusion.models.info import model_info
+from slimfusion.optimize.output import answer
 from slimfusion.pipelines import load_for_sampling
 from slimfusion.progress import console
 from slimfusion.report import load_results, write_report
@@ -165,19 +166,25 @@ def sample(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="run folder (replaced if it exists)")] = Path("demo_out"),
-    num: Annotated[int, typer.Option(help="images sampled per model")] = 256,
+    num: Annotated[
+        int | None, typer.Option(help="DDPM: fresh confirmation samples (512); text-to-image: per model (256)")
+    ] = None,
     finetune_steps: Annotated[
         int | None, typer.Option(help="fine-tuning steps per pruned model (default: 300 DDPM, 800 text-to-image)")
     ] = None,
+    budget: Annotated[float, typer.Option(help="DDPM: the search's budget in seconds")] = 480,
     model: Annotated[str, typer.Option(help="builtin:digits-ddpm or builtin:digits-t2i")] = "builtin:digits-ddpm",
 ) -> None:
-    """Prune a built-in (diff-pruning, magnitude), fine-tune, evaluate, report: builtin:digits-ddpm to ~half its MACs,
-    or builtin:digits-t2i's UNet with data-free distillation."""
-    if num < 2 or (finetune_steps is not None and finetune_steps < 1):
-        raise SlimfusionError("--num must be >= 2 and --finetune-steps >= 1")
-    result = run_demo(out, num=num, finetune_steps=finetune_steps, model=model)
-    print_rows(result)
-    console.print(f"report: {result['report_html']} (and report.md); took {result['wall_s'] / 60:.1f} min")
+    """builtin:digits-ddpm: `optimize` within a budget (solvers, bf16, DeepCache, Diff-Pruning / magnitude pruning
+    with recovery) and the answer first; builtin:digits-t2i: its UNet pruned, recovered data-free and evaluated."""
+    if (num is not None and num < 8) or (finetune_steps is not None and finetune_steps < 1):
+        raise SlimfusionError("--num must be >= 8 and --finetune-steps >= 1")
+    result = run_demo(out, num=num, finetune_steps=finetune_steps, model=model, budget=budget)
+    if "rows" in result and "chosen" not in result:
+        print_rows(result)
+    else:
+        console.print(f"[bold]{answer(result)}[/bold]", highlight=False, soft_wrap=True)
+    console.print(f"report: {result['report_html']}; took {result['wall_s'] / 60:.1f} min", soft_wrap=True)
 
 
 @app.command()

@@ -8,6 +8,7 @@ step), so a technique registered later is searched without touching this package
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from slimfusion.diffusion.schedulers import stored_sampler
@@ -38,6 +39,7 @@ def optimize(model, config: OptimizeConfig | None = None, out: str | Path | None
     Returns:
         {"chosen": row or None, "confirmed", "rows", "refused", "notes", "seconds", ...}: see frontier.json.
     """
+    started = time.perf_counter()  # the budget covers everything from here, the original's first images included
     config = config or OptimizeConfig()
     config.check_knobs()
     config.lever_names()
@@ -56,7 +58,7 @@ def optimize(model, config: OptimizeConfig | None = None, out: str | Path | None
         arena.keep_in(folder / "cache")
     if folder is not None:
         arena.builder.store = folder / "models"
-    search = Search(arena, config, Journal(folder), log=None if progress else (lambda line: None))
+    search = Search(arena, config, Journal(folder), log=None if progress else (lambda line: None), started=started)
     result = search.run() | {"config": config.model_dump(mode="json")}
     if folder is not None:
         if result["chosen"] is not None:

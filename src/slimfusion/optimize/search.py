@@ -52,10 +52,13 @@ class Journal:
 class Search:
     """One search over the candidates of `config` on `arena`'s model, within `config.budget` seconds."""
 
-    def __init__(self, arena: Arena, config: OptimizeConfig, journal: Journal, log: Callable[[str], None] = None):
+    def __init__(self, arena: Arena, config: OptimizeConfig, journal: Journal, log: Callable[[str], None] = None,
+                 started: float | None = None):  # fmt: skip
+        """`started`: when the search's clock started (perf_counter; default now), plus the journal's time."""
         self.arena, self.config, self.journal = arena, config, journal
         self.log = log or (lambda line: console.print(line, highlight=False, soft_wrap=True))
-        self.started = time.perf_counter() - sum(r.get("elapsed", 0.0) for r in journal.rows.values())
+        began = time.perf_counter() if started is None else started
+        self.started = began - sum(r.get("elapsed", 0.0) for r in journal.rows.values())
         self.pool, self.refused = candidates(config, arena.builder.original)
         self.notes: dict[str, str] = {}  # key -> why it was not measured further
         self.shares: dict[tuple, float] = {}
@@ -114,12 +117,13 @@ class Search:
             self.shares[memo] = self.arena.builder.build(candidate)[1].plan.macs_ratio
         return self.shares[memo]
 
-    def screen(self, order: list[Candidate], reserve: float) -> list[dict]:
+    def screen(self, order: list[Candidate], reserve: float, speed: dict[str, float]) -> list[dict]:
         """Candidates on `screen_num` samples, single levers first and then compositions (each size fastest-predicted
         first), until the budget's screening share is spent. A composition is screened only when every part of it
         (one lever fewer) held: adding a lossy lever to a failing setting cannot make it hold, and the expensive
         compositions (compile under a cache's hooks) are measured only when they can win. A setting is skipped once
-        the same levers held with a smaller cost knob (fewer evaluations): it can only be slower."""
+        the same levers held with a smaller cost knob (fewer evaluations): it can only be slower; so is one the probe
+        predicts no faster than the original, or costlier to screen than the screening budget left."""
         passed: list[dict] = []
         held: set[str] = set()
         pool = {key_of(c) for c in order}
@@ -129,6 +133,14 @@ class Search:
                 for rest in order[index:]:
                     self.notes.setdefault(key_of(rest), "not screened: budget")
                 break
+            share = self.predicted(candidate, speed) / self.config.base_steps  # of the original's time
+            if share >= 1:
+                self.notes[key] = f"not screened: the probe predicts {1 / share:.2f}x the original's speed"
+                continue
+            cost = share * self.original_batch() * -(-self.config.screen_num // self.config.batch)
+            if self.journal.get(key, "screen") is None and cost > self.left() - reserve:
+                self.notes[key] = f"not screened: ~{cost:.0f} s predicted, more than the budget left for screening"
+                continue
             faster = next((p for p in passed if same_but_fewer_steps(p["candidate"], candidate)), None)
             if faster is not None:
                 self.notes[key] = f"not screened: {label_of(faster['candidate'])} held with fewer evaluations"
@@ -196,7 +208,7 @@ class Search:
         speed = self.probe()
         order = sorted(self.pool, key=lambda c: (len(c), self.predicted(c, speed)))
         reserve = self.reserve()
-        passed = self.screen(order, reserve)
+        passed = self.screen(order, reserve, speed)
         survivors = self.recheck(passed, reserve * 0.6)
         confirmed, chosen = self.confirm(survivors)
         return {
