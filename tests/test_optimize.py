@@ -134,3 +134,29 @@ def test_a_dit_pipeline_is_searched_and_saved_as_a_pipeline_with_its_sampler(dit
     pipe = slimfusion.load_pipeline(str(tmp_path / "run" / "model"))
     assert type(pipe.scheduler).__name__ == "UniPCMultistepScheduler"
     assert slimfusion.models.meta.get_meta(pipe.transformer)["sampler"]["steps"] == 4
+
+
+def test_a_recipe_can_end_with_optimize(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "model: builtin:digits-ddpm\nsteps:\n  - optimize: {levers: solver, knobs: 'solver.scheduler=unipc;"
+        "solver.steps=4', base_steps: 10, batch: 16, screen_num: 16, mid_num: 0, confirm_num: 32, rounds: 2}\n"
+    )
+    final = slimfusion.run_recipe(recipe, tmp_path / "run", echo=lambda line: None)
+    sampler = slimfusion.models.meta.get_meta(slimfusion.load(final))["sampler"]
+    assert (sampler["scheduler"], sampler["steps"]) == ("unipc", 4)
+    assert list((tmp_path / "run").rglob("frontier.md"))
+
+
+def test_every_optimize_option_is_derived_from_its_registered_options():
+    from typer.main import get_command
+
+    from slimfusion.cli.app import app
+    from slimfusion.registry import STEPS
+
+    command = get_command(app).commands["optimize"]
+    options = {p.name: p for p in command.params}
+    fields = {k: f for k, f in STEPS["optimize"].options.model_fields.items() if k != "version"}
+    assert set(fields) <= set(options)
+    for name, field in fields.items():
+        assert options[name].help.startswith(field.description), name

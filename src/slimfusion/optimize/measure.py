@@ -58,14 +58,20 @@ class Arena:
         """The candidate's first `num` images of `seed`, and the seconds each sampling call of `batch` took."""
         sampler, build = self.builder.build(candidate)
         config = sample_config(self.config, build.sampling, seed, num)
-        plan = apply_plan(denoiser_of(sampler), build.plan) if build.plan is not None else contextlib.nullcontext()
         chunks, seconds = [], []
-        with plan:
+        with self.planned(sampler, build):
             for start in range(0, num, self.config.batch):
                 began = time.perf_counter()
                 chunks.append(sample(sampler, config, range(start, min(start + self.config.batch, num)), False))
                 seconds.append(time.perf_counter() - began)
         return torch.cat(chunks), seconds
+
+    @staticmethod
+    def planned(sampler, build):
+        """The candidate's skip plan applied to its denoiser for the block (nothing when it has none)."""
+        if build.plan is None:
+            return contextlib.nullcontext()
+        return apply_plan(denoiser_of(sampler), build.plan)
 
     def original(self, seed: int, num: int) -> torch.Tensor:
         """The original's first `num` images of `seed` (grown, cached in memory and under `cache` for resume)."""
@@ -127,14 +133,16 @@ class Arena:
         ours = sample_config(self.config, build.sampling, seed, self.config.batch)
         theirs = sample_config(self.config, {"scheduler": self.config.base_scheduler,
                                              "steps": self.config.base_steps}, seed, self.config.batch)  # fmt: skip
-        plan = apply_plan(denoiser_of(sampler), build.plan) if build.plan is not None else contextlib.nullcontext()
-        with plan:
-            times = interleaved(
-                {"original": lambda: sample(original, theirs, progress=False),
-                 "candidate": lambda: sample(sampler, ours, progress=False)},
-                repeats=1,
-                rounds=self.config.rounds,
-            )  # fmt: skip
+
+        def candidate_run():
+            with self.planned(sampler, build):  # only around the candidate: the original may be the same object
+                return sample(sampler, ours, progress=False)
+
+        times = interleaved(
+            {"original": lambda: sample(original, theirs, progress=False), "candidate": candidate_run},
+            repeats=1,
+            rounds=self.config.rounds,
+        )
         median, low, high = ratio(times["original"], times["candidate"])
         return {"speedup": median, "interval": [low, high], "seconds": float(np.median(times["candidate"])),
                 "original_seconds": float(np.median(times["original"]))}  # fmt: skip

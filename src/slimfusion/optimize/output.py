@@ -7,6 +7,8 @@ import html
 import json
 from pathlib import Path
 
+from markdown_it import MarkdownIt  # rich's own dependency: the report's tables as HTML
+
 from slimfusion.diffusion.schedulers import build_scheduler, schedule_of, use_scheduler
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.optimize.config import OptimizeConfig
@@ -172,10 +174,16 @@ def write_outputs(result: dict, folder: Path) -> None:
     write(folder / "frontier.md", markdown(result, rows))
     picture = frontier_plot(rows, folder / "frontier.png")
     image = base64.b64encode(picture.read_bytes()).decode()
-    body = markdown(result, rows)
+    body = MarkdownIt("commonmark").enable("table").render(markdown(result, rows).split("\n", 3)[3])
     write(folder / "report.html", "<!doctype html><meta charset=utf-8><title>slimfusion optimize</title>"
-          f"<h1>{html.escape(answer(result))}</h1><img alt='frontier' src='data:image/png;base64,{image}' width=900>"
-          f"<pre style='white-space:pre-wrap'>{html.escape(body)}</pre>")  # fmt: skip
+          f"<style>{STYLE}</style><h1>{html.escape(answer(result))}</h1>"
+          f"<img alt='speedup against FD difference' src='data:image/png;base64,{image}'>{body}")  # fmt: skip
+
+
+STYLE = (
+    "body{font:14px system-ui,sans-serif;margin:2em;max-width:1400px}img{max-width:100%}"
+    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}"
+)
 
 
 def write(path: Path, text: str) -> None:

@@ -62,6 +62,7 @@ class Search:
         self.pool, self.refused = candidates(config, arena.builder.original)
         self.notes: dict[str, str] = {}  # key -> why it was not measured further
         self.shares: dict[tuple, float] = {}
+        self.pool_keys = {key_of(c) for c in self.pool}
 
     # -- bookkeeping ------------------------------------------------------------------------------------------------
     def spent(self) -> float:
@@ -160,24 +161,48 @@ class Search:
         return sorted(passed, key=lambda r: r["seconds_per_batch"])
 
     def recheck(self, passed: list[dict], reserve: float) -> list[dict]:
-        """The screen's survivors, fastest first, on `mid_num` samples of the same seed (0: skipped)."""
+        """The screen's survivors, fastest first, on `mid_num` samples of the same seed (0: skipped), until
+        2 x `confirm` hold. One that fails is replaced by its next setting (one step more of its cost knob), screened
+        and rechecked in turn: the screen skipped that setting because this one held on fewer samples."""
         if not self.config.mid_num:
             return passed
-        kept = []
-        for row in passed:
-            if len(kept) >= 2 * self.config.confirm:
-                break
-            if self.journal.get(key_of(row["candidate"]), "mid") is None and self.left() < reserve:
-                self.notes.setdefault(key_of(row["candidate"]), "not rechecked: budget")
+        queue, kept = list(passed), []
+        while queue and len(kept) < 2 * self.config.confirm:
+            candidate = queue.pop(0)["candidate"]
+            key = key_of(candidate)
+            if self.journal.get(key, "mid") is None and self.left() < reserve:
+                self.notes.setdefault(key, "not rechecked: budget")
                 continue
-            candidate = row["candidate"]
             mid = self.measured(
                 candidate, "mid", lambda c=candidate: self.arena.judge(c, self.config.seed, self.config.mid_num)
             )
             self.report(candidate, "mid", mid)
             if mid["holds"]:
                 kept.append({"candidate": candidate, **mid})
+                continue
+            following = self.next_setting(candidate)
+            if following is not None and self.left() >= reserve:
+                self.notes.pop(key_of(following), None)
+                row = self.measured(following, "screen", lambda c=following: self.arena.judge(
+                    c, self.config.seed, self.config.screen_num))  # fmt: skip
+                self.report(following, "screen", row)
+                if row["holds"]:
+                    queue.append({"candidate": following, **row})
+                    queue.sort(key=lambda r: r["seconds_per_batch"])
         return sorted(kept, key=lambda r: r["seconds_per_batch"])
+
+    def next_setting(self, candidate: Candidate) -> Candidate | None:
+        """The candidate with the next larger value of one lever's cost knob (in the searched pool), if any."""
+        for name, knobs in candidate.items():
+            knob = LEVERS[name].cost_knob
+            if knob is None:
+                continue
+            larger = sorted(v for v in self.config.knob_values(name, knob) if v > knobs[knob])
+            for value in larger:
+                following = candidate | {name: knobs | {knob: value}}
+                if key_of(following) in self.pool_keys:
+                    return following
+        return None
 
     def confirm(self, survivors: list[dict]) -> tuple[list[dict], dict | None]:
         """The fastest survivors on `confirm_num` fresh samples and timed in alternation with the original; the
@@ -207,9 +232,8 @@ class Search:
         self.arena.original(self.config.seed, self.config.screen_num)
         speed = self.probe()
         order = sorted(self.pool, key=lambda c: (len(c), self.predicted(c, speed)))
-        reserve = self.reserve()
-        passed = self.screen(order, reserve, speed)
-        survivors = self.recheck(passed, reserve * 0.6)
+        passed = self.screen(order, self.reserve("screen"), speed)
+        survivors = self.recheck(passed, self.reserve("mid"))
         confirmed, chosen = self.confirm(survivors)
         return {
             "chosen": chosen,
@@ -225,16 +249,18 @@ class Search:
         seconds = self.arena.original_batch_seconds
         return sorted(seconds)[len(seconds) // 2] if seconds else float("nan")
 
-    def reserve(self) -> float:
-        """Seconds kept back from the screen for the rechecks and confirmations: the original's images at the larger
-        rungs and `confirm` candidates' images and timing rounds, from the original's measured batch time."""
+    def reserve(self, rung: str) -> float:
+        """Seconds kept back for the rungs after `rung` ("screen": the recheck and the confirmation; "mid": the
+        confirmation): the original's images there, `confirm` candidates' images (guessed at a sixth of the
+        original's cost) and the timing rounds, from the original's measured batch time."""
         batch = self.original_batch()
         if batch != batch:  # every original image came from the cache of a resumed search
             return 0.0
-        per_image = batch / self.config.batch
-        originals = per_image * (max(self.config.mid_num - self.config.screen_num, 0) + self.config.confirm_num)
-        timing = self.config.confirm * self.config.rounds * batch * 1.3
-        return originals + timing + 0.25 * per_image * self.config.confirm * self.config.confirm_num
+        per_image, c = batch / self.config.batch, self.config
+        confirm = per_image * c.confirm_num * (1 + c.confirm / 6) + c.confirm * c.rounds * batch * 1.2
+        if rung == "mid" or not c.mid_num:
+            return confirm
+        return confirm + per_image * (c.mid_num - c.screen_num + 2 * c.confirm * c.mid_num / 6)
 
     def report(self, candidate: Candidate, rung: str, row: dict, index: int | None = None, total: int | None = None):
         where = f"[{index}/{total}] " if index else ""
