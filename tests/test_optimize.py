@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from test_cli import run_cli
 
 import slimfusion
@@ -74,10 +73,12 @@ def test_a_killed_search_resumes_without_remeasuring_and_makes_the_same_choice(d
     with pytest.raises(FileExistsError):
         optimize(ddpm, config, out=tmp_path / "killed")
     measured = []
-    monkeypatch.setattr(Arena, "judge", lambda self, c, *a: measured.append(key_of(c)) or judge(self, c, *a))
+    monkeypatch.setattr(Arena, "judge", lambda self, c, seed, num: measured.append((key_of(c), seed, num)) or judge(
+        self, c, seed, num))  # fmt: skip
     resumed = optimize(ddpm, config, out=tmp_path / "killed", resume=True)
-    first_two = [json.loads(line)["key"] for line in (tmp_path / "killed" / "journal.jsonl").read_text().splitlines()]
-    assert not set(first_two[:2]) & set(measured[:1])  # the two finished screens were read back, not redone
+    finished = [json.loads(line) for line in (tmp_path / "killed" / "journal.jsonl").read_text().splitlines()]
+    before = [(r["key"], r["seed"], r["num"]) for r in finished if r["rung"] == "screen"][:2]
+    assert len(before) == 2 and not set(before) & set(measured)  # read back from the journal, not measured again
     assert resumed["chosen"]["candidate"] == whole["chosen"]["candidate"]
     with pytest.raises(ConfigError, match="other settings"):
         optimize(ddpm, small(levers=["solver"], seed=3), out=tmp_path / "killed", resume=True)
@@ -125,15 +126,20 @@ def test_prompts_are_refused_on_an_unconditional_model_and_required_by_a_pipelin
         optimize(str(dit_folder), small())
 
 
-def test_a_dit_pipeline_is_searched_and_saved_as_a_pipeline_with_its_sampler(dit_folder, tmp_path):
-    torch.manual_seed(0)
-    config = small(levers=["solver"], knobs={"solver.scheduler": ["unipc"], "solver.steps": [4]}, class_labels=[3, 7],
-                   quality="fd-ratio=100", ref="digits:all")  # fmt: skip
-    result = optimize(str(dit_folder), config, out=tmp_path / "run")
-    assert result["chosen"]["candidate"] == {"solver": {"scheduler": "unipc", "steps": 4}}
+@pytest.mark.parametrize("kind", ["dit", "sd"])
+def test_a_pipeline_is_searched_and_saved_as_a_pipeline_with_its_sampler(kind, dit_folder, sd_folder, tmp_path):
+    folder, conditions = (dit_folder, {"class_labels": [3, 7]}) if kind == "dit" else (
+        sd_folder, {"prompts": ["a handwritten seven", "the digit 3"]})  # fmt: skip
+    config = small(levers=["solver", "cache"], knobs={"solver.scheduler": ["unipc"], "solver.steps": [4]},
+                   quality="fd-ratio=100", **conditions)  # fmt: skip
+    result = optimize(str(folder), config, out=tmp_path / "run")
+    considered = {r["key"] for r in result["rows"]} | set(result["notes"])
+    assert (key_of({"solver": {"scheduler": "unipc", "steps": 4}, "cache": {"interval": 2, "branch": 0}})
+            in considered) == (kind == "sd")  # DeepCache needs a UNet  # fmt: skip
     pipe = slimfusion.load_pipeline(str(tmp_path / "run" / "model"))
     assert type(pipe.scheduler).__name__ == "UniPCMultistepScheduler"
-    assert slimfusion.models.meta.get_meta(pipe.transformer)["sampler"]["steps"] == 4
+    denoiser = pipe.transformer if kind == "dit" else pipe.unet
+    assert slimfusion.models.meta.get_meta(denoiser)["sampler"]["scheduler"] == "unipc"
 
 
 def test_a_recipe_can_end_with_optimize(tmp_path):

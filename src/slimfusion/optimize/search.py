@@ -253,9 +253,10 @@ class Search:
         """Seconds kept back for the rungs after `rung` ("screen": the recheck and the confirmation; "mid": the
         confirmation): the original's images there, `confirm` candidates' images (guessed at a sixth of the
         original's cost) and the timing rounds, from the original's measured batch time."""
-        batch = self.original_batch()
-        if batch != batch:  # every original image came from the cache of a resumed search
+        seconds = self.arena.original_batch_seconds
+        if not seconds:  # every original image came from the cache of a resumed search
             return 0.0
+        batch = min(seconds)  # the fastest batch: other load on the machine only ever slows a batch down
         per_image, c = batch / self.config.batch, self.config
         confirm = per_image * c.confirm_num * (1 + c.confirm / 6) + c.confirm * c.rounds * batch * 1.2
         if rung == "mid" or not c.mid_num:
