@@ -11,6 +11,7 @@ a measurement. The last verdict is taken on seeds the search never saw (`seed` +
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -118,7 +119,7 @@ class Search:
             self.shares[memo] = self.arena.builder.build(candidate)[1].plan.macs_ratio
         return self.shares[memo]
 
-    def screen(self, order: list[Candidate], reserve: float, speed: dict[str, float]) -> list[dict]:
+    def screen(self, order: list[Candidate], speed: dict[str, float]) -> list[dict]:
         """Candidates on `screen_num` samples, single levers first and then compositions (each size fastest-predicted
         first), until the budget's screening share is spent. A composition is screened only when every part of it
         (one lever fewer) held: adding a lossy lever to a failing setting cannot make it hold, and the expensive
@@ -130,6 +131,7 @@ class Search:
         pool = {key_of(c) for c in order}
         for index, candidate in enumerate(order):
             key = key_of(candidate)
+            reserve = self.reserve("screen", passed)
             if self.journal.get(key, "screen") is None and self.left() < reserve:
                 for rest in order[index:]:
                     self.notes.setdefault(key_of(rest), "not screened: budget")
@@ -232,8 +234,8 @@ class Search:
         self.arena.original(self.config.seed, self.config.screen_num)
         speed = self.probe()
         order = sorted(self.pool, key=lambda c: (len(c), self.predicted(c, speed)))
-        passed = self.screen(order, self.reserve("screen"), speed)
-        survivors = self.recheck(passed, self.reserve("mid"))
+        passed = self.screen(order, speed)
+        survivors = self.recheck(passed, self.reserve("mid", passed))
         confirmed, chosen = self.confirm(survivors)
         return {
             "chosen": chosen,
@@ -249,19 +251,21 @@ class Search:
         seconds = self.arena.original_batch_seconds
         return sorted(seconds)[len(seconds) // 2] if seconds else float("nan")
 
-    def reserve(self, rung: str) -> float:
+    def reserve(self, rung: str, passed: list[dict] | None = None) -> float:
         """Seconds kept back for the rungs after `rung` ("screen": the recheck and the confirmation; "mid": the
-        confirmation): the original's images there, `confirm` candidates' images (guessed at a sixth of the
-        original's cost) and the timing rounds, from the original's measured batch time."""
+        confirmation): the original's images there, the timing rounds, and `confirm` candidates' images at the
+        cost measured on the candidates that held so far (their median batch time; a quarter of the original's
+        before any held), from the original's fastest batch (other load only ever slows a batch down)."""
         seconds = self.arena.original_batch_seconds
         if not seconds:  # every original image came from the cache of a resumed search
             return 0.0
-        batch = min(seconds)  # the fastest batch: other load on the machine only ever slows a batch down
-        per_image, c = batch / self.config.batch, self.config
-        confirm = per_image * c.confirm_num * (1 + c.confirm / 6) + c.confirm * c.rounds * batch * 1.2
+        batch, c = min(seconds), self.config
+        share = 0.25 if not passed else min(1.0, statistics.median(p["seconds_per_batch"] for p in passed) / batch)
+        per_image = batch / c.batch
+        confirm = per_image * c.confirm_num * (1 + c.confirm * share) + c.confirm * c.rounds * batch * (1 + share)
         if rung == "mid" or not c.mid_num:
             return confirm
-        return confirm + per_image * (c.mid_num - c.screen_num + 2 * c.confirm * c.mid_num / 6)
+        return confirm + per_image * (c.mid_num - c.screen_num + 2 * c.confirm * c.mid_num * share)
 
     def report(self, candidate: Candidate, rung: str, row: dict, index: int | None = None, total: int | None = None):
         where = f"[{index}/{total}] " if index else ""
