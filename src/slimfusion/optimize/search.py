@@ -131,7 +131,8 @@ class Search:
         pool = {key_of(c) for c in order}
         for index, candidate in enumerate(order):
             key = key_of(candidate)
-            reserve = self.reserve("screen", passed)
+            # until one candidate held, the reserve is a guess: screen on while any budget is left
+            reserve = self.reserve("screen", passed) if passed else 0.0
             if self.journal.get(key, "screen") is None and self.left() < reserve:
                 for rest in order[index:]:
                     self.notes.setdefault(key_of(rest), "not screened: budget")
