@@ -87,7 +87,8 @@ def test_demo_is_optimize_with_the_pruning_story_as_one_lever(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     front = json.loads((out / "frontier.json").read_text())
     labels = " ".join(r["label"] for r in front["frontier"]) + " ".join(json.dumps(r) for r in front["notes"])
-    probed = [json.loads(r["key"]) for r in front["rows"] if r["rung"] == "probe"]
+    journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    probed = [json.loads(r["key"]) for r in journal if r["rung"] == "probe"]
     assert {p["prune"]["method"] for p in probed if "prune" in p} == {"diff-pruning", "magnitude"}
     assert "unipc" in labels and "DeepCache" in labels
     assert (out / "report.html").read_text().count("<h1>") == 1 and (out / "frontier.png").exists()

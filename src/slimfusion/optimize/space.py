@@ -116,7 +116,8 @@ class Builder:
         if folder is not None and folder.exists():
             model = load(folder)
         else:
-            build = Build(model=copy.deepcopy(self.original), inputs=self.inputs())
+            # the original is the teacher of earlier trainings, which freeze it: its copy must train
+            build = Build(model=copy.deepcopy(self.original).requires_grad_(True), inputs=self.inputs())
             for name in names:
                 LEVERS[name].apply(build, settings[name])
             model = build.model.eval()
