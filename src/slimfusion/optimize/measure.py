@@ -17,7 +17,7 @@ import torch
 
 from slimfusion.metrics.timing import interleaved, ratio
 from slimfusion.optimize.config import OptimizeConfig, QualityRule
-from slimfusion.optimize.space import Builder, Candidate
+from slimfusion.optimize.space import Builder, Candidate, base_sampling
 from slimfusion.pipelines import denoiser_of
 from slimfusion.quality import Quality, References, quality_of
 from slimfusion.sample import SampleConfig, sample
@@ -131,8 +131,7 @@ class Arena:
         sampler, build = self.builder.build(candidate)
         original = self.builder.sampler
         ours = sample_config(self.config, build.sampling, seed, self.config.batch)
-        theirs = sample_config(self.config, {"scheduler": self.config.base_scheduler,
-                                             "steps": self.config.base_steps}, seed, self.config.batch)  # fmt: skip
+        theirs = sample_config(self.config, base_sampling(self.config), seed, self.config.batch)
 
         def candidate_run():
             with self.planned(sampler, build):  # only around the candidate: the original may be the same object

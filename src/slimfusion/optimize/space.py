@@ -18,7 +18,6 @@ from typing import Any
 from torch import nn
 
 from slimfusion.data import load_images
-from slimfusion.errors import ConfigError
 from slimfusion.models.io import load, save
 from slimfusion.optimize.config import OptimizeConfig
 from slimfusion.pipelines import denoiser_of, is_pipeline_object, with_denoiser
@@ -164,9 +163,3 @@ class Builder:
                 LEVERS[name].apply(build, candidate[name])
         sampler = with_denoiser(self.sampler, model) if is_pipeline_object(self.sampler) else model
         return sampler, build
-
-
-def check_candidate(candidate: Candidate) -> None:
-    for name in candidate:
-        if name not in LEVERS:
-            raise ConfigError(f"the search journal names lever {name!r}, which is not registered here")
