@@ -56,7 +56,7 @@ def main() -> None:
         + (f" --models {' '.join(args.models)}" if args.models != list(MODELS) else "")
         + f"` ({stamp()})",
         "",
-        __doc__.split("\n\n", 2)[2].strip().replace("\n", " "),
+        __doc__.split("\n\n")[3].strip().replace("\n", " "),
         "",
         *sections,
     ]

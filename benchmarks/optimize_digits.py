@@ -4,6 +4,8 @@ hand-made rows of steps_digits.md that were within the noise there, at the same 
 Regenerates benchmarks/results/optimize_digits.md:
 
     .venv/bin/python benchmarks/optimize_digits.py --budget 15m
+    .venv/bin/python benchmarks/optimize_digits.py --budget 60m --levers all --data digits --work runs/optimize_all
+    (-> benchmarks/results/optimize_digits_all.md)
 
 The search runs as `slimfusion optimize builtin:digits-ddpm --budget 15m` does (batch 64, quality rule "tie": FD and KD
 tie or better, paired on identical noise; confirmed on 2,000 fresh samples; the original is DDIM 50 float32). Then
@@ -47,13 +49,17 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "optimize_digits")
     parser.add_argument("--resume", action="store_true", help="continue the search in --work")
     parser.add_argument("--rounds", type=int, default=7, help="timing rounds of the hand-row comparison")
+    parser.add_argument("--levers", default="training-free", help="'all' adds the training levers (with --data)")
+    parser.add_argument("--data", default=None, help="training images of the training levers, e.g. digits")
     args = parser.parse_args()
+    args.result = RESULT if args.levers == "training-free" else RESULT.with_name(f"optimize_digits_{args.levers}.md")
     if args.work.exists() and not args.resume:
         shutil.rmtree(args.work)
-    config = OptimizeConfig(budget=args.budget)
+    config = OptimizeConfig(budget=args.budget, levers=args.levers.split(","), data=args.data)
     result = optimize("builtin:digits-ddpm", config, out=args.work, resume=args.resume)
     chosen = result["chosen"]
     arena = Arena(load("builtin:digits-ddpm"), config, args.work / "cache")
+    arena.builder.store = args.work / "models"  # the search's trained models, not trained again
     fresh = config.seed + 1
     hand = []
     for candidate in HAND:
@@ -73,6 +79,7 @@ def main() -> None:
     times = interleaved({n: (lambda n=n: sample(samplers[n], runs[n], progress=False)) for n in runs}, 1, args.rounds)
     speed = {n: ratio(times["original"], t) for n, t in times.items()}
     write(result, hand, speed, args)
+    print(f"wrote {args.result}")
 
 
 def write(result: dict, hand: list[dict], speed: dict, args) -> None:
@@ -81,11 +88,13 @@ def write(result: dict, hand: list[dict], speed: dict, args) -> None:
     holding = [h for h in hand if h["holds"]]
     best = max(holding, key=lambda h: speed[label_of(h["candidate"])][0], default=None)
     lines = [
-        "# slimfusion optimize on builtin:digits-ddpm (training-free levers)",
+        f"# slimfusion optimize on builtin:digits-ddpm ({args.levers} levers)",
         "",
-        f"Command: `.venv/bin/python benchmarks/optimize_digits.py --budget {args.budget}` ({stamp()})",
+        f"Command: `.venv/bin/python benchmarks/optimize_digits.py --budget {args.budget}"
+        + (f" --levers {args.levers} --data {args.data}" if args.levers != "training-free" else "")
+        + f"` ({stamp()})",
         "",
-        __doc__.split("\n\n", 2)[2].strip().replace("\n", " "),
+        __doc__.split("\n\n")[3].strip().replace("\n", " "),
         "",
         "## The search",
         "",
@@ -106,9 +115,9 @@ def write(result: dict, hand: list[dict], speed: dict, args) -> None:
         verdict = "within 5%" if share >= 0.95 else "more than 5% slower"
         lines.append(f"The choice runs at {share:.2f}x the speed of the fastest hand row that holds the rule "
                      f"({label_of(best['candidate'])}): {verdict}.")  # fmt: skip
-    RESULT.write_text("\n".join(lines) + "\n")
+    args.result.write_text("\n".join(lines) + "\n")
     (args.work / "hand.json").write_text(json.dumps({"hand": hand, "speed": speed}, indent=2, default=str))
-    print(RESULT.read_text())
+    print(args.result.read_text())
 
 
 def row_line(name: str, row: dict, speed: tuple) -> str:

@@ -8,14 +8,16 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from test_cli import run_cli
 
 import slimfusion
 from slimfusion.errors import ConfigError
+from slimfusion.models.meta import get_meta
 from slimfusion.optimize import OptimizeConfig, optimize
 from slimfusion.optimize.measure import Arena
 from slimfusion.optimize.search import Journal, Search
-from slimfusion.optimize.space import candidates, key_of
+from slimfusion.optimize.space import candidates, key_of, model_key, sampled_with
 from slimfusion.registry import LEVERS, Lever, register_lever
 
 # The built-in DDPM against DDIM 10 as its "original": real digits, so FD / KD verdicts mean something, and cheap.
@@ -97,6 +99,28 @@ def test_a_lever_registered_elsewhere_is_searched_without_touching_the_optimizer
         LEVERS.pop("toy-steps")
 
 
+def test_a_student_is_trained_once_samples_with_its_own_sampler_and_excludes_the_solver(ddpm, tmp_path):
+    knobs = {"distill.train_steps": [2], "distill.nfe": [2, 3], "solver.scheduler": ["unipc"], "solver.steps": [4]}
+    config = small(levers=["distill", "solver"], knobs=knobs, data="digits", quality="fd-ratio=1000", confirm=1)
+    found, refused = candidates(config, ddpm)
+    assert all(not {"distill", "solver"} <= c.keys() for c in found)
+    assert any("distill is never combined with solver" in reason for reason in refused)
+    student = {"distill": {"method": "consistency", "loss": "pseudo-huber", "train_steps": 2, "nfe": 2}}
+    assert sampled_with(student, config) == {"scheduler": "lcm", "steps": 2}
+    assert model_key(student) == model_key({"distill": student["distill"] | {"nfe": 3}})
+    config = config.model_copy(update={"levers": ["distill"]})
+    result = optimize(ddpm, config, out=tmp_path / "run")
+    assert len(list((tmp_path / "run" / "models").iterdir())) == 1  # one training for both evaluation counts
+    chosen = result["chosen"]["candidate"]
+    saved = slimfusion.load(tmp_path / "run" / "model")
+    own = get_meta(saved)["sampler"]
+    assert (own["scheduler"], own["steps"]) == ("lcm", chosen["distill"]["nfe"])
+    again = slimfusion.sample(saved, slimfusion.SampleConfig(num=4, seed=1), progress=False)
+    arena = Arena(ddpm, config)
+    arena.builder.store = tmp_path / "run" / "models"
+    assert torch.equal(again, arena.images(chosen, 1, 4)[0])
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -154,15 +178,17 @@ def test_a_recipe_can_end_with_optimize(tmp_path):
     assert list((tmp_path / "run").rglob("frontier.md"))
 
 
-def test_every_optimize_option_is_derived_from_its_registered_options():
+@pytest.mark.parametrize("verb", ["optimize", "lowrank", "quantize"])
+def test_every_option_of_a_derived_verb_comes_from_its_registered_options(verb):
     from typer.main import get_command
 
     from slimfusion.cli.app import app
     from slimfusion.registry import STEPS
 
-    command = get_command(app).commands["optimize"]
+    command = get_command(app).commands[verb]
     options = {p.name: p for p in command.params}
-    fields = {k: f for k, f in STEPS["optimize"].options.model_fields.items() if k != "version"}
+    fields = {k: f for k, f in STEPS[verb].options.model_fields.items() if k != "version"}
     assert set(fields) <= set(options)
     for name, field in fields.items():
-        assert options[name].help.startswith(field.description), name
+        assert field.description and options[name].help.startswith(field.description), name
+    assert set(options) - set(fields) <= {"model", "out", "overwrite", "resume"}  # what saving needs, nothing else

@@ -35,10 +35,12 @@ class LowRankConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     version: int = 1
-    rank_ratio: float | None = Field(None, gt=0, le=1)
-    energy: float | None = Field(None, gt=0, le=1)
-    layers: str = Field("linear+conv", pattern="^(linear|linear\\+conv)$")
-    skip: list[str] = Field(default_factory=list)
+    rank_ratio: float | None = Field(None, gt=0, le=1, description="keep this share of each layer's rank, in (0, 1]")
+    energy: float | None = Field(
+        None, gt=0, le=1, description="keep the singular values holding this share of the spectrum, in (0, 1]"
+    )
+    layers: str = Field("linear+conv", pattern="^(linear|linear\\+conv)$", description="linear | linear+conv")
+    skip: list[str] = Field(default_factory=list, description="comma list of module-name prefixes to leave alone")
 
     @model_validator(mode="after")
     def _one_rule(self) -> LowRankConfig:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import diffusers
-from huggingface_hub import snapshot_download
 from torch import nn
 
 from slimfusion.errors import CorruptFileError, ModelNotFoundError, NotAModelError
@@ -32,6 +31,7 @@ from slimfusion.models.io import (
     write_meta,
 )
 from slimfusion.models.meta import get_meta
+from slimfusion.models.source import hub_folder
 from slimfusion.models.zoo import BUILTINS, PREFIX
 
 INDEX = "model_index.json"
@@ -115,14 +115,10 @@ def _hub_pipeline(source: str) -> Path:
     if not _looks_like_hub_id(source):
         raise ModelNotFoundError(f"pipeline not found: {source} (no such folder, builtin pipeline or hub id)")
 
-    try:
-        folder = snapshot_download(source, allow_patterns=["*.json", "*.safetensors", "*.txt"])
-    except Exception as exc:  # offline, unknown or gated repo: all mean "cannot get it"
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelNotFoundError(f"cannot fetch hub id {source} ({reason}); offline? pass a local folder") from exc
-    if not (Path(folder) / INDEX).exists():
+    folder = hub_folder(source)
+    if not (folder / INDEX).exists():
         raise NotAModelError(f"hub id {source} is not a pipeline (no {INDEX})")
-    return Path(folder)
+    return folder
 
 
 def save_pipeline(pipe, path: str | Path, overwrite: bool = False) -> Path:

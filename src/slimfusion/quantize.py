@@ -19,7 +19,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from slimfusion.errors import ConfigError
@@ -43,10 +43,12 @@ class QuantizeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     version: int = 1
-    scheme: Literal["bf16", "fp16", "int8-weight", "none"] = "bf16"
-    compile: bool = False
-    layers: Literal["linear", "linear+conv"] = "linear+conv"
-    skip: list[str] = []
+    scheme: Literal["bf16", "fp16", "int8-weight", "none"] = Field(
+        "bf16", description="bf16 | fp16 | int8-weight | none"
+    )
+    compile: bool = Field(False, description="torch.compile the model whenever it is loaded")
+    layers: Literal["linear", "linear+conv"] = Field("linear+conv", description="int8-weight: linear | linear+conv")
+    skip: list[str] = Field([], description="int8-weight: comma list of module-name prefixes kept float")
 
 
 def _per_channel_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -78,6 +78,12 @@ class Lever:
     `apply(build, knobs)`: the change. `trains`: needs training (searched only with `--levers all`).
     `cost_knob`: a knob whose larger values only cost more time (a solver's steps): once a candidate holds the
     quality rule, the same candidate with a larger value is not screened.
+    `samples(sampling, knobs)`: a model lever whose result has a sampler of its own (a step-distilled student) sets
+    the sampling here; `sampling_knobs` are the knobs only it reads (the model is built once for all their values).
+    `excludes`: levers it is never combined with (a student samples with its own sampler, not a searched solver).
+    `exact`: changes speed, not the images beyond float rounding (torch.compile): a composition with it is screened
+    as soon as its other levers held together, before the compositions that add a lossy lever; every verdict on it is
+    still measured.
     """
 
     name: str
@@ -89,6 +95,14 @@ class Lever:
     stage: int = 0
     trains: bool = False
     cost_knob: str | None = None
+    samples: Callable[[dict, dict], None] | None = None
+    sampling_knobs: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    exact: bool = False
+
+    def model_knobs(self, knobs: dict) -> dict:
+        """The knobs that change the model (what a built or trained model is keyed by)."""
+        return {k: v for k, v in knobs.items() if k not in self.sampling_knobs}
 
 
 LEVERS: dict[str, Lever] = {}

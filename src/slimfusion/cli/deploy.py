@@ -1,40 +1,27 @@
-"""Verbs that change how a model's numbers are stored and run: lowrank, quantize."""
+"""Verbs that change how a model's numbers are stored and run: lowrank, quantize (derived from their options)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from slimfusion.cli.app import app
-from slimfusion.cli.common import ModelArg, OutOpt, make_config, refuse_existing, save_like_source
+from slimfusion.cli.common import refuse_existing, save_like_source
+from slimfusion.cli.derived import derived_command
 from slimfusion.models.io import load
 from slimfusion.models.meta import history
 from slimfusion.progress import console
-from slimfusion.steps import Subject, option_defaults
+from slimfusion.steps import Subject
 from slimfusion.steps.compress import LowRankOptions, QuantizeOptions, run_lowrank, run_quantize
 
-LOWRANK, QUANTIZE = option_defaults(LowRankOptions), option_defaults(QuantizeOptions)
+SAVED = {
+    "out": (Annotated[Path, typer.Option(help="output folder")], ...),
+    "overwrite": (Annotated[bool, typer.Option(help="replace --out if it exists")], False),
+}
 
 
-@app.command("lowrank")
-def lowrank_command(
-    model: ModelArg,
-    out: OutOpt,
-    rank_ratio: Annotated[float | None, typer.Option(help="keep this share of each layer's rank, in (0, 1]")] = None,
-    energy: Annotated[
-        float | None, typer.Option(help="keep the singular values holding this share of the spectrum, in (0, 1]")
-    ] = None,
-    layers: Annotated[str, typer.Option(help="linear | linear+conv")] = LOWRANK["layers"],
-    skip: Annotated[str | None, typer.Option(help="comma list of module-name prefixes to leave alone")] = None,
-    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
-) -> None:
-    """Truncated-SVD factorisation of Linear and Conv2d layers into two thinner ones, where that saves MACs.
-
-    Recover quality afterwards with `slimfusion finetune` as after pruning. MODEL may be a pipeline folder (its
-    denoiser is factorised).
-    """
-    options = make_config(LowRankOptions, rank_ratio=rank_ratio, energy=energy, layers=layers, skip=skip)
+def _lowrank(model: str, options: LowRankOptions, out: Path, overwrite: bool) -> None:
     refuse_existing(out, overwrite)
     denoiser = run_lowrank(Subject(load(model), model), options).denoiser
     save_like_source(model, denoiser, out, overwrite)
@@ -46,26 +33,31 @@ def lowrank_command(
     )
 
 
-@app.command("quantize")
-def quantize_command(
-    model: ModelArg,
-    out: OutOpt,
-    scheme: Annotated[str, typer.Option(help="bf16 | fp16 | int8-weight | none")] = QUANTIZE["scheme"],
-    compile: Annotated[bool, typer.Option(help="torch.compile the model whenever it is loaded")] = False,
-    layers: Annotated[str, typer.Option(help="int8-weight: linear | linear+conv")] = QUANTIZE["layers"],
-    skip: Annotated[str | None, typer.Option(help="int8-weight: comma list of module-name prefixes kept float")] = None,
-    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
-) -> None:
-    """Half precision (bf16 pays on AVX-512 BF16 CPUs), int8 weights (for size), and/or torch.compile at load.
-
-    MODEL may be a pipeline folder (its denoiser is quantized; the rest stays float32).
-    """
-    options = make_config(QuantizeOptions, scheme=scheme, compile=compile, layers=layers, skip=skip)
+def _quantize(model: str, options: QuantizeOptions, out: Path, overwrite: bool) -> None:
     refuse_existing(out, overwrite)
     denoiser = run_quantize(Subject(load(model), model), options).denoiser
     save_like_source(model, denoiser, out, overwrite)
     effect = history(denoiser)[-1]["effect"]
     console.print(
-        f"{scheme}{' + compile' if compile else ''}: weights {effect['weight_bytes_before'] / 1e6:.2f} MB ->"
-        f" {effect['weight_bytes'] / 1e6:.2f} MB; saved {out}"
+        f"{options.scheme}{' + compile' if options.compile else ''}: weights"
+        f" {effect['weight_bytes_before'] / 1e6:.2f} MB -> {effect['weight_bytes'] / 1e6:.2f} MB; saved {out}"
     )
+
+
+derived_command(
+    "lowrank",
+    LowRankOptions,
+    _lowrank,
+    SAVED,
+    doc="Truncated-SVD factorisation of Linear and Conv2d layers into two thinner ones, where that saves MACs.\n\n"
+    "Recover quality afterwards with `slimfusion finetune` as after pruning. MODEL may be a pipeline folder (its"
+    " denoiser is factorised).",
+)
+derived_command(
+    "quantize",
+    QuantizeOptions,
+    _quantize,
+    SAVED,
+    doc="Half precision (bf16 pays on AVX-512 BF16 CPUs), int8 weights (for size), and/or torch.compile at load.\n\n"
+    "MODEL may be a pipeline folder (its denoiser is quantized; the rest stays float32).",
+)

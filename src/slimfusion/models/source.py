@@ -78,13 +78,18 @@ def builtin_path(name: str) -> Path:
     return folder
 
 
-def _load_hub(repo_id: str, component: str | None) -> nn.Module:
+def hub_folder(repo_id: str) -> Path:
+    """The local copy of a hub repository's configs and safetensors (never pickles); one line when it cannot be got."""
     try:
         folder = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt"])
     except Exception as exc:  # offline, unknown repo, gated repo: all mean "cannot get it"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelNotFoundError(f"cannot fetch hub id {repo_id} ({reason}); offline? pass a local folder") from exc
-    return _load_path(Path(folder), component)
+    return Path(folder)
+
+
+def _load_hub(repo_id: str, component: str | None) -> nn.Module:
+    return _load_path(hub_folder(repo_id), component)
 
 
 def _load_path(path: Path, component: str | None) -> nn.Module:

@@ -62,7 +62,11 @@ def optimize(model, config: OptimizeConfig | None = None, out: str | Path | None
     result = search.run() | {"config": config.model_dump(mode="json")}
     if folder is not None:
         if result["chosen"] is not None:
-            result["model"] = str(save_choice(subject, result["chosen"]["candidate"], config, result, folder / "model"))
+            result["model"] = str(
+                save_choice(
+                    subject, result["chosen"]["candidate"], config, result, folder / "model", store=arena.builder.store
+                )
+            )
         write_outputs(result, folder)
     return result
 

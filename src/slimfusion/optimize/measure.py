@@ -38,8 +38,7 @@ def sample_config(config: OptimizeConfig, sampling: dict, seed: int, num: int) -
         no_plan=True,  # the candidate's plan is applied around the call, the original's stored one never
         prompts=config.prompts,
         class_labels=config.class_labels,
-        guidance=config.guidance,
-        **sampling,
+        **({"guidance": config.guidance} | sampling),  # a student's own sampler may set its guidance (1)
     )
 
 

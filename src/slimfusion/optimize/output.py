@@ -9,7 +9,7 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt  # rich's own dependency: the report's tables as HTML
 
-from slimfusion.diffusion.schedulers import build_scheduler, schedule_of, use_scheduler
+from slimfusion.diffusion.schedulers import build_scheduler, schedule_of, stored_sampler, use_scheduler
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.optimize.config import OptimizeConfig
 from slimfusion.optimize.space import Builder, Candidate, key_of, label_of
@@ -22,18 +22,24 @@ from slimfusion.subject import Subject
 RUNGS = ("screen", "mid", "confirm")
 
 
-def save_choice(subject: Subject, candidate: Candidate, config: OptimizeConfig, result: dict, folder: Path) -> Path:
-    """The chosen candidate built afresh and saved: its levers applied, its plan stored, its sampler recorded as
-    the model's own (sample / evaluate use it unless told otherwise; pipelines also get it as their scheduler)."""
-    sampler, build = Builder(subject.obj, config, keep=1).build(candidate)
+def save_choice(subject: Subject, candidate: Candidate, config: OptimizeConfig, result: dict, folder: Path,
+                store: Path | None = None) -> Path:  # fmt: skip
+    """The chosen candidate built afresh (its trained models read from the search's `store`) and saved: its levers
+    applied, its plan stored, its sampler recorded as the model's own (sample / evaluate use it unless told
+    otherwise; pipelines also get it as their scheduler)."""
+    sampler, build = Builder(subject.obj, config, keep=1, store=store).build(candidate)
     model = build.model
     if build.plan is not None:
         store_plan(model, build.plan)
     name, steps = build.sampling["scheduler"], build.sampling["steps"]
-    scheduler = build_scheduler(schedule_of(model), name)
-    own = {"scheduler": name, "steps": steps, "spacing": None,
-           "config": dict(scheduler.config) | {"_class_name": type(scheduler).__name__}}  # fmt: skip
-    own["config"].pop("_use_default_values", None)
+    stored = stored_sampler(model)
+    if stored is not None and stored["scheduler"] == name:  # a student's own sampler (its grid) at the chosen steps
+        own = dict(stored) | {"steps": steps}
+    else:
+        scheduler = build_scheduler(schedule_of(model), name)
+        own = {"scheduler": name, "steps": steps, "spacing": None,
+               "config": dict(scheduler.config) | {"_class_name": type(scheduler).__name__}}  # fmt: skip
+        own["config"].pop("_use_default_values", None)
     if config.conditional:
         own["guidance"] = config.guidance
     get_meta(model)["sampler"] = own

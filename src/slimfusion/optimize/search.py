@@ -19,7 +19,15 @@ from pathlib import Path
 from slimfusion.metrics.cost import interleaved_latency
 from slimfusion.optimize.config import OptimizeConfig
 from slimfusion.optimize.measure import Arena
-from slimfusion.optimize.space import Candidate, candidates, key_of, label_of, model_key, sampled_with
+from slimfusion.optimize.space import (
+    Candidate,
+    candidates,
+    key_of,
+    label_of,
+    model_key,
+    model_part,
+    sampled_with,
+)
 from slimfusion.progress import console
 from slimfusion.registry import LEVERS
 
@@ -84,12 +92,16 @@ class Search:
     # -- the phases -------------------------------------------------------------------------------------------------
     def probe(self) -> dict[str, float]:
         """Forward speedup over the original of every model variant at `batch` (compiles a compiled one once)."""
-        variants = {model_key(c): c for c in self.pool}
+        variants = {model_key(c): model_part(c) for c in self.pool}
         speed = {}
-        for key, candidate in variants.items():
-            model_only = {n: k for n, k in candidate.items() if LEVERS[n].kind == "model"}
+        for key, model_only in sorted(variants.items(), key=lambda item: trainings(item[1])):
             if not model_only:
                 speed[key] = 1.0
+                continue
+            guess = self.training_guess(model_only)
+            if self.journal.get(key_of(model_only), "probe") is None and guess > self.left() / 2:
+                speed[key] = 0.0  # not built: its candidates are not screened
+                self.log(f"probe  {label_of(model_only):<40} not trained: its parts took {guess:.0f} s")
                 continue
 
             def work(model_only=model_only):
@@ -103,13 +115,23 @@ class Search:
             self.log(f"probe  {label_of(model_only):<40} forward {row['forward_speedup']:.2f}x the original's speed")
         return speed
 
+    def training_guess(self, model_only: Candidate) -> float:
+        """Seconds the probes of a composition's trained parts took (0 for one training lever or none): two
+        trainings cost about their sum, and one that cannot finish in the budget is not started."""
+        trained = [n for n in model_only if LEVERS[n].trains]
+        if len(trained) < 2:
+            return 0.0
+        rows = [self.journal.get(key_of({n: model_only[n]}), "probe") for n in trained]
+        return sum(r.get("elapsed", 0.0) for r in rows if r is not None)
+
     def predicted(self, candidate: Candidate, speed: dict[str, float]) -> float:
         """Relative cost for ordering only: evaluations x forward time x the plan's kept MACs."""
         sampling = sampled_with(candidate, self.config)
         kept = 1.0
         if any(LEVERS[n].kind == "plan" for n in candidate):
             kept = self.plan_share(candidate)
-        return sampling["steps"] * kept / speed[model_key(candidate)]
+        forward = speed[model_key(candidate)]
+        return sampling["steps"] * kept / forward if forward > 0 else float("inf")
 
     def plan_share(self, candidate: Candidate) -> float:
         """The kept MACs of the candidate's plan, made once per model variant, plan setting and step count."""
@@ -121,8 +143,9 @@ class Search:
 
     def screen(self, order: list[Candidate], speed: dict[str, float]) -> list[dict]:
         """Candidates on `screen_num` samples, single levers first and then compositions (each size fastest-predicted
-        first), until the budget's screening share is spent. A composition is screened only when every part of it
-        (one lever fewer) held: adding a lossy lever to a failing setting cannot make it hold, and the expensive
+        first, an exact lever on a setting that held before a lossy addition), until the budget's screening share is
+        spent. A composition is screened only when every part of it (one lever fewer; with exact levers: its lossy
+        core) held: adding a lossy lever to a failing setting cannot make it hold, and the expensive
         compositions (compile under a cache's hooks) are measured only when they can win. A setting is skipped once
         the same levers held with a smaller cost knob (fewer evaluations): it can only be slower; so is one the probe
         predicts no faster than the original, or costlier to screen than the screening budget left."""
@@ -137,6 +160,9 @@ class Search:
                 for rest in order[index:]:
                     self.notes.setdefault(key_of(rest), "not screened: budget")
                 break
+            if speed[model_key(candidate)] == 0:
+                self.notes[key] = "not screened: its trainings would take over half the budget left"
+                continue
             share = self.predicted(candidate, speed) / self.config.base_steps  # of the original's time
             if share >= 1:
                 self.notes[key] = f"not screened: the probe predicts {1 / share:.2f}x the original's speed"
@@ -150,7 +176,7 @@ class Search:
                 self.notes[key] = f"not screened: {label_of(faster['candidate'])} held with fewer evaluations"
                 held.add(key)
                 continue
-            failed = [p for p in parts(candidate) if key_of(p) in pool and key_of(p) not in held]
+            failed = [p for p in required_parts(candidate) if key_of(p) in pool and key_of(p) not in held]
             if failed:
                 self.notes[key] = f"not screened: its part {label_of(failed[0])} did not hold"
                 continue
@@ -234,7 +260,8 @@ class Search:
                  f"budget {self.config.budget:.0f} s, quality rule {self.config.quality.text()}")  # fmt: skip
         self.arena.original(self.config.seed, self.config.screen_num)
         speed = self.probe()
-        order = sorted(self.pool, key=lambda c: (len(c), self.predicted(c, speed)))
+        # single levers, then each lossy core with exact levers added, then larger cores; fastest-predicted first
+        order = sorted(self.pool, key=lambda c: (max(len(core(c)), 1), len(c), self.predicted(c, speed)))
         passed = self.screen(order, speed)
         survivors = self.recheck(passed, self.reserve("mid", passed))
         confirmed, chosen = self.confirm(survivors)
@@ -278,11 +305,29 @@ class Search:
                  f"  ({self.spent():.0f} s of {self.config.budget:.0f})")  # fmt: skip
 
 
+def trainings(model_only: Candidate) -> int:
+    return sum(LEVERS[n].trains for n in model_only)
+
+
 def parts(candidate: Candidate) -> list[Candidate]:
     """The candidate with one lever fewer, for each of its levers (none for a single lever)."""
     if len(candidate) < 2:
         return []
     return [{n: k for n, k in candidate.items() if n != name} for name in candidate]
+
+
+def core(candidate: Candidate) -> Candidate:
+    """The candidate without its exact levers (what decides its images)."""
+    return {n: k for n, k in candidate.items() if not LEVERS[n].exact}
+
+
+def required_parts(candidate: Candidate) -> list[Candidate]:
+    """What must have held before the candidate is screened: its lossy core when it has exact levers (compile on
+    a setting that held changes only speed), else every part one lever smaller."""
+    lossy = core(candidate)
+    if len(lossy) < len(candidate):
+        return [lossy] if lossy else []
+    return parts(candidate)
 
 
 def same_but_fewer_steps(faster: Candidate, slower: Candidate) -> bool:

@@ -64,6 +64,11 @@ def candidates(config: OptimizeConfig, denoiser: nn.Module) -> tuple[list[Candid
         candidate = {name: knobs for name, knobs in zip(names, combo, strict=True) if knobs is not None}
         if not candidate:
             continue
+        clash = next((f"{n} is never combined with {o}" for n in candidate for o in LEVERS[n].excludes
+                      if o in candidate), None)  # fmt: skip
+        if clash is not None:
+            refused.setdefault(clash, label_of(candidate))
+            continue
         sampling = sampled_with(candidate, config)
         reason = next(
             (r for n in ordered(candidate) if (r := LEVERS[n].allowed(denoiser, candidate[n], sampling))), None
@@ -81,11 +86,18 @@ def sampled_with(candidate: Candidate, config: OptimizeConfig) -> dict:
     for name in ordered(candidate):
         if LEVERS[name].kind == "sampler":
             LEVERS[name].apply(build, candidate[name])
+        elif LEVERS[name].samples is not None:  # a model lever whose result has its own sampler
+            LEVERS[name].samples(build.sampling, candidate[name])
     return build.sampling
 
 
+def model_part(candidate: Candidate) -> Candidate:
+    """The candidate's model levers with the knobs that change the model (a student's evaluations left out)."""
+    return {n: LEVERS[n].model_knobs(k) for n, k in candidate.items() if LEVERS[n].kind == "model"}
+
+
 def model_key(candidate: Candidate) -> str:
-    return key_of({n: k for n, k in candidate.items() if LEVERS[n].kind == "model"})
+    return key_of(model_part(candidate))
 
 
 class Builder:
@@ -107,7 +119,7 @@ class Builder:
 
     def trained_model(self, candidate: Candidate, names: list[str]) -> nn.Module:
         """The original after the candidate's training levers, trained once per setting."""
-        settings = {n: candidate[n] for n in names}
+        settings = {n: LEVERS[n].model_knobs(candidate[n]) for n in names}
         key = key_of(settings)
         if key in self.trained:
             return self.trained[key]
@@ -141,14 +153,15 @@ class Builder:
         training = [n for n in steps if LEVERS[n].trains]
         base = self.trained_model(candidate, training) if training else self.original
         build = Build(model=copy.deepcopy(base), inputs=self.inputs())
+        knobs = model_part(candidate)
         for name in [n for n in steps if LEVERS[n].stage < PLAN_STAGE and not LEVERS[n].trains]:
-            LEVERS[name].apply(build, candidate[name])
+            LEVERS[name].apply(build, knobs[name])
         plan_model = build.model
         later = [n for n in steps if LEVERS[n].stage >= PLAN_STAGE]
         if later:
             build.model = copy.deepcopy(plan_model)
             for name in later:
-                LEVERS[name].apply(build, candidate[name])
+                LEVERS[name].apply(build, knobs[name])
         self.models[key] = (plan_model, build.model)
         while len(self.models) > self.keep:
             self.models.popitem(last=False)

@@ -193,7 +193,7 @@ register_lever(
 # quantize's levers: half precision (pays only where the CPU has bf16 arithmetic: the optimizer measures it) and
 # torch.compile, last of every model change (the graph is built over everything before it)
 register_lever(Lever("precision", "model", {"scheme": ("bf16",)}, _half, lambda k: k["scheme"], stage=30))
-register_lever(Lever("compile", "model", {}, _compile, lambda k: "compile", stage=40))
+register_lever(Lever("compile", "model", {}, _compile, lambda k: "compile", stage=40, exact=True))
 
 
 def read_conditions(values: dict, prompts_key: str, labels_key: str) -> dict:

@@ -10,12 +10,12 @@ from slimfusion.data import load_images
 from slimfusion.data.prompts import read_prompts
 from slimfusion.diffusion.schedulers import scheduler_from, stored_sampler
 from slimfusion.errors import ConfigError
-from slimfusion.models.families import check_trainable
+from slimfusion.models.families import check_trainable, family_name
 from slimfusion.models.io import load
 from slimfusion.models.meta import history, original_source
 from slimfusion.pipeline_sample import pipeline_kind
 from slimfusion.prune.conditioning import parse_class_labels
-from slimfusion.registry import config_of, register
+from slimfusion.registry import Build, Lever, config_of, register, register_lever
 from slimfusion.steps.training import DISTILL_STEPS, is_conditional
 from slimfusion.subject import Subject
 from slimfusion.train.recovery.recover import prepare_recovery
@@ -106,3 +106,45 @@ def run_distill_steps(
     images = load_images(options.data or "digits", size=student.config.sample_size, channels=student.config.in_channels)
     distill_steps(student, images, config, teacher=teacher, progress=progress, **run)
     return subject
+
+
+def _distill_student(build: Build, knobs: dict) -> None:
+    """A consistency student of the original, trained once per setting (its evaluations are a sampling knob)."""
+    config = StepDistillConfig(method=knobs["method"], loss=knobs["loss"], steps=knobs["train_steps"])
+    distill_steps(build.model, build.inputs["data"], config, teacher=build.inputs["teacher"], progress=False)
+
+
+def _student_sampling(sampling: dict, knobs: dict) -> None:
+    sampling.update(scheduler="lcm", steps=knobs["nfe"])  # the student's own LCMScheduler, its grid from its meta
+
+
+def _student_label(knobs: dict) -> str:
+    """ "consistency student 3 (pseudo-huber, 2500 steps)"; without the evaluations for the trained model itself."""
+    nfe = f" {knobs['nfe']}" if "nfe" in knobs else ""
+    return f"{knobs['method']} student{nfe} ({knobs['loss']}, {knobs['train_steps']} steps)"
+
+
+def _distill_allowed(denoiser, knobs: dict, sampling: dict) -> str | None:
+    if family_name(denoiser) != "UNet2DModel":
+        return f"the distill lever trains unconditional UNets from --data; {family_name(denoiser)}: distill-steps"
+    return None
+
+
+# distill-steps' lever (trains): a consistency student with the pseudo-Huber distance (the best student of
+# consistency_timesteps.md), sampled at 2-4 evaluations; after pruning it is a pruned student of the unpruned original
+register_lever(
+    Lever(
+        "distill",
+        "model",
+        {"method": ("consistency",), "loss": ("pseudo-huber",), "train_steps": (2500,), "nfe": (2, 3, 4)},
+        _distill_student,
+        _student_label,
+        allowed=_distill_allowed,
+        stage=8,
+        trains=True,
+        cost_knob="nfe",
+        samples=_student_sampling,
+        sampling_knobs=("nfe",),
+        excludes=("solver",),
+    )
+)
