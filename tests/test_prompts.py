@@ -65,3 +65,15 @@ def test_shipped_latent_builtins_load_in_plain_diffusers():
     dit = DiTPipeline.from_pretrained(builtin_path("digits-dit"))
     assert image.shape == (1, 16, 16, 1) and dit.labels == {str(i): i for i in range(10)}
     assert t2i.vae.config.scaling_factor == dit.vae.config.scaling_factor
+
+
+def test_every_prompt_encoder_equals_the_pipelines_own_encode_prompt():
+    import slimfusion
+    from slimfusion.models.families.pipeline import embed
+    from slimfusion.prune.conditioning import encode_prompts
+
+    pipe = slimfusion.load_pipeline("builtin:digits-t2i")
+    prompts = ["a bold 3", "a 7", ""]
+    own, _ = pipe.encode_prompt(prompts, "cpu", 1, False)
+    assert torch.equal(embed(pipe, prompts), own)
+    assert torch.equal(encode_prompts("builtin:digits-t2i", prompts), own)

@@ -22,8 +22,11 @@ from slimfusion.cli import (  # noqa: F401  (importing registers the verbs)
 )
 from slimfusion.cli.app import app
 from slimfusion.cli.common import quiet_libraries
+from slimfusion.cli.derived import derive_registered
 from slimfusion.errors import SlimfusionError
 from slimfusion.progress import console
+
+derive_registered()  # every other registered step that makes a model gets its command from its options
 
 try:  # typer >= 0.24 vendors click: its usage errors have no public alias there
     from typer._click.exceptions import NoArgsIsHelpError, UsageError

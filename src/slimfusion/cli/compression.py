@@ -3,93 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from rich.console import Console
 from rich.table import Table
 
-from slimfusion.cli.app import app
-from slimfusion.cli.common import ModelArg, OutOpt, make_config, refuse_existing, save_like_source
+from slimfusion.cli.common import refuse_existing, save_like_source
+from slimfusion.cli.derived import SAVED, derived_command
 from slimfusion.models.meta import history
 from slimfusion.pipelines import denoiser_name_of, is_pipeline
-from slimfusion.steps import Subject, option_defaults
+from slimfusion.steps import Subject
 from slimfusion.steps.compress import PruneOptions, run_prune
 
-PRUNE = option_defaults(PruneOptions)
 
-
-@app.command("prune")
-def prune_command(
-    model: ModelArg,
-    out: OutOpt,
-    method: Annotated[
-        str,
-        typer.Option(help="width: random | magnitude | taylor | diff-pruning | reinit; depth: depth | depth-learned"),
-    ] = PRUNE["method"],
-    ratio: Annotated[float, typer.Option(help="fraction of channels removed per layer group, in (0, 1)")] = PRUNE[
-        "ratio"
-    ],
-    data: Annotated[
-        str | None, typer.Option(help="calibration images: digits or a folder (taylor, diff-pruning)")
-    ] = None,
-    threshold: Annotated[float, typer.Option(help="diff-pruning T: stop when loss < T x max loss")] = PRUNE[
-        "threshold"
-    ],
-    calib_batches: Annotated[int, typer.Option(help="calibration batches per timestep")] = PRUNE["calib_batches"],
-    batch_size: Annotated[int, typer.Option(help="images per calibration batch")] = PRUNE["batch_size"],
-    round_to: Annotated[int | None, typer.Option(help="keep widths multiples of K")] = None,
-    compat: Annotated[
-        str, typer.Option(help="torch-pruning (TP 1.6 rounding) or paper (Diff-Pruning's TP 1.3)")
-    ] = PRUNE["compat"],
-    seed: Annotated[int, typer.Option(help="seed for random importance and calibration")] = 0,
-    prompts: Annotated[
-        Path | None, typer.Option(help="text-to-image: calibrate on the model's own samples of these prompts")
-    ] = None,
-    class_labels: Annotated[
-        str | None, typer.Option(help="class-conditional (DiT): calibrate on the model's own samples, e.g. 1,207")
-    ] = None,
-    calib_sample_steps: Annotated[int, typer.Option(help="DDIM steps of those calibration samples")] = PRUNE[
-        "calib_sample_steps"
-    ],
-    min_group_channels: Annotated[
-        int, typer.Option(help="merge GroupNorm groups left with fewer channels than this (1: keep group counts)")
-    ] = PRUNE["min_group_channels"],
-    target_macs: Annotated[float | None, typer.Option(help="depth: keep this share of the MACs, in (0, 1)")] = None,
-    remove: Annotated[
-        str | None, typer.Option(help="depth: comma list of units, e.g. mid_block,down_blocks.1.1+up_blocks.1.0")
-    ] = None,
-    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
-) -> None:
-    """Structural pruning: width (Diff-Pruning and baselines) or depth (whole layers / blocks); prints what changed
-    and the params / MACs reduction.
-
-    MODEL may be a pipeline folder: its unet / transformer is pruned and --out is a pipeline folder with the pruned
-    component in place and the others copied unchanged.
-    """
-    options = make_config(
-        PruneOptions,
-        method=method,
-        ratio=ratio,
-        data=data,
-        threshold=threshold,
-        calib_batches=calib_batches,
-        batch_size=batch_size,
-        round_to=round_to,
-        compat=compat,
-        seed=seed,
-        prompts=prompts,
-        class_labels=class_labels,
-        calib_sample_steps=calib_sample_steps,
-        min_group_channels=min_group_channels,
-        target_macs=target_macs,
-        remove=remove,
-    )
+def _prune(model: str, options: PruneOptions, out: Path, overwrite: bool) -> None:
     refuse_existing(out, overwrite)
     subject = run_prune(Subject.load(model), options)
     save_like_source(model, subject.denoiser, out, overwrite)
     meta_folder = out / denoiser_name_of(out) if is_pipeline(out) else out
     _print_prune_effect(history(subject.denoiser)[-1]["effect"], meta_folder)
+
+
+derived_command(
+    "prune",
+    PruneOptions,
+    _prune,
+    SAVED,
+    doc="Structural pruning: width (Diff-Pruning and baselines) or depth (whole layers / blocks); prints what changed"
+    " and the params / MACs reduction.\n\nMODEL may be a pipeline folder: its unet / transformer is pruned and --out"
+    " is a pipeline folder with the pruned component in place and the others copied unchanged.",
+)
 
 
 MAX_WIDTH_ROWS = 40

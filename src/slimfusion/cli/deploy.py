@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 from slimfusion.cli.common import refuse_existing, save_like_source
-from slimfusion.cli.derived import derived_command
+from slimfusion.cli.derived import SAVED, derived_command
 from slimfusion.models.io import load
 from slimfusion.models.meta import history
 from slimfusion.progress import console
 from slimfusion.steps import Subject
 from slimfusion.steps.compress import LowRankOptions, QuantizeOptions, run_lowrank, run_quantize
-
-SAVED = {
-    "out": (Annotated[Path, typer.Option(help="output folder")], ...),
-    "overwrite": (Annotated[bool, typer.Option(help="replace --out if it exists")], False),
-}
 
 
 def _lowrank(model: str, options: LowRankOptions, out: Path, overwrite: bool) -> None:

@@ -19,7 +19,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from slimfusion.cli.app import app
-from slimfusion.cli.common import ModelArg, make_config
+from slimfusion.cli.common import ModelArg, make_config, refuse_existing
+from slimfusion.progress import console
+from slimfusion.registry import STEPS
+from slimfusion.subject import Subject
 
 SIMPLE = (bool, int, float, str, Path)
 
@@ -52,7 +55,7 @@ def derived_command(name: str, options: type[BaseModel], run: Callable[..., None
     fields = {k: f for k, f in options.model_fields.items() if k not in skip}
     for key, field in fields.items():
         kind, default = option_type(field)
-        help_text = field.description or ""
+        help_text = field_help(options, key)
         shown = field.get_default(call_default_factory=True)
         if default is None and shown not in (None, [], {}):
             help_text += f" (default: {shown_text(shown)})"
@@ -72,9 +75,57 @@ def derived_command(name: str, options: type[BaseModel], run: Callable[..., None
     return command
 
 
+def field_help(options: type[BaseModel], name: str) -> str:
+    """A field's help: its `description`, else its entry in the Args of the class docstring (or a base class's),
+    where the technique configs document their fields once."""
+    field = options.model_fields[name]
+    if field.description:
+        return field.description
+    for cls in options.__mro__:
+        lines = (inspect.getdoc(cls) or "").splitlines() if cls.__dict__.get("__doc__") else []
+        for index, line in enumerate(lines):
+            head = line.strip()
+            if not head.startswith(f"{name} (") or "):" not in head:
+                continue
+            indent, text = len(line) - len(line.lstrip()), [head.split("):", 1)[1].strip()]
+            for more in lines[index + 1 :]:
+                if not more.strip() or len(more) - len(more.lstrip()) <= indent:
+                    break
+                text.append(more.strip())
+            return " ".join(text)
+    return ""
+
+
 def shown_text(value) -> str:
     if isinstance(value, BaseModel):
         return value.text() if hasattr(value, "text") else str(value.model_dump())
     if isinstance(value, list):
         return ",".join(map(str, value))
     return str(value)
+
+
+SAVED = {
+    "out": (Annotated[Path, typer.Option(help="output folder")], ...),
+    "overwrite": (Annotated[bool, typer.Option(help="replace --out if it exists")], False),
+}
+
+
+def derive_registered() -> list[str]:
+    """A command for every registered step that makes a model and has none yet (a technique registered in its own
+    module reaches the CLI with nothing else written): load, run the step, save as the recipe does. Returns the
+    names added."""
+    have = {info.name or info.callback.__name__.replace("_", "-") for info in app.registered_commands}
+    added = []
+    for name, step in STEPS.items():
+        if name in have or not step.makes_model:
+            continue
+
+        def run(model: str, options, out: Path, overwrite: bool, step=step) -> None:
+            refuse_existing(out, overwrite)
+            subject = step.run(Subject.load(model), options) or Subject.load(model)
+            console.print(f"{step.name}: saved {subject.save(out, overwrite=overwrite)}", highlight=False)
+
+        doc = (step.run.__doc__ or step.options.__doc__ or name).strip()
+        derived_command(name, step.options, run, SAVED, doc=doc)
+        added.append(name)
+    return added

@@ -124,26 +124,30 @@ class Arena:
             "why": why,
         }
 
-    def speed(self, candidate: Candidate, seed: int) -> dict:
-        """Seconds of one sampling call of `batch` images, candidate and original in alternation over rounds:
-        the speedup as the median of per-round ratios with its 95% bootstrap interval."""
-        sampler, build = self.builder.build(candidate)
+    def speeds(self, candidates: list[Candidate], seed: int) -> list[dict]:
+        """Seconds of one sampling call of `batch` images, every candidate and the original in alternation over
+        rounds (one run, so they share the original's batches): each speedup the median of per-round ratios with
+        its 95% bootstrap interval."""
         original = self.builder.sampler
-        ours = sample_config(self.config, build.sampling, seed, self.config.batch)
         theirs = sample_config(self.config, base_sampling(self.config), seed, self.config.batch)
+        runs = {"original": lambda: sample(original, theirs, progress=False)}
+        for index, candidate in enumerate(candidates):
+            sampler, build = self.builder.build(candidate)
+            ours = sample_config(self.config, build.sampling, seed, self.config.batch)
 
-        def candidate_run():
-            with self.planned(sampler, build):  # only around the candidate: the original may be the same object
-                return sample(sampler, ours, progress=False)
+            def candidate_run(sampler=sampler, build=build, ours=ours):
+                with self.planned(sampler, build):  # only around the candidate: the original may be the same object
+                    return sample(sampler, ours, progress=False)
 
-        times = interleaved(
-            {"original": lambda: sample(original, theirs, progress=False), "candidate": candidate_run},
-            repeats=1,
-            rounds=self.config.rounds,
-        )
-        median, low, high = ratio(times["original"], times["candidate"])
-        return {"speedup": median, "interval": [low, high], "seconds": float(np.median(times["candidate"])),
-                "original_seconds": float(np.median(times["original"]))}  # fmt: skip
+            runs[f"candidate {index}"] = candidate_run
+        times = interleaved(runs, repeats=1, rounds=self.config.rounds)
+        rows = []
+        for index in range(len(candidates)):
+            mine = times[f"candidate {index}"]
+            median, low, high = ratio(times["original"], mine)
+            rows.append({"speedup": median, "interval": [low, high], "seconds": float(np.median(mine)),
+                         "original_seconds": float(np.median(times["original"]))})  # fmt: skip
+        return rows
 
 
 def holds(

@@ -234,9 +234,10 @@ class Search:
         return None
 
     def confirm(self, survivors: list[dict]) -> tuple[list[dict], dict | None]:
-        """The fastest survivors on `confirm_num` fresh samples and timed in alternation with the original; the
-        fastest that holds is the choice. Stops when the budget runs out (the best confirmed so far stands)."""
-        fresh, confirmed, chosen = self.config.seed + 1, [], None
+        """The fastest survivors on `confirm_num` fresh samples; those that hold are timed in alternation with the
+        original in one run (they share its batches), and the fastest is the choice. A confirmation starts only
+        while budget is left (the best confirmed so far stands)."""
+        fresh, confirmed = self.config.seed + 1, []
         for row in survivors[: self.config.confirm]:
             candidate = row["candidate"]
             key = key_of(candidate)
@@ -246,12 +247,20 @@ class Search:
             final = self.measured(
                 candidate, "confirm", lambda c=candidate: self.arena.judge(c, fresh, self.config.confirm_num)
             )
-            speed = self.measured(candidate, "speed", lambda c=candidate: self.arena.speed(c, fresh))
-            final = final | {"speed": speed}
             confirmed.append({"candidate": candidate, **final})
             self.report(candidate, "confirm", final)
-            if final["holds"] and (chosen is None or speed["speedup"] > chosen["speed"]["speedup"]):
-                chosen = {"candidate": candidate, **final}
+        holding = [c for c in confirmed if c["holds"]]
+        untimed = [c for c in holding if self.journal.get(key_of(c["candidate"]), "speed") is None]
+        if untimed:
+            began = time.perf_counter()
+            rows = self.arena.speeds([c["candidate"] for c in untimed], fresh)
+            share = (time.perf_counter() - began) / len(untimed)
+            for c, speed in zip(untimed, rows, strict=True):
+                self.journal.put(key_of(c["candidate"]), "speed", speed | {"elapsed": share})
+        for c in holding:
+            c["speed"] = self.journal.get(key_of(c["candidate"]), "speed")
+            self.report(c["candidate"], "timed", c)
+        chosen = max(holding, key=lambda c: c["speed"]["speedup"], default=None)
         return confirmed, chosen
 
     def run(self) -> dict:
@@ -290,10 +299,11 @@ class Search:
         batch, c = min(seconds), self.config
         share = 0.25 if not passed else min(1.0, statistics.median(p["seconds_per_batch"] for p in passed) / batch)
         per_image = batch / c.batch
-        confirm = per_image * c.confirm_num * (1 + c.confirm * share) + c.confirm * c.rounds * batch * (1 + share)
+        # the original's fresh images once, `confirm` candidates' images, one timing run (warm-up + rounds) of all
+        confirm = per_image * c.confirm_num * (1 + c.confirm * share) + (c.rounds + 1) * batch * (1 + c.confirm * share)
         if rung == "mid" or not c.mid_num:
             return confirm
-        return confirm + per_image * (c.mid_num - c.screen_num + 2 * c.confirm * c.mid_num * share)
+        return confirm + per_image * (c.mid_num - c.screen_num + c.confirm * c.mid_num * share)
 
     def report(self, candidate: Candidate, rung: str, row: dict, index: int | None = None, total: int | None = None):
         where = f"[{index}/{total}] " if index else ""

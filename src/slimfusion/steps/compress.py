@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from slimfusion.data import load_images
 from slimfusion.data.prompts import read_prompts
@@ -40,12 +40,21 @@ class PruneOptions(StructuralConfig):
     `method` "depth" / "depth-learned" makes a `DepthConfig` (greedy / learned) from `target_macs` or `remove`.
     """
 
-    method: str = StructuralConfig.model_fields["method"].default
-    target_macs: float | None = None
-    remove: list[str] | None = None
-    data: str | None = None
-    prompts: Path | None = None
-    class_labels: str | None = None
+    method: str = Field(
+        StructuralConfig.model_fields["method"].default,
+        description="width: random | magnitude | taylor | diff-pruning | reinit; depth: depth | depth-learned",
+    )
+    target_macs: float | None = Field(None, description="depth: keep this share of the MACs, in (0, 1)")
+    remove: list[str] | None = Field(
+        None, description="depth: comma list of units, e.g. mid_block,down_blocks.1.1+up_blocks.1.0"
+    )
+    data: str | None = Field(None, description="calibration images: digits or a folder (taylor, diff-pruning)")
+    prompts: Path | None = Field(
+        None, description="text-to-image: calibrate on the model's own samples of these prompts"
+    )
+    class_labels: str | None = Field(
+        None, description="class-conditional (DiT): calibrate on the model's own samples, e.g. 1,207"
+    )
 
     @field_validator("method")
     @classmethod

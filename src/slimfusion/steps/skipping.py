@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from pydantic import Field
 
 from slimfusion.diffusion.schedulers import SOLVERS
 from slimfusion.errors import ConfigError
@@ -24,9 +25,9 @@ PLAN_NAME = "plan.json"
 class SkipOptions(SkipConfig):
     """skip-plan's options: SkipConfig plus DiP-GO's calibration conditions of conditional pipelines."""
 
-    prompts: Path | None = None
-    class_labels: str | None = None
-    guidance: float = DEFAULT_GUIDANCE
+    prompts: Path | None = Field(None, description="dipgo, text-to-image: calibration prompts file")
+    class_labels: str | None = Field(None, description="dipgo, DiT: calibration labels, e.g. 3,7")
+    guidance: float = Field(DEFAULT_GUIDANCE, description="dipgo: guidance scale during calibration")
 
     def technique(self) -> SkipConfig:
         return config_of(self, SkipConfig)

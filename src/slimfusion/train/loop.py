@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
@@ -21,6 +20,7 @@ from accelerate.utils import gather_object
 from torch import nn
 
 from slimfusion.diffusion import noise_scheduler, schedule_of
+from slimfusion.diffusion.chain import image_generator
 from slimfusion.errors import ConfigError
 from slimfusion.models.families import check_trainable, example_inputs, no_label_dropout
 from slimfusion.models.io import save
@@ -45,11 +45,9 @@ def make_accelerator(mixed_precision: str = "no"):
 
 
 def process_generator(seed: int, rank: int) -> torch.Generator:
-    """Batch / noise / timestep generator of one process (rank 0 uses `seed` itself, as single-process runs did)."""
-    if rank == 0:
-        return torch.Generator().manual_seed(seed)
-    value = np.random.SeedSequence([seed, rank]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(value) & ((1 << 63) - 1))
+    """Batch / noise / timestep generator of one process (rank 0 uses `seed` itself, as single-process runs did;
+    the others the sampling chain's per-index streams)."""
+    return torch.Generator().manual_seed(seed) if rank == 0 else image_generator(seed, rank)
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
