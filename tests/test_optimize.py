@@ -178,7 +178,9 @@ def test_a_recipe_can_end_with_optimize(tmp_path):
     assert list((tmp_path / "run").rglob("frontier.md"))
 
 
-@pytest.mark.parametrize("verb", ["optimize", "lowrank", "quantize", "skip-plan", "prune"])
+@pytest.mark.parametrize(
+    "verb", ["optimize", "lowrank", "quantize", "skip-plan", "prune", "finetune", "distill-steps", "sparsify"]
+)
 def test_every_option_of_a_derived_verb_comes_from_its_registered_options(verb):
     from typer.main import get_command
 

@@ -47,7 +47,10 @@ def derived_command(name: str, options: type[BaseModel], run: Callable[..., None
                     skip: tuple[str, ...] = ("version",)) -> Callable:  # fmt: skip
     """Register `slimfusion NAME MODEL [--field ...]` whose options are `options`' fields (plus `extra`:
     name -> (annotation, default)); `run(model, config, **extra_values)` does the work."""
-    parameters = [inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=ModelArg)]
+    parameters = [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=ModelArg),
+    ]
     for key, (annotation, default) in extra.items():
         parameters.append(
             inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
@@ -64,8 +67,10 @@ def derived_command(name: str, options: type[BaseModel], run: Callable[..., None
             inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
         )
 
-    def command(model: str, **values) -> None:
-        given = {k: v for k, v in values.items() if k in fields and v is not None}
+    def command(ctx: typer.Context, model: str, **values) -> None:
+        # only what the user typed: the options class applies its own defaults, and a field left unset stays unset
+        # (a step-distilled model's own sampler fills those)
+        given = {k: v for k, v in values.items() if k in fields and ctx.get_parameter_source(k).name != "DEFAULT"}
         run(model, make_config(options, **given), **{k: values[k] for k in extra})
 
     command.__signature__ = inspect.Signature(parameters)

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from slimfusion.cli.app import app
-from slimfusion.cli.common import ModelArg, OutOpt, OverwriteOpt, make_config, refuse_existing
+from slimfusion.cli.common import ModelArg, OutOpt, make_config, refuse_existing
+from slimfusion.cli.derived import SAVED, derived_command
 from slimfusion.data.prompts import read_prompts
 from slimfusion.models.io import save
 from slimfusion.models.meta import history
@@ -20,65 +21,10 @@ from slimfusion.sparsify.sweep import SweepConfig, parse_sparsities, sweep
 from slimfusion.steps import Subject, option_defaults
 from slimfusion.steps.compress import SparsifyOptions, run_sparsify, sparsified_now
 
-SPARSIFY, SWEEP = option_defaults(SparsifyOptions), option_defaults(SweepConfig)
-SparsityOpt = Annotated[
-    str | None,
-    typer.Option(help="fraction zeroed, in [0, 1); or per component, e.g. text_encoder=0.475,unet=0.35"),
-]
-ComponentOpt = Annotated[str, typer.Option(help="text_encoder | unet | transformer | denoiser | all")]
-CalibPromptsOpt = Annotated[
-    Path | None, typer.Option(help="text-to-image: calibration prompts (Wanda, SparseGPT, OWL), one per line")
-]
+SWEEP = option_defaults(SweepConfig)
 
 
-@app.command("sparsify")
-def sparsify_command(
-    model: ModelArg,
-    out: OutOpt,
-    method: Annotated[str, typer.Option(help="magnitude | wanda | sparsegpt")] = SPARSIFY["method"],
-    sparsity: SparsityOpt = None,
-    component: ComponentOpt = SPARSIFY["component"],
-    scope: Annotated[
-        str, typer.Option(help="layer (each matrix alike) | global (magnitude: one threshold)")
-    ] = SPARSIFY["scope"],
-    allocation: Annotated[str, typer.Option(help="uniform | owl (outlier-weighted layer sparsities)")] = SPARSIFY[
-        "allocation"
-    ],
-    layers: Annotated[str, typer.Option(help="linear | linear+conv")] = SPARSIFY["layers"],
-    nm: Annotated[str | None, typer.Option(help="N:M semi-structured: N zeros in every M inputs, e.g. 2:4")] = None,
-    calib_prompts: CalibPromptsOpt = None,
-    calib_class_labels: Annotated[str | None, typer.Option(help="class-conditional: calibration labels")] = None,
-    calib_samples: Annotated[int, typer.Option(help="sampling runs the denoiser is calibrated over")] = SPARSIFY[
-        "calib_samples"
-    ],
-    calib_steps: Annotated[int, typer.Option(help="DDIM steps of those runs")] = SPARSIFY["calib_steps"],
-    storage: Annotated[
-        str, typer.Option(help="dense (plain diffusers loads it) | compact (bitmask + values)")
-    ] = SPARSIFY["storage"],
-    seed: Annotated[int, typer.Option(help="seed of the calibration runs")] = SPARSIFY["seed"],
-    overwrite: OverwriteOpt = False,
-) -> None:
-    """Unstructured / N:M sparsity (magnitude, Wanda, SparseGPT; uniform or OWL layer sparsities).
-
-    MODEL may be a pipeline folder: the chosen components are sparsified and --out is a pipeline folder with them
-    replaced and the others copied unchanged. Prints the achieved sparsity per component.
-    """
-    options = make_config(
-        SparsifyOptions,
-        method=method,
-        component=component,
-        scope=scope,
-        allocation=allocation,
-        layers=layers,
-        nm=nm,
-        calib_prompts=calib_prompts,
-        calib_class_labels=calib_class_labels,
-        calib_samples=calib_samples,
-        calib_steps=calib_steps,
-        seed=seed,
-        storage=storage,
-        sparsity=sparsity,
-    )
+def _sparsify(model: str, options: SparsifyOptions, out: Path, overwrite: bool) -> None:
     refuse_existing(out, overwrite)
     subject = run_sparsify(Subject.load(model), options)
     changed = sparsified_now(subject)
@@ -88,6 +34,17 @@ def sparsify_command(
         save(subject.obj, out, overwrite=overwrite, storage=options.storage)
     print_sparsity(changed)
     console.print(f"saved {out}")
+
+
+derived_command(
+    "sparsify",
+    SparsifyOptions,
+    _sparsify,
+    SAVED,
+    doc="Unstructured / N:M sparsity (magnitude, Wanda, SparseGPT; uniform or OWL layer sparsities).\n\n"
+    "MODEL may be a pipeline folder: the chosen components are sparsified and --out is a pipeline folder with them"
+    " replaced and the others copied unchanged. Prints the achieved sparsity per component.",
+)
 
 
 def print_sparsity(models: list) -> None:

@@ -236,7 +236,10 @@ class SparsifyOptions(SparsityConfig):
     """sparsify's options: SparsityConfig, with `sparsity` also as "component=value,..." pairs, `calib_prompts` a
     prompts file (or a list), `calib_class_labels` "3,7", and how the weights are stored."""
 
-    storage: str = "dense"
+    sparsity: float | str | None = Field(
+        None, description="fraction zeroed, in [0, 1); or per component, e.g. text_encoder=0.475,unet=0.35"
+    )
+    storage: str = Field("dense", description="dense (plain diffusers loads it) | compact (bitmask + values)")
 
     @model_validator(mode="before")
     @classmethod

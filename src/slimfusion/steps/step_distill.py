@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
-
 from slimfusion.data import load_images
 from slimfusion.data.prompts import read_prompts
 from slimfusion.diffusion.schedulers import scheduler_from, stored_sampler
@@ -16,7 +14,7 @@ from slimfusion.models.meta import history, original_source
 from slimfusion.pipeline_sample import pipeline_kind
 from slimfusion.prune.conditioning import parse_class_labels
 from slimfusion.registry import Build, Lever, config_of, register, register_lever
-from slimfusion.steps.training import DISTILL_STEPS, is_conditional
+from slimfusion.steps.training import DISTILL_STEPS, TrainingInputs, is_conditional
 from slimfusion.subject import Subject
 from slimfusion.train.recovery.recover import prepare_recovery
 from slimfusion.train.recovery.step_distill import StepDistillConfig, distill_steps
@@ -24,22 +22,8 @@ from slimfusion.train.recovery.step_distill import StepDistillConfig, distill_st
 COMPRESSING = ("prune", "prune-depth", "sparsify", "lowrank")  # steps after which the model is no teacher of itself
 
 
-class StepDistillOptions(StepDistillConfig):
+class StepDistillOptions(StepDistillConfig, TrainingInputs):
     """distill-steps' options: StepDistillConfig plus data, teacher and checkpointing."""
-
-    data: str | None = None
-    teacher: str | None = None
-    distill_prompts: Path | None = None
-    distill_class_labels: str | None = None
-    distill_num: int = Field(512, ge=1)
-    checkpoint_every: int = Field(0, ge=0)
-    resume: bool = False
-
-    @model_validator(mode="after")
-    def _one_condition_source(self) -> StepDistillOptions:
-        if self.distill_prompts is not None and self.distill_class_labels is not None:
-            raise ValueError("give --distill-prompts or --distill-class-labels, not both")
-        return self
 
     def technique(self) -> StepDistillConfig:
         return config_of(self, StepDistillConfig)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from slimfusion.data import load_images
 from slimfusion.data.prompts import read_prompts
@@ -22,23 +22,34 @@ from slimfusion.train.recovery.recover import prepare_recovery
 DISTILL_STEPS = 25  # DDIM steps of the teacher's data-free latents
 
 
-class FinetuneOptions(FinetuneConfig):
-    """finetune's options: FinetuneConfig plus where the data and the teacher come from, and checkpointing."""
+class TrainingInputs(BaseModel):
+    """What a training step learns from and how it checkpoints: shared by finetune and distill-steps."""
 
-    data: str | None = None
-    teacher: str | None = None
-    distill_prompts: Path | None = None
-    distill_class_labels: str | None = None
-    distill_num: int = Field(512, ge=1)
-    guidance: float = Field(DEFAULT_GUIDANCE, ge=0)
-    checkpoint_every: int = Field(0, ge=0)
-    resume: bool = False
+    data: str | None = Field(
+        None, description="digits (default), digits:all, an image folder (pipelines: with captions)"
+    )
+    teacher: str | None = Field(
+        None, description="the model to distil from (default: the original recorded in a compressed model's history)"
+    )
+    distill_prompts: Path | None = Field(
+        None, description="data-free: the teacher pipeline generates training latents from these prompts"
+    )
+    distill_class_labels: str | None = Field(None, description="data-free for DiT pipelines: class labels, e.g. 0,1,2")
+    distill_num: int = Field(512, ge=1, description="data-free: latents the teacher generates")
+    checkpoint_every: int = Field(0, ge=0, description="checkpoint (EMA model + training state) every N steps")
+    resume: bool = Field(False, description="continue exactly from the checkpoint in --out")
 
     @model_validator(mode="after")
-    def _one_condition_source(self) -> FinetuneOptions:
+    def _one_condition_source(self):
         if self.distill_prompts is not None and self.distill_class_labels is not None:
             raise ValueError("give --distill-prompts or --distill-class-labels, not both")
         return self
+
+
+class FinetuneOptions(FinetuneConfig, TrainingInputs):
+    """finetune's options: FinetuneConfig plus where the data and the teacher come from, and checkpointing."""
+
+    guidance: float = Field(DEFAULT_GUIDANCE, ge=0, description="data-free: the teacher's guidance scale")
 
     def technique(self) -> FinetuneConfig:
         return config_of(self, FinetuneConfig)
