@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "optimize_conditional")
     parser.add_argument("--resume", action="store_true", help="continue the searches in --work")
     args = parser.parse_args()
+    code = stamp()  # the code that runs (src/ may change while the searches run)
     sections = []
     for model in args.models:
         folder = args.work / model.split(":")[-1]
@@ -54,7 +55,7 @@ def main() -> None:
         "",
         f"Command: `.venv/bin/python benchmarks/optimize_conditional.py --budget {args.budget}"
         + (f" --models {' '.join(args.models)}" if args.models != list(MODELS) else "")
-        + f"` ({stamp()})",
+        + f"` ({code})",
         "",
         __doc__.split("\n\n")[3].strip().replace("\n", " "),
         "",

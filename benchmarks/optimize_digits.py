@@ -33,13 +33,13 @@ from slimfusion.sample import sample
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "optimize_digits.md"
 # steps_digits.md's fewest evaluations within its noise floor per solver (float32), and its fastest bf16 row
-HAND = [
-    {"solver": {"scheduler": "unipc", "steps": 6}},
-    {"solver": {"scheduler": "dpm++3m", "steps": 6}},
-    {"solver": {"scheduler": "dpm++2m", "steps": 8}},
-    {"solver": {"scheduler": "deis", "steps": 8}},
-    {"solver": {"scheduler": "ddim", "steps": 15}},
-    {"solver": {"scheduler": "unipc", "steps": 6}, "precision": {"scheme": "bf16"}},
+HAND = [  # at the solvers' own spacings, as steps_digits.md sampled them
+    {"solver": {"scheduler": "unipc", "steps": 6, "spacing": "linspace"}},
+    {"solver": {"scheduler": "dpm++3m", "steps": 6, "spacing": "linspace"}},
+    {"solver": {"scheduler": "dpm++2m", "steps": 8, "spacing": "linspace"}},
+    {"solver": {"scheduler": "deis", "steps": 8, "spacing": "linspace"}},
+    {"solver": {"scheduler": "ddim", "steps": 15, "spacing": "leading"}},
+    {"solver": {"scheduler": "unipc", "steps": 6, "spacing": "linspace"}, "precision": {"scheme": "bf16"}},
 ]
 
 
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--levers", default="training-free", help="'all' adds the training levers (with --data)")
     parser.add_argument("--data", default=None, help="training images of the training levers, e.g. digits")
     args = parser.parse_args()
+    args.stamp = stamp()  # the code that runs (src/ may change while a long search runs)
     args.result = RESULT if args.levers == "training-free" else RESULT.with_name(f"optimize_digits_{args.levers}.md")
     if args.work.exists() and not args.resume:
         shutil.rmtree(args.work)
@@ -92,7 +93,7 @@ def write(result: dict, hand: list[dict], speed: dict, args) -> None:
         "",
         f"Command: `.venv/bin/python benchmarks/optimize_digits.py --budget {args.budget}"
         + (f" --levers {args.levers} --data {args.data}" if args.levers != "training-free" else "")
-        + f"` ({stamp()})",
+        + f"` ({args.stamp})",
         "",
         __doc__.split("\n\n")[3].strip().replace("\n", " "),
         "",

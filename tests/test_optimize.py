@@ -34,13 +34,15 @@ def ddpm():
 
 
 def test_a_one_step_solver_is_never_chosen_under_tie_and_the_choice_reloads_to_the_same_images(ddpm, tmp_path):
-    config = small(levers=["solver"], knobs={"solver.scheduler": ["unipc"], "solver.steps": [1, 4]})
+    config = small(
+        levers=["solver"], knobs={"solver.scheduler": ["unipc"], "solver.steps": [1, 4], "solver.spacing": ["linspace"]}
+    )
     result = optimize(ddpm, config, out=tmp_path / "run")
     screened = {r["key"]: r for r in result["rows"] if r["rung"] == "screen"}
-    one = screened[key_of({"solver": {"scheduler": "unipc", "steps": 1}})]
+    one = screened[key_of({"solver": {"scheduler": "unipc", "steps": 1, "spacing": "linspace"}})]
     assert not one["holds"] and "worse" in one["why"]
     chosen = result["chosen"]["candidate"]
-    assert chosen == {"solver": {"scheduler": "unipc", "steps": 4}}
+    assert chosen == {"solver": {"scheduler": "unipc", "steps": 4, "spacing": "linspace"}}
     for name in ("frontier.json", "frontier.md", "frontier.png", "report.html", "model/slimfusion.json"):
         assert (tmp_path / "run" / name).exists(), name
     assert "unipc 4" in (tmp_path / "run" / "report.html").read_text()
@@ -57,7 +59,10 @@ def test_a_one_step_solver_is_never_chosen_under_tie_and_the_choice_reloads_to_t
 
 
 def test_a_killed_search_resumes_without_remeasuring_and_makes_the_same_choice(ddpm, tmp_path, monkeypatch):
-    config = small(levers=["solver"], knobs={"solver.scheduler": ["unipc", "ddim"], "solver.steps": [1, 4]})
+    config = small(
+        levers=["solver"],
+        knobs={"solver.scheduler": ["unipc", "ddim"], "solver.steps": [1, 4], "solver.spacing": ["leading"]},
+    )
     whole = optimize(ddpm, config, out=tmp_path / "whole")
     calls = {"n": 0}
     judge = Arena.judge
@@ -100,7 +105,8 @@ def test_a_lever_registered_elsewhere_is_searched_without_touching_the_optimizer
 
 
 def test_a_student_is_trained_once_samples_with_its_own_sampler_and_excludes_the_solver(ddpm, tmp_path):
-    knobs = {"distill.train_steps": [2], "distill.nfe": [2, 3], "solver.scheduler": ["unipc"], "solver.steps": [4]}
+    knobs = {"distill.train_steps": [2], "distill.nfe": [2, 3], "solver.scheduler": ["unipc"], "solver.steps": [4],
+             "solver.spacing": ["leading"]}  # fmt: skip
     config = small(levers=["distill", "solver"], knobs=knobs, data="digits", quality="fd-ratio=1000", confirm=1)
     found, refused = candidates(config, ddpm)
     assert all(not {"distill", "solver"} <= c.keys() for c in found)
@@ -154,12 +160,12 @@ def test_prompts_are_refused_on_an_unconditional_model_and_required_by_a_pipelin
 def test_a_pipeline_is_searched_and_saved_as_a_pipeline_with_its_sampler(kind, dit_folder, sd_folder, tmp_path):
     folder, conditions = (dit_folder, {"class_labels": [3, 7]}) if kind == "dit" else (
         sd_folder, {"prompts": ["a handwritten seven", "the digit 3"]})  # fmt: skip
-    config = small(levers=["solver", "cache"], knobs={"solver.scheduler": ["unipc"], "solver.steps": [4]},
-                   quality="fd-ratio=100", **conditions)  # fmt: skip
+    knobs = {"solver.scheduler": ["unipc"], "solver.steps": [4], "solver.spacing": ["leading"]}
+    config = small(levers=["solver", "cache"], knobs=knobs, quality="fd-ratio=100", **conditions)
     result = optimize(str(folder), config, out=tmp_path / "run")
     considered = {r["key"] for r in result["rows"]} | set(result["notes"])
-    assert (key_of({"solver": {"scheduler": "unipc", "steps": 4}, "cache": {"interval": 2, "branch": 0}})
-            in considered) == (kind == "sd")  # DeepCache needs a UNet  # fmt: skip
+    cached = {"solver": {"scheduler": "unipc", "steps": 4, "spacing": "leading"}, "cache": {"interval": 2, "branch": 0}}
+    assert (key_of(cached) in considered) == (kind == "sd")  # DeepCache needs a UNet
     pipe = slimfusion.load_pipeline(str(tmp_path / "run" / "model"))
     assert type(pipe.scheduler).__name__ == "UniPCMultistepScheduler"
     denoiser = pipe.transformer if kind == "dit" else pipe.unet
@@ -178,21 +184,24 @@ def test_a_recipe_can_end_with_optimize(tmp_path):
     assert list((tmp_path / "run").rglob("frontier.md"))
 
 
-@pytest.mark.parametrize(
-    "verb", ["optimize", "lowrank", "quantize", "skip-plan", "prune", "finetune", "distill-steps", "sparsify"]
-)
+DERIVED = ["optimize", "lowrank", "quantize", "skip-plan", "prune", "finetune", "distill-steps", "sparsify"]
+
+
+@pytest.mark.parametrize("verb", [*DERIVED, "sample", "evaluate"])
 def test_every_option_of_a_derived_verb_comes_from_its_registered_options(verb):
     from typer.main import get_command
 
     from slimfusion.cli.app import app
     from slimfusion.cli.derived import field_help
     from slimfusion.registry import STEPS
+    from slimfusion.steps.sampling import SampleOptions
 
     command = get_command(app).commands[verb]
     options = {p.name: p for p in command.params}
-    fields = {k: f for k, f in STEPS[verb].options.model_fields.items() if k != "version"}
+    options_class = STEPS[verb].options if verb in STEPS and verb != "sample" else SampleOptions
+    fields = {k: f for k, f in options_class.model_fields.items() if k != "version"}
     assert set(fields) <= set(options)
     for name in fields:
-        assert field_help(STEPS[verb].options, name) and options[name].help.startswith(
-            field_help(STEPS[verb].options, name)), name  # fmt: skip
-    assert set(options) - set(fields) <= {"model", "out", "overwrite", "resume", "into"}  # where to write, no more
+        assert field_help(options_class, name) and options[name].help.startswith(field_help(options_class, name)), name
+    where = {"model", "out", "overwrite", "resume", "into", "component", "as_json"}
+    assert set(options) - set(fields) <= where  # where to read and write, nothing else

@@ -139,3 +139,32 @@ def test_a_sweep_sharded_over_two_accelerate_processes_equals_one_process(sd_fol
     one, two = (json.loads((outs[n] / "summary.json").read_text()) for n in (1, 2))
     assert [p["metrics"] for p in one["points"]] == [p["metrics"] for p in two["points"]]
     assert one["collapse"] == two["collapse"]
+
+
+def test_a_pipeline_sparsified_by_the_cli_and_by_a_recipe_is_saved_byte_identically(sd_folder, tmp_path):
+    from slimfusion.recipe import run_recipe
+
+    cli = tmp_path / "cli"
+    done = run_cli("sparsify", str(sd_folder), "--method", "magnitude", "--sparsity", "0.5", "--component", "unet",
+                   "--out", str(cli))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    recipe = tmp_path / "r.yaml"
+    step_options = "{method: magnitude, sparsity: 0.5, component: unet}"
+    recipe.write_text(f"model: {sd_folder}\nsteps:\n  - sparsify: {step_options}\n")
+    run_recipe(recipe, tmp_path / "run", echo=lambda *_: None)
+    step = tmp_path / "run" / "steps" / "01-sparsify" / "model"
+    files = sorted(p.relative_to(cli) for p in cli.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(step) for p in step.rglob("*") if p.is_file())
+    for name in files:
+        ours, theirs = (cli / name).read_bytes(), (step / name).read_bytes()
+        if name.name == "slimfusion.json":  # the history records each run's wall time, nothing else differs
+            ours, theirs = (json.dumps(_without_times(json.loads(b)), sort_keys=True) for b in (ours, theirs))
+        assert ours == theirs, name
+
+
+def _without_times(value):
+    if isinstance(value, dict):
+        return {k: _without_times(v) for k, v in value.items() if k != "wall_s"}
+    if isinstance(value, list):
+        return [_without_times(v) for v in value]
+    return value

@@ -11,18 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from slimfusion.errors import ConfigError
 from slimfusion.evaluate import (
-    LABELS,
     EvaluateConfig,
     QualityInputs,
     check_inputs,
     default_metrics,
     measure_quality,
-    number,
     resolve_subject,
 )
 from slimfusion.metrics.cost import count_macs, count_params
@@ -89,24 +84,3 @@ def compare(
         "skipped": {k: v for q in qualities for k, v in q.skipped.items()},
         "interval_method": method_text(qualities[0].num, config.resamples),
     }
-
-
-def print_comparison(result: dict[str, Any]) -> None:
-    """One table per compared subject: metric, baseline, subject, difference with its interval, verdict."""
-    base = result["subjects"][0]
-    for index, subject in enumerate(result["subjects"][1:], start=1):
-        pairing = "paired, identical noise" if subject["paired"] else "independent samples"
-        table = Table(title=f"{subject['name']} vs {base['name']} ({pairing})", caption=result["interval_method"])
-        for column in ("metric", "baseline", "subject", "difference (95% interval)", "verdict"):
-            table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
-        mine = {d["metric"]: d for d in result["differences"] if d["index"] == index}
-        for metric, value in subject["metrics"].items():
-            row = mine.get(metric)
-            span = f"{row['difference']:+.4g} ({row['interval'][0]:+.4g} .. {row['interval'][1]:+.4g})" if row else ""
-            style = {"better": "green", "worse": "red"}.get(row["verdict"] if row else "", "")
-            verdict_text = f"[{style}]{row['verdict']}[/{style}]" if style else (row["verdict"] if row else "")
-            table.add_row(LABELS.get(metric, metric), number(base["metrics"].get(metric)), number(value), span,
-                          verdict_text)  # fmt: skip
-        Console().print(table)
-    for name, reason in result["skipped"].items():
-        Console(stderr=True).print(f"[yellow]{name} not computed:[/yellow] {reason}", highlight=False)

@@ -15,15 +15,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from rich.console import Console
-from rich.table import Table
 
 from slimfusion.diffusion.schedulers import known_solver, stored_sampler
 from slimfusion.errors import ConfigError
 from slimfusion.metrics.cost import count_macs, count_params, latency_runs
 from slimfusion.metrics.intervals import DEFAULT_RESAMPLES, bootstrap, method_text
 from slimfusion.pipelines import denoiser_of, load_for_sampling
-from slimfusion.progress import console
 from slimfusion.quality import Quality, References, quality_of
 from slimfusion.sample import (
     DEFAULT_GUIDANCE,
@@ -55,8 +52,10 @@ class EvaluateConfig(BaseModel):
         num (`int`, defaults to 1000): images sampled from a model.
         steps (`int`, defaults to 50): sampling steps.
         scheduler (`str`, defaults to "ddim"): the solver models are sampled with (`slimfusion.diffusion.SOLVERS`).
-        spacing (`str`, optional): timestep spacing; karras (`bool`): Karras sigmas; timesteps (`list[int]`,
-            optional): explicit descending timesteps for the target; the original keeps `steps` (see `SampleConfig`).
+        spacing (`str`, optional): timestep spacing "leading" / "trailing" / "linspace" (default: the solver's own).
+        karras (`bool`, defaults to False): Karras sigmas, for the solvers that have them.
+        timesteps (`list[int]`, optional): explicit descending timesteps for the target; the original keeps `steps`
+            (see `SampleConfig`).
         seed (`int`, defaults to 0): sampling seed; the original is sampled with the same one (identical noise).
         batch_size (`int`, defaults to 250): images per forward while sampling.
         inception_weights (`str`, optional): InceptionV3 weights (.safetensors) for FID.
@@ -285,27 +284,3 @@ LABELS = {
     "plan_macs_ratio": "skip plan: kept MACs share",
     "macs_per_step": "MACs per step with the plan",
 }
-
-
-def number(value) -> str:
-    """A metric value as the tables print it."""
-    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}" if value is not None else "-"
-
-
-def print_result(result: dict[str, Any]) -> None:
-    """A rich table of one evaluation with each metric's 95% interval; skipped metrics are said, not hidden."""
-    sampling = result.get("sampling") or {}
-    how = f", {sampling['scheduler']} {sampling['steps']} steps" if sampling.get("scheduler") else ""
-    own = " (its own sampler)" if sampling.get("own_sampler") else ""
-    table = Table(title=f"{result['target']} ({result['num']} images{how}{own})", caption=result.get("interval_method"))
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_column("95% interval", justify="right")
-    intervals = result.get("intervals", {})
-    for key, value in result["metrics"].items():
-        low_high = intervals.get(key)
-        span = "exact count" if key in COUNTS else f"{number(low_high[0])} .. {number(low_high[1])}" if low_high else ""
-        table.add_row(LABELS.get(key, key), number(value), span)
-    Console().print(table)
-    for name, reason in result["skipped"].items():
-        console.print(f"[yellow]{name} not computed:[/yellow] {reason}", highlight=False, soft_wrap=True)

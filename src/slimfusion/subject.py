@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from torch import nn
 
 from slimfusion.models.io import load, save
+from slimfusion.models.meta import get_meta
 from slimfusion.pipelines import (
     denoiser_name,
     denoiser_of,
     is_pipeline,
     is_pipeline_object,
     load_pipeline,
+    pipeline_folder,
+    replace_components,
     save_pipeline,
 )
 
@@ -23,6 +27,7 @@ class Subject:
     def __init__(self, obj, source: str | None = None):
         self.obj = obj
         self.source = source
+        self.loaded = self._fingerprints()  # what the source folder holds, to save only what changed
 
     @classmethod
     def load(cls, source: str | Path) -> Subject:
@@ -56,7 +61,32 @@ class Subject:
             self.obj = model
 
     def save(self, folder: str | Path, overwrite: bool = False) -> Path:
-        """A pipeline folder for a pipeline (every component re-saved), else a model folder; atomically."""
+        """The one save route of every verb and recipe step, atomically: held from a local pipeline folder, a copy of
+        that folder with the changed model components re-saved (the others bit for bit, partial pipelines too);
+        any other pipeline as a whole pipeline folder; a model as a model folder."""
+        source = pipeline_folder(self.source) if self.source is not None else None
+        if source is not None:
+            now = self._fingerprints()
+            changed = [self._models()[name] for name in now if now[name] != self.loaded.get(name)]
+            return replace_components(source, changed, folder, overwrite=overwrite)
         if self.is_pipeline:
             return save_pipeline(self.obj, folder, overwrite=overwrite)
         return save(self.obj, folder, overwrite=overwrite)
+
+    def _models(self) -> dict[str, nn.Module]:
+        if self.is_pipeline:
+            return {n: c for n, c in self.obj.components.items() if isinstance(c, nn.Module)}
+        return {"": self.obj}
+
+    def _fingerprints(self) -> dict[str, tuple]:
+        """Per model component: the object, its metadata and each tensor's storage and in-place version counter
+        (every in-place edit bumps it), so a component changed in any way is seen as changed."""
+        prints = {}
+        for name, model in self._models().items():
+            tensors = [*model.parameters(), *model.buffers()]
+            try:
+                versions = tuple((t.data_ptr(), tuple(t.shape), t._version) for t in tensors)
+            except RuntimeError:  # inference tensors have no version counter: count as changed
+                versions = (object(),)
+            prints[name] = (id(model), json.dumps(get_meta(model), sort_keys=True, default=str), versions)
+        return prints

@@ -15,7 +15,6 @@ from rich.table import Table
 from slimfusion.data.prompts import read_prompts
 from slimfusion.errors import ConfigError, SlimfusionError
 from slimfusion.models.io import save
-from slimfusion.pipelines import is_pipeline, replace_component
 from slimfusion.progress import console
 from slimfusion.prune.conditioning import parse_class_labels
 from slimfusion.report import COLUMNS, cell
@@ -121,11 +120,3 @@ def conditions_from_options(prompts: Path | None, class_labels: str | None) -> d
     if class_labels is not None:
         return {"class_labels": parse_class_labels(class_labels, None).tolist()}
     return {}
-
-
-def save_like_source(source: str, denoiser, out: Path, overwrite: bool) -> None:
-    """Save a changed denoiser as its source was held: a pipeline folder back for a pipeline, else a model folder."""
-    if is_pipeline(source):
-        replace_component(source, denoiser, out, overwrite=overwrite)
-    else:
-        save(denoiser, out, overwrite=overwrite)

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from slimfusion.cli.common import refuse_existing, save_like_source
+from slimfusion.cli.common import refuse_existing
 from slimfusion.cli.derived import SAVED, derived_command
 from slimfusion.models.meta import history
 from slimfusion.pipelines import denoiser_name_of, is_pipeline
@@ -18,7 +18,7 @@ from slimfusion.steps.compress import PruneOptions, run_prune
 def _prune(model: str, options: PruneOptions, out: Path, overwrite: bool) -> None:
     refuse_existing(out, overwrite)
     subject = run_prune(Subject.load(model), options)
-    save_like_source(model, subject.denoiser, out, overwrite)
+    subject.save(out, overwrite=overwrite)
     meta_folder = out / denoiser_name_of(out) if is_pipeline(out) else out
     _print_prune_effect(history(subject.denoiser)[-1]["effect"], meta_folder)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slimfusion.cli.common import refuse_existing, save_like_source
+from slimfusion.cli.common import refuse_existing
 from slimfusion.cli.derived import SAVED, derived_command
-from slimfusion.models.io import load
 from slimfusion.models.meta import history
 from slimfusion.progress import console
 from slimfusion.steps import Subject
@@ -15,8 +14,9 @@ from slimfusion.steps.compress import LowRankOptions, QuantizeOptions, run_lowra
 
 def _lowrank(model: str, options: LowRankOptions, out: Path, overwrite: bool) -> None:
     refuse_existing(out, overwrite)
-    denoiser = run_lowrank(Subject(load(model), model), options).denoiser
-    save_like_source(model, denoiser, out, overwrite)
+    subject = run_lowrank(Subject.load(model), options)
+    subject.save(out, overwrite=overwrite)
+    denoiser = subject.denoiser
     effect = history(denoiser)[-1]["effect"]
     console.print(
         f"factorised {effect['layers_factorised']} layers: params {effect['params_before'] / 1e6:.3f} M ->"
@@ -27,8 +27,9 @@ def _lowrank(model: str, options: LowRankOptions, out: Path, overwrite: bool) ->
 
 def _quantize(model: str, options: QuantizeOptions, out: Path, overwrite: bool) -> None:
     refuse_existing(out, overwrite)
-    denoiser = run_quantize(Subject(load(model), model), options).denoiser
-    save_like_source(model, denoiser, out, overwrite)
+    subject = run_quantize(Subject.load(model), options)
+    subject.save(out, overwrite=overwrite)
+    denoiser = subject.denoiser
     effect = history(denoiser)[-1]["effect"]
     console.print(
         f"{options.scheme}{' + compile' if options.compile else ''}: weights"

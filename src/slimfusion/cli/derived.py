@@ -44,12 +44,13 @@ def option_type(field: FieldInfo) -> tuple[type, Any]:
 
 
 def derived_command(name: str, options: type[BaseModel], run: Callable[..., None], extra: dict, doc: str,
-                    skip: tuple[str, ...] = ("version",)) -> Callable:  # fmt: skip
+                    skip: tuple[str, ...] = ("version",), argument: Any = ModelArg) -> Callable:  # fmt: skip
     """Register `slimfusion NAME MODEL [--field ...]` whose options are `options`' fields (plus `extra`:
-    name -> (annotation, default)); `run(model, config, **extra_values)` does the work."""
+    name -> (annotation, default)); `run(model, config, **extra_values)` does the work. `argument`: the positional's
+    annotation (default: a model)."""
     parameters = [
         inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-        inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=ModelArg),
+        inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=argument),
     ]
     for key, (annotation, default) in extra.items():
         parameters.append(
@@ -62,7 +63,9 @@ def derived_command(name: str, options: type[BaseModel], run: Callable[..., None
         shown = field.get_default(call_default_factory=True)
         if default is None and shown not in (None, [], {}):
             help_text += f" (default: {shown_text(shown)})"
-        annotation = Annotated[kind, typer.Option(help=help_text)]
+        # a "no_x" switch is one flag (--no-x), not --no-x / --no-no-x
+        names = (f"--{key.replace('_', '-')}",) if kind is bool and key.startswith("no_") else ()
+        annotation = Annotated[kind, typer.Option(*names, help=help_text)]
         parameters.append(
             inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
         )

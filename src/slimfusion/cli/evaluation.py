@@ -22,13 +22,14 @@ from slimfusion.cli.common import (
     refuse_existing,
     timesteps_from_option,
 )
+from slimfusion.cli.derived import derived_command
+from slimfusion.cli.tables import print_comparison, print_result
 from slimfusion.compare import compare as run_compare
-from slimfusion.compare import print_comparison
 from slimfusion.data import load_images
 from slimfusion.demo import run_demo
 from slimfusion.diffusion import SOLVERS
 from slimfusion.errors import SlimfusionError
-from slimfusion.evaluate import EvaluateConfig, print_result
+from slimfusion.evaluate import EvaluateConfig
 from slimfusion.evaluate import evaluate as run_evaluate
 from slimfusion.metrics.intervals import DEFAULT_RESAMPLES
 from slimfusion.metrics.stats import compute_stats, save_stats
@@ -37,8 +38,10 @@ from slimfusion.optimize.output import answer
 from slimfusion.pipelines import load_for_sampling
 from slimfusion.progress import console
 from slimfusion.report import load_results, write_report
-from slimfusion.sample import DEFAULT_GUIDANCE, SampleConfig, load_samples, sample_to_folder
+from slimfusion.sample import DEFAULT_GUIDANCE, load_samples, sample_to_folder
 from slimfusion.skip.plan import solver_of
+from slimfusion.steps.evaluation import EvaluateOptions
+from slimfusion.steps.sampling import SampleOptions
 
 
 @app.command()
@@ -113,54 +116,35 @@ TimestepsOpt = Annotated[
 ]
 
 
-@app.command()
-def sample(
-    model: ModelArg,
-    out: OutOpt,
-    num: Annotated[int, typer.Option(help="number of images")] = 64,
-    steps: StepsOpt = None,
-    scheduler: SchedulerOpt = None,
-    spacing: SpacingOpt = None,
-    karras: KarrasOpt = False,
-    timesteps: TimestepsOpt = None,
-    seed: Annotated[int, typer.Option(help="base seed; image i uses (seed, i)")] = 0,
-    batch_size: Annotated[int, typer.Option(help="images per forward")] = 64,
-    prompts: PromptsOpt = None,
-    class_labels: LabelsOpt = None,
-    guidance: GuidanceOpt = None,
-    negative_prompt: Annotated[str | None, typer.Option(help="text-to-image: prompt to steer away from")] = None,
-    component: Annotated[str | None, typer.Option(help="pipeline component (default: unet/transformer)")] = None,
-    plan: PlanOpt = None,
-    no_plan: NoPlanOpt = False,
-    overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
-) -> None:
-    """Generate seeded images: one PNG each, grid.png and samples.npz in --out.
-
-    Conditional pipelines (text-to-image, DiT) are sampled through their own diffusers pipeline class; image i gets
-    prompt / label i mod their count. Multi-process: `accelerate launch -m slimfusion sample ...` splits the seeds
-    across processes; the result is the same folder as a single-process run.
-    """
-    config = make_config(
-        SampleConfig,
-        num=num,
-        seed=seed,
-        batch_size=batch_size,
-        negative_prompt=negative_prompt,
-        karras=karras,
-        plan=str(plan) if plan is not None else None,
-        no_plan=no_plan,
-        **given(steps=steps, scheduler=scheduler, spacing=spacing, guidance=guidance),
-        **conditions_from_options(prompts, class_labels),
-        **timesteps_from_option(timesteps),
-    )
+def _sample(model: str, config: SampleOptions, out: Path, component: str | None, overwrite: bool) -> None:
     refuse_existing(out, overwrite)
     sampler = load_for_sampling(model, component)
     result = sample_to_folder(sampler, config, out, overwrite=overwrite)
     if is_main_process():
         console.print(
-            f"{num} images in {result['seconds']:.1f}s ({result['images_per_s']:.2f} img/s,"
+            f"{config.num} images in {result['seconds']:.1f}s ({result['images_per_s']:.2f} img/s,"
             f" {result['processes']} process(es)) -> {out}/grid.png"
         )
+
+
+derived_command(
+    "sample",
+    SampleOptions,
+    _sample,
+    extra={
+        "out": (OutOpt, ...),
+        "component": (
+            Annotated[str | None, typer.Option(help="pipeline component (default: unet/transformer)")],
+            None,
+        ),
+        "overwrite": (Annotated[bool, typer.Option(help="replace --out if it exists")], False),
+    },
+    doc="Generate seeded images: one PNG each, grid.png and samples.npz in --out.\n\nConditional pipelines"
+    " (text-to-image, DiT) are sampled through their own diffusers pipeline class; image i gets prompt / label i mod"
+    " their count. Steps, solver, spacing and guidance left unset: a step-distilled or optimized model samples with"
+    " its own sampler, others with DDIM 50. Multi-process: `accelerate launch -m slimfusion sample ...` splits the"
+    " seeds across processes; the result is the same folder as a single-process run.",
+)
 
 
 @app.command()
@@ -250,42 +234,23 @@ def _write_json(result: dict, path: Path | None) -> None:
         path.write_text(json.dumps(result, indent=2))
 
 
-@app.command()
-def evaluate(
-    target: Annotated[str, typer.Argument(help="model (folder, builtin:NAME) or samples folder")],
-    ref: RefOpt = None,
-    original: OriginalOpt = None,
-    metrics: MetricsOpt = None,
-    prompts: PromptsOpt = None,
-    class_labels: LabelsOpt = None,
-    guidance: GuidanceOpt = None,
-    clip_model: ClipOpt = None,
-    num: NumOpt = 1000,
-    steps: StepsOpt = None,
-    scheduler: SchedulerOpt = None,
-    spacing: SpacingOpt = None,
-    karras: KarrasOpt = False,
-    timesteps: TimestepsOpt = None,
-    seed: SeedOpt = 0,
-    batch_size: BatchOpt = 250,
-    inception_weights: InceptionOpt = None,
-    plan: Annotated[Path | None, typer.Option(help="skip plan the target (not the original) is sampled with")] = None,
-    no_plan: NoPlanOpt = False,
-    resamples: ResamplesOpt = DEFAULT_RESAMPLES,
-    as_json: JsonOpt = None,
-) -> None:
-    """Quality (FD / KD / FID / KID vs --ref, prompt / class accuracy, CLIP score), consistency (SSIM / PSNR vs
-    --original from identical noise and identical prompts / labels) and cost, each quality metric with its 95%
-    interval. Conditional pipelines are sampled with --prompts / --class-labels through their own diffusers
-    pipeline."""
-    config = _evaluate_config(
-        metrics, prompts, class_labels, steps, scheduler, spacing, guidance, timesteps,
-        num=num, seed=seed, batch_size=batch_size, inception_weights=inception_weights, clip_model=clip_model,
-        plan=str(plan) if plan is not None else None, no_plan=no_plan, karras=karras, resamples=resamples,
-    )  # fmt: skip
-    result = run_evaluate(target, config, ref=ref, original=original)
+def _evaluate(target: str, options: EvaluateOptions, as_json: Path | None) -> None:
+    result = run_evaluate(target, options.technique(), ref=options.ref, original=options.original)
     print_result(result)
     _write_json(result, as_json)
+
+
+derived_command(
+    "evaluate",
+    EvaluateOptions,
+    _evaluate,
+    extra={"as_json": (JsonOpt, None)},
+    doc="Quality (FD / KD / FID / KID vs --ref, prompt / class accuracy, CLIP score), consistency (SSIM / PSNR vs"
+    " --original from identical noise and identical prompts / labels) and cost, each quality metric with its 95%"
+    " interval. Conditional pipelines are sampled with --prompts / --class-labels through their own diffusers"
+    " pipeline.",
+    argument=Annotated[str, typer.Argument(help="model (folder, builtin:NAME) or samples folder")],
+)
 
 
 @app.command()

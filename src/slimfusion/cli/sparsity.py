@@ -13,9 +13,7 @@ from slimfusion.cli.app import app
 from slimfusion.cli.common import ModelArg, OutOpt, make_config, refuse_existing
 from slimfusion.cli.derived import SAVED, derived_command
 from slimfusion.data.prompts import read_prompts
-from slimfusion.models.io import save
 from slimfusion.models.meta import history
-from slimfusion.pipelines import replace_components
 from slimfusion.progress import console
 from slimfusion.sparsify.sweep import SweepConfig, parse_sparsities, sweep
 from slimfusion.steps import Subject, option_defaults
@@ -28,10 +26,7 @@ def _sparsify(model: str, options: SparsifyOptions, out: Path, overwrite: bool) 
     refuse_existing(out, overwrite)
     subject = run_sparsify(Subject.load(model), options)
     changed = sparsified_now(subject)
-    if subject.is_pipeline:
-        replace_components(model, changed, out, overwrite=overwrite)
-    else:
-        save(subject.obj, out, overwrite=overwrite, storage=options.storage)
+    subject.save(out, overwrite=overwrite)
     print_sparsity(changed)
     console.print(f"saved {out}")
 

@@ -16,7 +16,6 @@ from slimfusion.cli.common import (
     make_config,
     refuse_existing,
     save_final,
-    save_like_source,
 )
 from slimfusion.cli.derived import SAVED, derived_command
 from slimfusion.data import load_digits_split, load_images
@@ -72,7 +71,7 @@ def _finetune(model: str, options: FinetuneOptions, out: Path, overwrite: bool) 
     run_finetune_step(subject, options, out)
     if is_conditional(subject):
         if is_main_process():
-            save_like_source(model, subject.denoiser, out, overwrite=True)
+            subject.save(out, overwrite=True)
             console.print(f"saved {out}")
         return
     save_final(subject.denoiser, out)

@@ -36,8 +36,9 @@ def save_choice(subject: Subject, candidate: Candidate, config: OptimizeConfig, 
     if stored is not None and stored["scheduler"] == name:  # a student's own sampler (its grid) at the chosen steps
         own = dict(stored) | {"steps": steps}
     else:
-        scheduler = build_scheduler(schedule_of(model), name)
-        own = {"scheduler": name, "steps": steps, "spacing": None,
+        spacing = build.sampling.get("spacing")
+        scheduler = build_scheduler(schedule_of(model), name, spacing)
+        own = {"scheduler": name, "steps": steps, "spacing": spacing,
                "config": dict(scheduler.config) | {"_class_name": type(scheduler).__name__}}  # fmt: skip
         own["config"].pop("_use_default_values", None)
     if config.conditional:
@@ -49,7 +50,7 @@ def save_choice(subject: Subject, candidate: Candidate, config: OptimizeConfig, 
                  "confirmed_on": chosen["num"], "label": label_of(candidate)})  # fmt: skip
     if subject.is_pipeline:
         pipe = with_denoiser(subject.obj, model)
-        use_scheduler(pipe, name)
+        use_scheduler(pipe, name, own.get("spacing"))
         return Subject(pipe).save(folder)
     return Subject(model).save(folder)
 

@@ -143,21 +143,31 @@ class Search:
 
     def screen(self, order: list[Candidate], speed: dict[str, float]) -> list[dict]:
         """Candidates on `screen_num` samples, single levers first and then compositions (each size fastest-predicted
-        first, an exact lever on a setting that held before a lossy addition), until the budget's screening share is
-        spent. A composition is screened only when every part of it (one lever fewer; with exact levers: its lossy
-        core) held: adding a lossy lever to a failing setting cannot make it hold, and the expensive
-        compositions (compile under a cache's hooks) are measured only when they can win. A setting is skipped once
-        the same levers held with a smaller cost knob (fewer evaluations): it can only be slower; so is one the probe
-        predicts no faster than the original, or costlier to screen than the screening budget left."""
+        first, a candidate that needs a part screened first right after that part; exact levers ride along with the
+        setting they speed up, before any lossy addition), until the budget's screening share is spent. A
+        composition is screened only when every part of it (one lever fewer; with exact levers: its lossy core)
+        held: adding a lossy lever to a failing setting cannot make it hold, and the expensive compositions (compile
+        under a cache's hooks) are measured only when they can win. A setting is skipped once the same levers held
+        with a smaller cost knob (fewer evaluations): it can only be slower; so is one the probe predicts no faster
+        than the original, or costlier to screen than the screening budget left."""
         passed: list[dict] = []
         held: set[str] = set()
         pool = {key_of(c) for c in order}
-        for index, candidate in enumerate(order):
+        queue, decided, count = list(order), set(), 0
+        while queue:
+            candidate = queue.pop(0)
             key = key_of(candidate)
+            pending = [p for p in required_parts(candidate) if key_of(p) in pool and key_of(p) not in decided]
+            if pending:  # predicted faster than a part it needs: screened right after that part
+                after = max(i for i, c in enumerate(queue) if key_of(c) in {key_of(p) for p in pending})
+                queue.insert(after + 1, candidate)
+                continue
+            decided.add(key)
+            count += 1
             # until one candidate held, the reserve is a guess: screen on while any budget is left
             reserve = self.reserve("screen", passed) if passed else 0.0
             if self.journal.get(key, "screen") is None and self.left() < reserve:
-                for rest in order[index:]:
+                for rest in [candidate, *queue]:
                     self.notes.setdefault(key_of(rest), "not screened: budget")
                 break
             if speed[model_key(candidate)] == 0:
@@ -183,7 +193,7 @@ class Search:
             row = self.measured(
                 candidate, "screen", lambda c=candidate: self.arena.judge(c, self.config.seed, self.config.screen_num)
             )
-            self.report(candidate, "screen", row, index + 1, len(order))
+            self.report(candidate, "screen", row, count, len(order))
             if row["holds"]:
                 passed.append({"candidate": candidate, **row})
                 held.add(key)
@@ -269,8 +279,8 @@ class Search:
                  f"budget {self.config.budget:.0f} s, quality rule {self.config.quality.text()}")  # fmt: skip
         self.arena.original(self.config.seed, self.config.screen_num)
         speed = self.probe()
-        # single levers, then each lossy core with exact levers added, then larger cores; fastest-predicted first
-        order = sorted(self.pool, key=lambda c: (max(len(core(c)), 1), len(c), self.predicted(c, speed)))
+        # by the size of the lossy core (exact levers ride along), each size fastest-predicted first
+        order = sorted(self.pool, key=lambda c: (max(len(core(c)), 1), self.predicted(c, speed)))
         passed = self.screen(order, speed)
         survivors = self.recheck(passed, self.reserve("mid", passed))
         confirmed, chosen = self.confirm(survivors)
@@ -289,18 +299,19 @@ class Search:
         return sorted(seconds)[len(seconds) // 2] if seconds else float("nan")
 
     def reserve(self, rung: str, passed: list[dict] | None = None) -> float:
-        """Seconds kept back for the rungs after `rung` ("screen": the recheck and the confirmation; "mid": the
-        confirmation): the original's images there, the timing rounds, and `confirm` candidates' images at the
-        cost measured on the candidates that held so far (their median batch time; a quarter of the original's
-        before any held), from the original's fastest batch (other load only ever slows a batch down)."""
+        """Seconds kept back for the rungs after `rung` ("screen": `confirm` rechecks and one confirmation; "mid":
+        one confirmation): the original's images there, the timing rounds, and the candidates' images at the cost
+        measured on the candidates that held so far (their median batch time; a quarter of the original's before
+        any held), from the original's fastest batch (other load only ever slows a batch down)."""
         seconds = self.arena.original_batch_seconds
         if not seconds:  # every original image came from the cache of a resumed search
             return 0.0
         batch, c = min(seconds), self.config
         share = 0.25 if not passed else min(1.0, statistics.median(p["seconds_per_batch"] for p in passed) / batch)
         per_image = batch / c.batch
-        # the original's fresh images once, `confirm` candidates' images, one timing run (warm-up + rounds) of all
-        confirm = per_image * c.confirm_num * (1 + c.confirm * share) + (c.rounds + 1) * batch * (1 + c.confirm * share)
+        # one confirmation: the original's fresh images and one candidate's, one timing run (warm-up + rounds); more
+        # candidates are confirmed while budget is left (the original's fresh images are sampled once)
+        confirm = (per_image * c.confirm_num + (c.rounds + 1) * batch) * (1 + share)
         if rung == "mid" or not c.mid_num:
             return confirm
         return confirm + per_image * (c.mid_num - c.screen_num + c.confirm * c.mid_num * share)

@@ -47,7 +47,8 @@ class SkipConfig(BaseModel):
     """How to make a skip plan.
 
     Args:
-        method (`str`, defaults to "dipgo"): "dipgo" (learned) or "deepcache" (static schedule).
+        method (`str`, defaults to "dipgo"): "dipgo" (learned), "deepcache" (static schedule) or "taylorseer"
+            (DeepCache's schedule, the reused blocks' outputs forecast from their last full computations).
         steps (`int`, defaults to 50): sampling steps the plan is for.
         scheduler (`str`, defaults to "ddim"): the solver the plan is for; DiP-GO learns on the DDIM chain only
             (its checkpointed steps must be stateless), DeepCache's static schedule takes any one-evaluation-per-step
@@ -67,12 +68,14 @@ class SkipConfig(BaseModel):
         branch (`int`, defaults to 0): DeepCache's skip branch (block b // 3, layer b % 3).
         uniform (`bool`, defaults to True): DeepCache's uniform schedule; False: the paper's non-uniform one.
         center (`int`, optional): DeepCache's non-uniform schedule's center step (default: steps // 2).
+        order (`int`, defaults to 1): TaylorSeer's extrapolation order K over the last K + 1 full computations of
+            each reused block (0: DeepCache's plain reuse).
         seed (`int`, defaults to 0): seeds the calibration noise and the pruner network.
     """
 
     model_config = ConfigDict(extra="forbid")
     version: int = 1
-    method: Literal["dipgo", "deepcache"] = "dipgo"
+    method: Literal["dipgo", "deepcache", "taylorseer"] = "dipgo"
     steps: int = Field(50, ge=2, le=1000)
     scheduler: str = "ddim"
     target: float = Field(0.25, gt=0, le=1)
@@ -88,6 +91,7 @@ class SkipConfig(BaseModel):
     branch: int = Field(0, ge=0)
     uniform: bool = True
     center: int | None = None
+    order: int = Field(1, ge=0, le=4)
     seed: int = 0
 
     @model_validator(mode="after")
@@ -121,12 +125,13 @@ def skip_plan(
         guidance (`float`, defaults to 1.0): guidance scale used during calibration (1: off).
         progress (`bool`, defaults to True): progress bar with loss and kept ratio.
     """
-    units = skip_units(model, fine=config.method == "deepcache")
+    units = skip_units(model, fine=config.method != "dipgo")
     macs, total = unit_macs(model, units)
     scheduler = make_scheduler(model, config.scheduler, config.steps)
     settings = config.model_dump(exclude={"version"})
-    if config.method == "deepcache":
+    if config.method in ("deepcache", "taylorseer"):
         keys = ("method", "steps", "scheduler", "interval", "branch", "uniform", "center")
+        keys += ("order",) if config.method == "taylorseer" else ()
         settings = {k: settings[k] for k in keys}
         reuse = deepcache_reuse(model, config.steps, config.interval, config.branch, config.uniform, config.center)
     else:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 from torch import nn
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from slimfusion.errors import ConfigError
 from slimfusion.skip.plan import SkipPlan, check_plan
@@ -31,12 +31,14 @@ class SkipState:
     output is mixed with its previous output by the gate value instead (see `GateMix`).
     """
 
-    def __init__(self, steps: int, decide: Callable[[int, str], bool]):
+    def __init__(self, steps: int, decide: Callable[[int, str], bool], order: int = 0):
         self.steps = steps
         self.decide = decide
+        self.order = order  # TaylorSeer: a reused output is forecast from the last `order` + 1 computations
         self.step = -1
         self.last_t: float | None = None
         self.cache: dict[str, Any] = {}
+        self.history: dict[str, list[tuple[int, Any]]] = {}
         self.calls: dict[str, int] = {}
         self.mix: Callable[[str, Any], Any] | None = None
 
@@ -46,6 +48,8 @@ class SkipState:
     def kept(self, name: str) -> Any | None:
         """The output `name` kept at an earlier step when the plan reuses it at this one, else None (then it runs)."""
         if self.step > 0 and not self.decide(self.step, name) and name in self.cache:
+            if self.order and len(self.history.get(name, ())) > 1:
+                return forecast(self.history[name], self.step)
             return self.cache[name]
         self.calls[name] = self.calls.get(name, 0) + 1
         return None
@@ -56,18 +60,48 @@ class SkipState:
         if self.mix is not None:
             out = self.mix(name, out)
         self.cache[name] = out
+        if self.order:
+            self.history[name] = [*self.history.get(name, [])[-self.order :], (self.step, out)]
         return out
 
     @torch.compiler.disable
     def begin_step(self, timestep: Any) -> None:
         t = float(timestep.flatten()[0]) if isinstance(timestep, torch.Tensor) else float(timestep)
         if self.last_t is None or t >= self.last_t:
-            self.step, self.cache = 0, {}
+            self.step, self.cache, self.history = 0, {}, {}
         else:
             self.step += 1
         self.last_t = t
         if self.step >= self.steps:
             raise ConfigError(f"the sampler ran more than the skip plan's {self.steps} steps")
+
+
+def forecast(history: list[tuple[int, Any]], step: int) -> Any:
+    """A block's output at `step` extrapolated from its computations at earlier steps (TaylorSeer, ICCV 2025).
+
+    TaylorSeer expands the output in a Taylor series whose derivatives are finite differences of the last K + 1
+    full computations. Written here in Newton's form of the same differences (the Lagrange polynomial through those
+    points, at their actual step indices): identical to TaylorSeer's at K = 1, and exact for any trajectory that is a
+    polynomial of degree <= K at K >= 2, where the i! / N^i Taylor form is only approximate. Hand-written: diffusers'
+    TaylorSeer hook targets transformer attention / MLP outputs, not a UNet block's (tuple) outputs.
+    """
+    points = [s for s, _ in history]
+    weights = []
+    for j, sj in enumerate(points):
+        w = 1.0
+        for m, sm in enumerate(points):
+            if m != j:
+                w *= (step - sm) / (sj - sm)
+        weights.append(w)
+    leaves = [tree_flatten(out)[0] for _, out in history]
+    spec = tree_flatten(history[-1][1])[1]
+    mixed = [
+        sum(w * leaf[i] for w, leaf in zip(weights, leaves, strict=True))
+        if isinstance(leaves[-1][i], torch.Tensor)
+        else leaves[-1][i]
+        for i in range(len(leaves[-1]))
+    ]
+    return tree_unflatten(mixed, spec)
 
 
 class _StepHook(ModelHook):
@@ -138,7 +172,8 @@ def apply_plan(model: nn.Module, plan: SkipPlan) -> Iterator[SkipState]:
     """
     check_plan(plan, model)
     reuse = [plan.reused_at(s) for s in range(plan.steps)]
-    state = SkipState(plan.steps, lambda step, name: name not in reuse[step])
+    order = int(plan.settings.get("order", 0)) if plan.method == "taylorseer" else 0
+    state = SkipState(plan.steps, lambda step, name: name not in reuse[step], order)
     with hooked(model, hooked_units(plan), state):
         yield state
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from slimfusion.evaluate import EvaluateConfig, evaluate
+from slimfusion.evaluate import EvaluateConfig, Metric, evaluate
 from slimfusion.registry import config_of, register
 from slimfusion.report import write_report
-from slimfusion.steps.compress import comma_list, read_conditions
+from slimfusion.steps.compress import comma_list
+from slimfusion.steps.sampling import sampling_forms
 from slimfusion.subject import Subject
 
 
@@ -17,16 +18,24 @@ class EvaluateOptions(EvaluateConfig):
     """evaluate's options: EvaluateConfig (metrics also as a comma list, prompts as a prompts file, class labels as
     "3,7") plus the reference data and the original model (a recipe's default: the model it started from)."""
 
-    ref: str | None = None
-    original: str | None = None
+    ref: str | None = Field(None, description="reference data or statistics .npz, for fd / kd / fid / kid")
+    original: str | None = Field(None, description="uncompressed model or its samples, for ssim / psnr")
+    metrics: list[Metric] | None = Field(
+        None, description="comma list of fd,kd,fid,kid,accuracy,clip,ssim,psnr,cost (default: all possible)"
+    )
+    prompts: list[str] | None = Field(None, min_length=1, description="text-to-image: a file of prompts, one per line")
+    class_labels: list[int] | None = Field(
+        None, min_length=1, description="class-conditional (DiT): comma list of labels, e.g. 3,7"
+    )
+    timesteps: list[int] | None = Field(
+        None, min_length=1, description="explicit descending timesteps, e.g. 999,599,299 (sets --steps)"
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _command_line_forms(cls, values):
-        if not isinstance(values, dict):
-            return values
-        values = read_conditions(values, "prompts", "class_labels")
-        if isinstance(values.get("metrics"), str):
+        values = sampling_forms(values)
+        if isinstance(values, dict) and isinstance(values.get("metrics"), str):
             values["metrics"] = comma_list(values["metrics"])
         return values
 

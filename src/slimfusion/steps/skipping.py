@@ -62,10 +62,8 @@ def run_skip_plan(subject: Subject, options: SkipOptions, folder: Path | None = 
     return subject
 
 
-def _cache(build: Build, knobs: dict) -> None:
-    config = SkipConfig(
-        method="deepcache", steps=build.sampling["steps"], scheduler=build.sampling["scheduler"], **knobs
-    )
+def _cache(build: Build, knobs: dict, method: str = "deepcache") -> None:
+    config = SkipConfig(method=method, steps=build.sampling["steps"], scheduler=build.sampling["scheduler"], **knobs)
     build.plan = skip_plan(build.plan_model, config, progress=False)
 
 
@@ -88,5 +86,18 @@ register_lever(
         _cache,
         lambda k: f"DeepCache N={k['interval']}" + (f" b{k['branch']}" if k["branch"] else ""),
         allowed=_cache_allowed,
+    )
+)
+
+# TaylorSeer as a lever: DeepCache's schedule with the reused outputs forecast (order 1: linear, 2: quadratic)
+register_lever(
+    Lever(
+        "forecast",
+        "plan",
+        {"interval": (2, 3), "order": (1, 2), "branch": (0,)},
+        lambda build, knobs: _cache(build, knobs, "taylorseer"),
+        lambda k: f"TaylorSeer N={k['interval']} K={k['order']}" + (f" b{k['branch']}" if k["branch"] else ""),
+        allowed=_cache_allowed,
+        excludes=("cache",),
     )
 )
