@@ -31,7 +31,7 @@ from slimfusion.data import load_images
 from slimfusion.models.io import load, save
 from slimfusion.models.meta import get_meta
 from slimfusion.prune import StructuralConfig, prune
-from slimfusion.steps import Subject
+from slimfusion.subject import Subject
 from slimfusion.train import FinetuneConfig, finetune
 from slimfusion.train.recovery.step_distill import StepDistillConfig, distill_steps
 

@@ -5,7 +5,7 @@ Regenerates benchmarks/results/sd2_pruning_digits.md (+ the sweep's plots next t
     .venv/bin/python benchmarks/sd2_pruning_digits.py --num 200
 
 Text encoder alone and UNet alone, each pruned after training by magnitude (per weight matrix, the paper's choice),
-Wanda, SparseGPT and Wanda with OWL's layer sparsities, at sparsity 0.1 to 0.9, through `slimfusion.sparsify.sweep`
+Wanda, SparseGPT and Wanda with OWL's layer sparsities, at sparsity 0.1 to 0.9, through `slimfusion.sweep`
 (resumable: the points live in runs/sd2_sweep). Quality per point: prompt accuracy of `num` samples (DDIM 25,
 guidance 2, the 30 prompts of docs/digits_t2i_recovery_prompts.txt, fixed seeds) by the digit classifier, FD
 (digits features, not FID) vs all 1,797 digits, SSIM vs the dense model from identical noise and prompts.
@@ -27,8 +27,8 @@ from pathlib import Path
 
 from runinfo import RowCache, stamp
 
-from slimfusion.sparsify.sweep import SweepConfig, keep_samples, load_dense, measure, point_key, sample_point, sweep
-from slimfusion.sparsify.sweep_summary import collapse_points
+from slimfusion.sweep import SweepConfig, keep_samples, load_dense, measure, point_key, sample_point, sweep
+from slimfusion.sweep.summary import collapse_points
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "sd2_pruning_digits.md"

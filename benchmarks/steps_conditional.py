@@ -35,8 +35,8 @@ from slimfusion.metrics.fd import digit_features, feature_stats, frechet_distanc
 from slimfusion.models.meta import get_meta
 from slimfusion.pipelines import denoiser_of, load_pipeline
 from slimfusion.sample import SampleConfig, sample
-from slimfusion.steps import Subject
-from slimfusion.steps.step_distill import StepDistillOptions, run_distill_steps
+from slimfusion.subject import Subject
+from slimfusion.verbs.step_distill import StepDistillOptions, run_distill_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "steps_conditional.md"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from slimfusion.models.families.pipeline import COMPONENTS
 from slimfusion.sparsify.config import SparsityConfig
-from slimfusion.sparsify.sweep_points import SweepConfig
+from slimfusion.sweep.points import SweepConfig
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "slimfusion"
 ATTRIBUTES = {"down_blocks", "up_blocks", "mid_block", "transformer_blocks", "resnets", "attentions", "downsamplers"}

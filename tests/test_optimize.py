@@ -194,7 +194,7 @@ def test_every_option_of_a_derived_verb_comes_from_its_registered_options(verb):
     from slimfusion.cli.app import app
     from slimfusion.cli.derived import field_help
     from slimfusion.registry import STEPS
-    from slimfusion.steps.sampling import SampleOptions
+    from slimfusion.verbs.sampling import SampleOptions
 
     command = get_command(app).commands[verb]
     options = {p.name: p for p in command.params}

@@ -83,7 +83,7 @@ def test_killed_in_step_3_resumes_at_step_3(tmp_path):
 
 def test_accelerate_launcher_wraps_only_training_and_sampling_steps(tmp_path):
     from slimfusion.recipe import launched_command
-    from slimfusion.steps import STEPS
+    from slimfusion.registry import STEPS
 
     assert sorted(v for v, s in STEPS.items() if s.launched) == ["distill-steps", "evaluate", "finetune"]
     context = {"model": "builtin:digits-ddpm"}

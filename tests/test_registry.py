@@ -13,10 +13,9 @@ from slimfusion.lowrank import LowRankConfig
 from slimfusion.pipelines import denoiser_of
 from slimfusion.prune import StructuralConfig
 from slimfusion.quantize import QuantizeConfig
-from slimfusion.registry import register
+from slimfusion.registry import STEPS, register, technique_configs
 from slimfusion.sample import SampleConfig
 from slimfusion.skip import SkipConfig
-from slimfusion.steps import STEPS, technique_configs
 
 
 def test_every_recipe_verb_is_registered_and_every_technique_config_is_versioned():

@@ -54,7 +54,7 @@ def test_sparsify_bad_input_is_one_line_and_writes_nothing(sd_folder, tmp_path, 
 
 
 def test_a_resumed_sweep_recomputes_no_finished_point(sd_folder, tmp_path, monkeypatch):
-    from slimfusion.sparsify import sweep as sweep_mod
+    import slimfusion.sweep as sweep_mod
 
     config = sweep_mod.SweepConfig(
         components=["unet", "text_encoder"], methods=["magnitude"], sparsities=[0.3, 0.6],
@@ -103,7 +103,7 @@ def _points_pair_up_in_compare(points, summary):
 def test_sweep_scores_clip_with_local_weights_and_refuses_a_bad_folder(sd_folder, tmp_path):
     from conftest import tiny_clip_folder
 
-    from slimfusion.sparsify.sweep import SweepConfig, sweep
+    from slimfusion.sweep import SweepConfig, sweep
 
     prompts = ["a handwritten seven", "the digit 3"]
     clip = tiny_clip_folder(tmp_path / "clip", prompts)

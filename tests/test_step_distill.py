@@ -19,7 +19,6 @@ from slimfusion.errors import ConfigError
 from slimfusion.models.io import load, save
 from slimfusion.models.meta import get_meta, record_step
 from slimfusion.sample import SampleConfig, sample
-from slimfusion.steps.step_distill import teacher_source
 from slimfusion.train.recovery.step_distill import (
     ConsistencyObjective,
     ProgressiveObjective,
@@ -29,6 +28,7 @@ from slimfusion.train.recovery.step_distill import (
     ddim_grid,
     distill_steps,
 )
+from slimfusion.verbs.step_distill import teacher_source
 
 FAST = {"steps": 3, "batch_size": 4, "warmup_steps": 1}
 
@@ -152,8 +152,8 @@ def test_cli_distills_and_sample_uses_the_students_sampler(tmp_path):
 
 
 def test_conditional_students_fold_guidance_and_save_their_scheduler(tmp_path):
-    from slimfusion.steps import Subject
-    from slimfusion.steps.step_distill import StepDistillOptions, run_distill_steps
+    from slimfusion.subject import Subject
+    from slimfusion.verbs.step_distill import StepDistillOptions, run_distill_steps
 
     pipe = tiny_sd_pipeline()
     teacher = tmp_path / "teacher"
@@ -176,8 +176,8 @@ def test_conditional_students_fold_guidance_and_save_their_scheduler(tmp_path):
 
 
 def test_dit_students_distill_progressively(tmp_path, monkeypatch):
-    from slimfusion.steps import Subject
-    from slimfusion.steps.step_distill import StepDistillOptions, run_distill_steps
+    from slimfusion.subject import Subject
+    from slimfusion.verbs.step_distill import StepDistillOptions, run_distill_steps
 
     teacher = tmp_path / "teacher"
     slimfusion.save_pipeline(tiny_dit_pipeline(), teacher)

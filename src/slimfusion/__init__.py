@@ -12,8 +12,7 @@ config)` dispatches any registered technique config to its function; `load` / `s
 write the pickle-free format. docs/api.md is the reference, with an example of each.
 """
 
-__version__ = "0.1.0"
-
+import slimfusion.verbs  # noqa: E402, F401  (registers every verb and lever)
 from slimfusion.compare import compare  # noqa: E402
 from slimfusion.evaluate import EvaluateConfig, evaluate  # noqa: E402
 from slimfusion.lowrank import LowRankConfig, lowrank  # noqa: E402
@@ -23,12 +22,13 @@ from slimfusion.pipelines import load_pipeline, save_pipeline  # noqa: E402
 from slimfusion.prune import DepthConfig, StructuralConfig, prune  # noqa: E402
 from slimfusion.quantize import QuantizeConfig, quantize  # noqa: E402
 from slimfusion.recipe import load_recipe, run_recipe  # noqa: E402
+from slimfusion.registry import apply  # noqa: E402
 from slimfusion.sample import SampleConfig, sample  # noqa: E402
 from slimfusion.skip import SkipConfig, apply_plan, load_plan, save_plan, skip_plan  # noqa: E402
 from slimfusion.sparsify import SparsityConfig, sparsify  # noqa: E402
-from slimfusion.steps import apply  # noqa: E402
 from slimfusion.train import FinetuneConfig, finetune  # noqa: E402
 from slimfusion.train.recovery.step_distill import StepDistillConfig, distill_steps  # noqa: E402
+from slimfusion.version import __version__  # noqa: E402, F401
 
 __all__ = [
     "DepthConfig",

@@ -1,7 +1,7 @@
 """Recipes: `slimfusion run recipe.yaml --out DIR` chains registered steps into one artifact, in one process.
 
 A recipe is `model:` plus `steps:`, an ordered list of one-key maps (`- prune: {method: diff-pruning, ratio: 0.3}`).
-Each step is a registered verb (`slimfusion.steps.STEPS`) whose options are those of the command of that name; the
+Each step is a registered verb (`slimfusion.registry.STEPS`) whose options are those of the command of that name; the
 whole recipe is validated against the registered options before anything runs. The model or pipeline is loaded once
 and held in memory from step to step; each step that makes a model also saves it to `DIR/steps/NN-verb/model` and
 writes `NN-verb.done.json`, so a rerun skips the finished steps whose options are unchanged and continues at the
@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 from slimfusion.errors import ConfigError, SlimfusionError
 from slimfusion.models.io import atomic_folder
 from slimfusion.models.source import check_source
-from slimfusion.steps import STEPS, Subject
+from slimfusion.registry import STEPS
+from slimfusion.subject import Subject
 
 QUALITY_NOTE = (
     "Each row is the model after the recipe step named, evaluated by `slimfusion evaluate` (FD: digits-feature"

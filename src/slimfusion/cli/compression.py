@@ -11,8 +11,8 @@ from slimfusion.cli.common import refuse_existing
 from slimfusion.cli.derived import SAVED, derived_command
 from slimfusion.models.meta import history
 from slimfusion.pipelines import denoiser_name_of, is_pipeline
-from slimfusion.steps import Subject
-from slimfusion.steps.compress import PruneOptions, run_prune
+from slimfusion.subject import Subject
+from slimfusion.verbs.compress import PruneOptions, run_prune
 
 
 def _prune(model: str, options: PruneOptions, out: Path, overwrite: bool) -> None:

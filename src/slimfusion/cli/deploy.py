@@ -8,8 +8,8 @@ from slimfusion.cli.common import refuse_existing
 from slimfusion.cli.derived import SAVED, derived_command
 from slimfusion.models.meta import history
 from slimfusion.progress import console
-from slimfusion.steps import Subject
-from slimfusion.steps.compress import LowRankOptions, QuantizeOptions, run_lowrank, run_quantize
+from slimfusion.subject import Subject
+from slimfusion.verbs.compress import LowRankOptions, QuantizeOptions, run_lowrank, run_quantize
 
 
 def _lowrank(model: str, options: LowRankOptions, out: Path, overwrite: bool) -> None:

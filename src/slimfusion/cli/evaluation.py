@@ -31,17 +31,17 @@ from slimfusion.diffusion import SOLVERS
 from slimfusion.errors import SlimfusionError
 from slimfusion.evaluate import EvaluateConfig
 from slimfusion.evaluate import evaluate as run_evaluate
+from slimfusion.info import model_info
 from slimfusion.metrics.intervals import DEFAULT_RESAMPLES
 from slimfusion.metrics.stats import compute_stats, save_stats
-from slimfusion.models.info import model_info
 from slimfusion.optimize.output import answer
 from slimfusion.pipelines import load_for_sampling
 from slimfusion.progress import console
 from slimfusion.report import load_results, write_report
 from slimfusion.sample import DEFAULT_GUIDANCE, load_samples, sample_to_folder
 from slimfusion.skip.plan import solver_of
-from slimfusion.steps.evaluation import EvaluateOptions
-from slimfusion.steps.sampling import SampleOptions
+from slimfusion.verbs.evaluation import EvaluateOptions
+from slimfusion.verbs.sampling import SampleOptions
 
 
 @app.command()

@@ -11,7 +11,7 @@ from slimfusion.cli.derived import derived_command
 from slimfusion.optimize import optimize
 from slimfusion.optimize.output import answer
 from slimfusion.progress import console
-from slimfusion.steps.optimizing import OptimizeOptions
+from slimfusion.verbs.optimizing import OptimizeOptions
 
 
 def _run(model: str, config, out: Path, resume: bool) -> None:

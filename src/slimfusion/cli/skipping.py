@@ -11,8 +11,8 @@ from slimfusion.cli.derived import derived_command
 from slimfusion.progress import console
 from slimfusion.skip import save_plan, store_plan
 from slimfusion.skip.picture import plan_picture
-from slimfusion.steps import Subject
-from slimfusion.steps.skipping import SkipOptions, make_plan
+from slimfusion.subject import Subject
+from slimfusion.verbs.skipping import SkipOptions, make_plan
 
 
 def _skip_plan(model: str, options: SkipOptions, out: Path, into: Path | None, overwrite: bool) -> None:

@@ -15,9 +15,10 @@ from slimfusion.cli.derived import SAVED, derived_command
 from slimfusion.data.prompts import read_prompts
 from slimfusion.models.meta import history
 from slimfusion.progress import console
-from slimfusion.sparsify.sweep import SweepConfig, parse_sparsities, sweep
-from slimfusion.steps import Subject, option_defaults
-from slimfusion.steps.compress import SparsifyOptions, run_sparsify, sparsified_now
+from slimfusion.registry import option_defaults
+from slimfusion.subject import Subject
+from slimfusion.sweep import SweepConfig, parse_sparsities, sweep
+from slimfusion.verbs.compress import SparsifyOptions, run_sparsify, sparsified_now
 
 SWEEP = option_defaults(SweepConfig)
 

@@ -24,16 +24,16 @@ from slimfusion.models.io import save
 from slimfusion.models.meta import history
 from slimfusion.models.zoo import build_architecture
 from slimfusion.progress import console
-from slimfusion.steps import Subject
-from slimfusion.steps.step_distill import StepDistillOptions
-from slimfusion.steps.step_distill import run_distill_steps as run_distill_step
-from slimfusion.steps.training import FinetuneOptions, is_conditional
-from slimfusion.steps.training import run_finetune as run_finetune_step
+from slimfusion.subject import Subject
 from slimfusion.train import TrainConfig, train_diffusion
 from slimfusion.train.builtins import BuiltinConfig, build_digits_dit, build_digits_t2i, build_digits_vae
 from slimfusion.train.builtins.classifier import ClassifierConfig, train_classifier
 from slimfusion.train.builtins.text_encoder import TextEncoderConfig
 from slimfusion.train.builtins.vae import VAEConfig
+from slimfusion.verbs.step_distill import StepDistillOptions
+from slimfusion.verbs.step_distill import run_distill_steps as run_distill_step
+from slimfusion.verbs.training import FinetuneOptions, is_conditional
+from slimfusion.verbs.training import run_finetune as run_finetune_step
 
 
 @app.command()

@@ -14,7 +14,6 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from slimfusion import __version__
 from slimfusion.errors import CorruptFileError, FormatVersionError, NotAModelError
 from slimfusion.models.families import FAMILIES, build
 from slimfusion.models.format import FORMAT_VERSION, META_FILE, PICKLE_SUFFIXES, RECORDED
@@ -23,6 +22,7 @@ from slimfusion.models.record import check_record
 from slimfusion.models.shapes import _apply_overrides, _resize_explained_tensors, replay_removals
 from slimfusion.models.sparse_storage import decode
 from slimfusion.models.transforms import finish_all, rebuild_all
+from slimfusion.version import __version__
 
 
 def _read_json(path: Path) -> dict[str, Any]:

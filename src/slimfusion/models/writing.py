@@ -17,13 +17,13 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from slimfusion import __version__
 from slimfusion.errors import SlimfusionError, output_error
 from slimfusion.models.families import family_name
 from slimfusion.models.format import FORMAT_VERSION, META_FILE, SCHEDULER_FILE, STORAGES
 from slimfusion.models.meta import get_meta
 from slimfusion.models.shapes import shape_overrides
 from slimfusion.models.sparse_storage import SPARSE_FILE, encode
+from slimfusion.version import __version__
 
 
 def save(

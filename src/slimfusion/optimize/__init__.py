@@ -1,7 +1,7 @@
 """`slimfusion optimize`: the fastest composition of registered levers that keeps the original's quality, found
 within a budget on this machine, confirmed on fresh noise, and saved as a model that samples with it.
 
-The search space is the lever registry (`slimfusion.steps.LEVERS`: each technique declares its knobs beside its
+The search space is the lever registry (`slimfusion.registry.LEVERS`: each technique declares its knobs beside its
 step), so a technique registered later is searched without touching this package (docs/optimize.md).
 """
 

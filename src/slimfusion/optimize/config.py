@@ -73,7 +73,7 @@ class OptimizeConfig(BaseModel):
         batch (`int`, defaults to 64): images per sampling call; speed is measured at this batch.
         levers (`list[str]`, defaults to "training-free"): "training-free", "all" or lever names (`LEVERS`).
         knobs (`dict[str, list]`, optional): narrow a lever's knob, e.g. {"solver.steps": [6, 8]}.
-        screen_num / mid_num / confirm_num (`int`, defaults to 256 / 1024 / 2000): samples of the three rungs: every
+        screen_num / mid_num / confirm_num (`int`, defaults to 256 / 512 / 2000): samples of the three rungs: every
             candidate is screened on a few samples, the survivors on more (both on `seed`), and the fastest few are
             confirmed on `confirm_num` fresh samples (`seed` + 1, never seen by the search); mid_num 0 skips the middle.
         confirm (`int`, defaults to 3): candidates confirmed at most (fastest first; the first that holds is chosen).
@@ -98,7 +98,7 @@ class OptimizeConfig(BaseModel):
     levers: list[str] = Field(["training-free"], description="training-free, all, or lever names with commas")
     knobs: dict[str, list] = Field({}, description="narrow knobs, e.g. 'solver.steps=6,8;cache.interval=2'")
     screen_num: int = Field(256, ge=8, description="samples of the screen (every candidate)")
-    mid_num: int = Field(1024, ge=0, description="samples of the recheck of the screen's survivors (0: none)")
+    mid_num: int = Field(512, ge=0, description="samples of the recheck of the screen's survivors (0: none)")
     confirm_num: int = Field(2000, ge=8, description="fresh samples of the confirmation")
     confirm: int = Field(3, ge=1, description="candidates confirmed at most, fastest first")
     rounds: int = Field(5, ge=2, description="timing rounds in alternation with the original")

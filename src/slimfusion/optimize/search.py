@@ -201,16 +201,19 @@ class Search:
 
     def recheck(self, passed: list[dict], reserve: float) -> list[dict]:
         """The screen's survivors, fastest first, on `mid_num` samples of the same seed (0: skipped), until
-        2 x `confirm` hold. One that fails is replaced by its next setting (one step more of its cost knob), screened
-        and rechecked in turn: the screen skipped that setting because this one held on fewer samples."""
+        2 x `confirm` hold or the budget keeps the rest back for the confirmation (then they follow the rechecked).
+        One that fails is replaced by its next setting (one step more of its cost knob), screened and rechecked in
+        turn: the screen skipped that setting because this one held on fewer samples."""
         if not self.config.mid_num:
             return passed
-        queue, kept = list(passed), []
+        queue, kept, unchecked = list(passed), [], []
         while queue and len(kept) < 2 * self.config.confirm:
-            candidate = queue.pop(0)["candidate"]
+            row = queue.pop(0)
+            candidate = row["candidate"]
             key = key_of(candidate)
             if self.journal.get(key, "mid") is None and self.left() < reserve:
-                self.notes.setdefault(key, "not rechecked: budget")
+                self.notes.setdefault(key, "not rechecked: budget (confirmed directly when a slot was left)")
+                unchecked.append(row)
                 continue
             mid = self.measured(
                 candidate, "mid", lambda c=candidate: self.arena.judge(c, self.config.seed, self.config.mid_num)
@@ -228,7 +231,10 @@ class Search:
                 if row["holds"]:
                     queue.append({"candidate": following, **row})
                     queue.sort(key=lambda r: r["seconds_per_batch"])
-        return sorted(kept, key=lambda r: r["seconds_per_batch"])
+        # the rechecked first; what the budget left unchecked still reaches the fresh-noise confirmation, which alone
+        # decides (the recheck only saves confirmation slots)
+        by_speed = lambda rows: sorted(rows, key=lambda r: r["seconds_per_batch"])  # noqa: E731
+        return by_speed(kept) + by_speed(unchecked)
 
     def next_setting(self, candidate: Candidate) -> Candidate | None:
         """The candidate with the next larger value of one lever's cost knob (in the searched pool), if any."""
@@ -302,11 +308,12 @@ class Search:
         """Seconds kept back for the rungs after `rung` ("screen": `confirm` rechecks and one confirmation; "mid":
         one confirmation): the original's images there, the timing rounds, and the candidates' images at the cost
         measured on the candidates that held so far (their median batch time; a quarter of the original's before
-        any held), from the original's fastest batch (other load only ever slows a batch down)."""
+        any held), from the original's median batch."""
         seconds = self.arena.original_batch_seconds
         if not seconds:  # every original image came from the cache of a resumed search
             return 0.0
-        batch, c = min(seconds), self.config
+        # the original's median batch, plus a fifth for what a rung adds to sampling (features, bootstraps)
+        batch, c = 1.2 * statistics.median(seconds), self.config
         share = 0.25 if not passed else min(1.0, statistics.median(p["seconds_per_batch"] for p in passed) / batch)
         per_image = batch / c.batch
         # one confirmation: the original's fresh images and one candidate's, one timing run (warm-up + rounds); more

@@ -23,7 +23,7 @@ from slimfusion.grids import labelled_grid
 from slimfusion.models.meta import history
 from slimfusion.pipelines import load_pipeline
 from slimfusion.sparsify import _components, sparsify
-from slimfusion.sparsify.sweep_points import (  # noqa: F401  (SweepConfig etc. re-exported)
+from slimfusion.sweep.points import (  # noqa: F401  (SweepConfig etc. re-exported)
     DENSE_FILE,
     SERIES,
     SWEEP_FILE,
@@ -36,7 +36,7 @@ from slimfusion.sparsify.sweep_points import (  # noqa: F401  (SweepConfig etc. 
     point_key,
     sample_point,
 )
-from slimfusion.sparsify.sweep_summary import summarise
+from slimfusion.sweep.summary import summarise
 
 
 def sweep(source: str, config: SweepConfig, out: str | Path, progress: bool = True) -> dict:

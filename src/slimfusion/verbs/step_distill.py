@@ -14,10 +14,10 @@ from slimfusion.models.meta import history, original_source
 from slimfusion.pipeline_sample import pipeline_kind
 from slimfusion.prune.conditioning import parse_class_labels
 from slimfusion.registry import Build, Lever, config_of, register, register_lever
-from slimfusion.steps.training import DISTILL_STEPS, TrainingInputs, is_conditional
 from slimfusion.subject import Subject
 from slimfusion.train.recovery.recover import prepare_recovery
 from slimfusion.train.recovery.step_distill import StepDistillConfig, distill_steps
+from slimfusion.verbs.training import DISTILL_STEPS, TrainingInputs, is_conditional
 
 COMPRESSING = ("prune", "prune-depth", "sparsify", "lowrank")  # steps after which the model is no teacher of itself
 

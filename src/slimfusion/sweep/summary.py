@@ -10,7 +10,7 @@ from slimfusion.models.meta import history
 from slimfusion.pipelines import load_pipeline
 from slimfusion.plots import pyplot
 from slimfusion.sparsify import sparsify
-from slimfusion.sparsify.sweep_points import SweepConfig, load_dense, measure, point_key, sample_point
+from slimfusion.sweep.points import SweepConfig, load_dense, measure, point_key, sample_point
 
 METRICS = (
     ("accuracy", "prompt accuracy"),

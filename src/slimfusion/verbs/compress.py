@@ -258,6 +258,11 @@ class SparsifyOptions(SparsityConfig):
             raise ValueError(f"--storage must be one of {', '.join(STORAGES)}, got {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _config_checks(self) -> SparsifyOptions:
+        self.technique()  # the technique config's own field checks (the sparsity's range: its type is wider here)
+        return self
+
     def technique(self) -> SparsityConfig:
         return config_of(self, SparsityConfig)
 

@@ -8,8 +8,8 @@ from pydantic import model_validator
 
 from slimfusion.optimize import OptimizeConfig, optimize
 from slimfusion.registry import config_of, register
-from slimfusion.steps.compress import read_conditions
 from slimfusion.subject import Subject
+from slimfusion.verbs.compress import read_conditions
 
 
 class OptimizeOptions(OptimizeConfig):

@@ -15,9 +15,9 @@ from slimfusion.registry import Build, Lever, config_of, register, register_leve
 from slimfusion.sample import DEFAULT_GUIDANCE
 from slimfusion.skip import SkipConfig, SkipPlan, save_plan, skip_plan, store_plan
 from slimfusion.skip.picture import plan_picture
-from slimfusion.steps.compress import calibration_conditions
 from slimfusion.subject import Subject
 from slimfusion.train.conditional_data import NULL_CLASS
+from slimfusion.verbs.compress import calibration_conditions
 
 PLAN_NAME = "plan.json"
 

@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from slimfusion.evaluate import EvaluateConfig, Metric, evaluate
 from slimfusion.registry import config_of, register
 from slimfusion.report import write_report
-from slimfusion.steps.compress import comma_list
-from slimfusion.steps.sampling import sampling_forms
 from slimfusion.subject import Subject
+from slimfusion.verbs.compress import comma_list
+from slimfusion.verbs.sampling import sampling_forms
 
 
 class EvaluateOptions(EvaluateConfig):

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 from slimfusion.diffusion.schedulers import SOLVERS
 from slimfusion.registry import Build, Lever, register_lever
 from slimfusion.sample import SampleConfig
-from slimfusion.steps.compress import read_conditions
+from slimfusion.verbs.compress import read_conditions
 
 # Deterministic solvers with one model evaluation per step (so steps = evaluations): the fast multistep solvers of
 # steps_digits.md and DDIM. Stochastic solvers cannot be compared on identical noise step for step, Heun costs two
