@@ -28,6 +28,7 @@ class Subject:
         self.obj = obj
         self.source = source
         self.loaded = self._fingerprints()  # what the source folder holds, to save only what changed
+        self.loaded_others = self._others()
 
     @classmethod
     def load(cls, source: str | Path) -> Subject:
@@ -65,13 +66,20 @@ class Subject:
         that folder with the changed model components re-saved (the others bit for bit, partial pipelines too);
         any other pipeline as a whole pipeline folder; a model as a model folder."""
         source = pipeline_folder(self.source) if self.source is not None else None
-        if source is not None:
+        others = self._others()
+        if source is not None and others == self.loaded_others:  # a replaced scheduler: the whole pipeline below
             now = self._fingerprints()
             changed = [self._models()[name] for name in now if now[name] != self.loaded.get(name)]
             return replace_components(source, changed, folder, overwrite=overwrite)
         if self.is_pipeline:
             return save_pipeline(self.obj, folder, overwrite=overwrite)
         return save(self.obj, folder, overwrite=overwrite)
+
+    def _others(self) -> dict[str, int]:
+        """The pipeline's components that are not models (scheduler, tokenizer), by identity."""
+        if not self.is_pipeline:
+            return {}
+        return {n: id(c) for n, c in self.obj.components.items() if not isinstance(c, nn.Module)}
 
     def _models(self) -> dict[str, nn.Module]:
         if self.is_pipeline:
