@@ -15,7 +15,7 @@ import slimfusion
 from slimfusion.errors import ConfigError
 from slimfusion.models.meta import get_meta
 from slimfusion.optimize import OptimizeConfig, optimize
-from slimfusion.optimize.measure import Arena
+from slimfusion.optimize.measure import Arena, likely_to_hold
 from slimfusion.optimize.search import Journal, Search
 from slimfusion.optimize.space import candidates, key_of, model_key, sampled_with
 from slimfusion.registry import LEVERS, Lever, register_lever
@@ -205,3 +205,35 @@ def test_every_option_of_a_derived_verb_comes_from_its_registered_options(verb):
         assert field_help(options_class, name) and options[name].help.startswith(field_help(options_class, name)), name
     where = {"model", "out", "overwrite", "resume", "into", "component", "as_json"}
     assert set(options) - set(fields) <= where  # where to read and write, nothing else
+
+
+def test_a_screen_tie_far_from_zero_is_unlikely_to_hold_on_the_confirmations_samples():
+    config = small(screen_num=256, confirm_num=2000)
+    row = {"holds": True, "num": 256, "differences": {"fd": {"difference": 0.4, "interval": [-0.2, 1.0]}}}
+    assert not likely_to_hold(row, config)  # at 2,000 samples the interval would be about +0.4 +- 0.21: worse
+    near = row | {"differences": {"fd": {"difference": 0.05, "interval": [-0.55, 0.65]}}}
+    assert likely_to_hold(near, config)
+    better = row | {"differences": {"fd": {"difference": -0.5, "interval": [-1.1, 0.1]}}}
+    assert likely_to_hold(better, config)  # a difference on the better side never counts against it
+    assert not likely_to_hold(near | {"holds": False}, config)
+
+
+def test_an_exact_lever_shares_the_verdict_of_its_setting_and_is_not_sampled_again(ddpm, monkeypatch):
+    register_lever(Lever("toy-exact", "sampler", {"on": (True,)}, lambda b, k: None, lambda k: "toy exact",
+                         exact=True))  # fmt: skip
+    try:
+        knobs = {"solver.scheduler": ["unipc"], "solver.steps": [4], "solver.spacing": ["leading"]}
+        config = small(levers=["solver", "toy-exact"], knobs=knobs)
+        judged = []
+        judge = Arena.judge
+        monkeypatch.setattr(Arena, "judge", lambda self, c, s, n: judged.append(key_of(c)) or judge(self, c, s, n))
+        result = Search(Arena(ddpm, config), config, Journal(None), log=lambda line: None).run()
+        both = {"solver": {"scheduler": "unipc", "steps": 4, "spacing": "leading"}, "toy-exact": {"on": True}}
+        assert key_of(both) not in judged  # neither screened nor confirmed by sampling: its images are unipc 4's
+        alone = key_of({"solver": both["solver"]})
+        shared = [r for r in result["rows"] if r["key"] == key_of(both) and r["rung"] in ("screen", "confirm")]
+        assert shared and all(r["inherited"] == alone for r in shared)
+        assert all(r["differences"] == next(o for o in result["rows"] if o["key"] == alone and o["rung"] == r["rung"])[
+            "differences"] for r in shared)  # fmt: skip
+    finally:
+        LEVERS.pop("toy-exact")

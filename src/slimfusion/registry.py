@@ -82,8 +82,8 @@ class Lever:
     the sampling here; `sampling_knobs` are the knobs only it reads (the model is built once for all their values).
     `excludes`: levers it is never combined with (a student samples with its own sampler, not a searched solver).
     `exact`: changes speed, not the images beyond float rounding (torch.compile): a composition with it is screened
-    as soon as its other levers held together, before the compositions that add a lossy lever; every verdict on it is
-    still measured.
+    as soon as its other levers held together, before the compositions that add a lossy lever, and it shares the
+    verdicts of that setting on the same samples (its images are that setting's); a confirmed one is timed itself.
     """
 
     name: str

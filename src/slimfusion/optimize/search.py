@@ -18,15 +18,19 @@ from pathlib import Path
 
 from slimfusion.metrics.cost import interleaved_latency
 from slimfusion.optimize.config import OptimizeConfig
-from slimfusion.optimize.measure import Arena
+from slimfusion.optimize.measure import Arena, likely_to_hold
 from slimfusion.optimize.space import (
     Candidate,
     candidates,
+    core,
     key_of,
     label_of,
     model_key,
     model_part,
+    required_parts,
+    same_but_fewer_steps,
     sampled_with,
+    trainings,
 )
 from slimfusion.progress import console
 from slimfusion.registry import LEVERS
@@ -72,6 +76,7 @@ class Search:
         self.notes: dict[str, str] = {}  # key -> why it was not measured further
         self.shares: dict[tuple, float] = {}
         self.pool_keys = {key_of(c) for c in self.pool}
+        self.speed: dict[str, float] = {}  # the probe's forward speedup per model variant
 
     # -- bookkeeping ------------------------------------------------------------------------------------------------
     def spent(self) -> float:
@@ -81,13 +86,39 @@ class Search:
         return self.config.budget - self.spent()
 
     def measured(self, candidate: Candidate, rung: str, work: Callable[[], dict]) -> dict:
+        """The candidate's row at `rung`: from the journal, else from a candidate with the same images (the same
+        lossy core: exact levers change only speed) measured there, else measured by `work`."""
         key = key_of(candidate)
         row = self.journal.get(key, rung)
+        if row is None:
+            row = self.same_images(candidate, rung)
         if row is None:
             began = time.perf_counter()
             row = work()
             row = self.journal.put(key, rung, row | {"elapsed": time.perf_counter() - began})
         return row
+
+    def same_images(self, candidate: Candidate, rung: str) -> dict | None:
+        """The row at `rung` of a measured candidate whose images are this one's (same lossy core, other exact
+        levers), its quality shared and its seconds per batch scaled by the two forward probes (for ordering; a
+        confirmed candidate is timed for itself). None when there is none."""
+        mine = key_of(core(candidate))
+        for (key, at), row in list(self.journal.rows.items()):
+            other = json.loads(key)
+            if at != rung or key == key_of(candidate) or key_of(core(other)) != mine or "inherited" in row:
+                continue
+            scale = self.speed.get(model_key(other), 1.0) / max(self.speed.get(model_key(candidate), 1.0), 1e-9)
+            shared = {k: v for k, v in row.items() if k not in ("key", "rung", "elapsed")}
+            shared |= {"seconds_per_batch": row["seconds_per_batch"] * scale, "inherited": key}
+            return self.journal.put(key_of(candidate), rung, shared | {"elapsed": 0.0})
+        return None
+
+    def likely(self, row: dict) -> bool:
+        return likely_to_hold(row, self.config)
+
+    def promotion_order(self, rows: list[dict]) -> list[dict]:
+        """Those likely to hold on the confirmation's samples first, each group fastest first."""
+        return sorted(rows, key=lambda r: (not self.likely(r), r["seconds_per_batch"]))
 
     # -- the phases -------------------------------------------------------------------------------------------------
     def probe(self) -> dict[str, float]:
@@ -181,7 +212,9 @@ class Search:
             if self.journal.get(key, "screen") is None and cost > self.left() - reserve:
                 self.notes[key] = f"not screened: ~{cost:.0f} s predicted, more than the budget left for screening"
                 continue
-            faster = next((p for p in passed if same_but_fewer_steps(p["candidate"], candidate)), None)
+            # only a setting likely to hold on the confirmation's samples makes its slower siblings pointless
+            faster = next((p for p in passed if self.likely(p) and same_but_fewer_steps(p["candidate"], candidate)),
+                          None)  # fmt: skip
             if faster is not None:
                 self.notes[key] = f"not screened: {label_of(faster['candidate'])} held with fewer evaluations"
                 held.add(key)
@@ -197,7 +230,7 @@ class Search:
             if row["holds"]:
                 passed.append({"candidate": candidate, **row})
                 held.add(key)
-        return sorted(passed, key=lambda r: r["seconds_per_batch"])
+        return self.promotion_order(passed)
 
     def recheck(self, passed: list[dict], reserve: float) -> list[dict]:
         """The screen's survivors, fastest first, on `mid_num` samples of the same seed (0: skipped), until
@@ -229,12 +262,10 @@ class Search:
                     c, self.config.seed, self.config.screen_num))  # fmt: skip
                 self.report(following, "screen", row)
                 if row["holds"]:
-                    queue.append({"candidate": following, **row})
-                    queue.sort(key=lambda r: r["seconds_per_batch"])
+                    queue = self.promotion_order([*queue, {"candidate": following, **row}])
         # the rechecked first; what the budget left unchecked still reaches the fresh-noise confirmation, which alone
         # decides (the recheck only saves confirmation slots)
-        by_speed = lambda rows: sorted(rows, key=lambda r: r["seconds_per_batch"])  # noqa: E731
-        return by_speed(kept) + by_speed(unchecked)
+        return self.promotion_order(kept) + self.promotion_order(unchecked)
 
     def next_setting(self, candidate: Candidate) -> Candidate | None:
         """The candidate with the next larger value of one lever's cost knob (in the searched pool), if any."""
@@ -284,7 +315,7 @@ class Search:
         self.log(f"{len(self.pool)} candidates from levers {', '.join(self.config.lever_names())}; "
                  f"budget {self.config.budget:.0f} s, quality rule {self.config.quality.text()}")  # fmt: skip
         self.arena.original(self.config.seed, self.config.screen_num)
-        speed = self.probe()
+        speed = self.speed = self.probe()
         # by the size of the lossy core (exact levers ride along), each size fastest-predicted first
         order = sorted(self.pool, key=lambda c: (max(len(core(c)), 1), self.predicted(c, speed)))
         passed = self.screen(order, speed)
@@ -329,42 +360,9 @@ class Search:
         quality = f"FD {fd['difference']:+.3f} [{fd['interval'][0]:+.3f}, {fd['interval'][1]:+.3f}]" if fd else ""
         speed = f"{row['speed']['speedup']:.2f}x" if "speed" in row else f"{row['seconds_per_batch']:.2f} s/batch"
         verdict = "holds" if row["holds"] else f"fails: {row['why']}"
+        if row["holds"] and rung != "confirm" and not self.likely(row):
+            verdict += f" (unlikely to hold on {self.config.confirm_num})"
+        if "inherited" in row:
+            verdict += f" (the images of {label_of(json.loads(row['inherited']))})"
         self.log(f"{rung:<8}{where}{label_of(candidate):<40} n={row['num']:<5} {speed:>12}  {quality}  {verdict}"
                  f"  ({self.spent():.0f} s of {self.config.budget:.0f})")  # fmt: skip
-
-
-def trainings(model_only: Candidate) -> int:
-    return sum(LEVERS[n].trains for n in model_only)
-
-
-def parts(candidate: Candidate) -> list[Candidate]:
-    """The candidate with one lever fewer, for each of its levers (none for a single lever)."""
-    if len(candidate) < 2:
-        return []
-    return [{n: k for n, k in candidate.items() if n != name} for name in candidate]
-
-
-def core(candidate: Candidate) -> Candidate:
-    """The candidate without its exact levers (what decides its images)."""
-    return {n: k for n, k in candidate.items() if not LEVERS[n].exact}
-
-
-def required_parts(candidate: Candidate) -> list[Candidate]:
-    """What must have held before the candidate is screened: its lossy core when it has exact levers (compile on
-    a setting that held changes only speed), else every part one lever smaller."""
-    lossy = core(candidate)
-    if len(lossy) < len(candidate):
-        return [lossy] if lossy else []
-    return parts(candidate)
-
-
-def same_but_fewer_steps(faster: Candidate, slower: Candidate) -> bool:
-    """Whether `slower` equals `faster` except for a larger value of one lever's cost knob (more evaluations)."""
-    if faster.keys() != slower.keys():
-        return False
-    differ = [n for n in faster if faster[n] != slower[n]]
-    if len(differ) != 1 or LEVERS[differ[0]].cost_knob is None:
-        return False
-    name, knob = differ[0], LEVERS[differ[0]].cost_knob
-    a, b = dict(faster[name]), dict(slower[name])
-    return a.pop(knob) < b.pop(knob) and a == b

@@ -100,6 +100,43 @@ def model_key(candidate: Candidate) -> str:
     return key_of(model_part(candidate))
 
 
+def trainings(model_only: Candidate) -> int:
+    return sum(LEVERS[n].trains for n in model_only)
+
+
+def parts(candidate: Candidate) -> list[Candidate]:
+    """The candidate with one lever fewer, for each of its levers (none for a single lever)."""
+    if len(candidate) < 2:
+        return []
+    return [{n: k for n, k in candidate.items() if n != name} for name in candidate]
+
+
+def core(candidate: Candidate) -> Candidate:
+    """The candidate without its exact levers (what decides its images)."""
+    return {n: k for n, k in candidate.items() if not LEVERS[n].exact}
+
+
+def required_parts(candidate: Candidate) -> list[Candidate]:
+    """What must have held before the candidate is screened: its lossy core when it has exact levers (compile on
+    a setting that held changes only speed), else every part one lever smaller."""
+    lossy = core(candidate)
+    if len(lossy) < len(candidate):
+        return [lossy] if lossy else []
+    return parts(candidate)
+
+
+def same_but_fewer_steps(faster: Candidate, slower: Candidate) -> bool:
+    """Whether `slower` equals `faster` except for a larger value of one lever's cost knob (more evaluations)."""
+    if faster.keys() != slower.keys():
+        return False
+    differ = [n for n in faster if faster[n] != slower[n]]
+    if len(differ) != 1 or LEVERS[differ[0]].cost_knob is None:
+        return False
+    name, knob = differ[0], LEVERS[differ[0]].cost_knob
+    a, b = dict(faster[name]), dict(slower[name])
+    return a.pop(knob) < b.pop(knob) and a == b
+
+
 class Builder:
     """Builds candidates on copies of the original; keeps the last few models (a compiled one is compiled once) and
     every trained one (in memory, and under `store` so a resumed search does not train again)."""
