@@ -36,6 +36,8 @@ from slimfusion.progress import console
 from slimfusion.registry import LEVERS
 
 JOURNAL = "journal.jsonl"
+QUALITY_RUNGS = ("screen", "mid", "confirm")  # the rungs that judge images (a probe times a model)
+SLOW_PART = 0.25  # a model lever this much slower than the original alone is not probed in compositions
 
 
 class Journal:
@@ -90,7 +92,7 @@ class Search:
         lossy core: exact levers change only speed) measured there, else measured by `work`."""
         key = key_of(candidate)
         row = self.journal.get(key, rung)
-        if row is None:
+        if row is None and rung in QUALITY_RUNGS:
             row = self.same_images(candidate, rung)
         if row is None:
             began = time.perf_counter()
@@ -125,9 +127,16 @@ class Search:
         """Forward speedup over the original of every model variant at `batch` (compiles a compiled one once)."""
         variants = {model_key(c): model_part(c) for c in self.pool}
         speed = {}
-        for key, model_only in sorted(variants.items(), key=lambda item: trainings(item[1])):
+        for key, model_only in sorted(variants.items(), key=lambda item: (trainings(item[1]), len(item[1]))):
             if not model_only:
                 speed[key] = 1.0
+                continue
+            slow = [
+                n for n in model_only if len(model_only) > 1 and speed.get(model_key({n: model_only[n]}), 1) < SLOW_PART
+            ]
+            if slow and self.journal.get(key_of(model_only), "probe") is None:
+                speed[key] = 0.0  # not built: its candidates are not screened
+                self.log(f"probe  {label_of(model_only):<40} not probed: {slow[0]} alone runs under {SLOW_PART}x")
                 continue
             guess = self.training_guess(model_only)
             if self.journal.get(key_of(model_only), "probe") is None and guess > self.left() / 2:
@@ -202,7 +211,7 @@ class Search:
                     self.notes.setdefault(key_of(rest), "not screened: budget")
                 break
             if speed[model_key(candidate)] == 0:
-                self.notes[key] = "not screened: its trainings would take over half the budget left"
+                self.notes[key] = "not screened: its model was not built (see its probe line)"
                 continue
             share = self.predicted(candidate, speed) / self.config.base_steps  # of the original's time
             if share >= 1:
