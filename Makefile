@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,openvino]"
 	# test dependency only: the reference DeepCache, checked against slimfusion's DeepCache plans (its own pins
 	# would pull another torch, so without its dependencies; 0.1.1 runs on the diffusers installed above)
 	$(BIN)/python -m pip install --quiet --no-deps "DeepCache==0.1.1"

@@ -82,7 +82,7 @@ def test_prune_bad_ratio_is_one_line_and_writes_nothing(tmp_path, monkeypatch, c
 
 def test_demo_is_optimize_with_the_pruning_story_as_one_lever(tmp_path):
     out = tmp_path / "demo"
-    args = ("demo", "--out", str(out), "--num", "8", "--finetune-steps", "2", "--budget", "600")
+    args = ("demo", "--out", str(out), "--num", "8", "--finetune-steps", "2", "--budget", "150")
     result = run_cli(*args, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     front = json.loads((out / "frontier.json").read_text())

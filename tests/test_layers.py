@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent / "src" / "slimfusion"
 LAYERS = [
     {"errors", "progress", "version", "images", "grids", "plots", "hooks", "data", "metrics", "models"},
     {"diffusion", "pipelines", "pipeline_sample", "sample", "skip"},  # the runtime: sampling applies skip plans
-    {"prune", "sparsify", "train", "lowrank", "quantize"},  # the techniques
+    {"prune", "sparsify", "train", "lowrank", "quantize", "export"},  # the techniques
     {"evaluate", "quality", "compare", "report", "sweep", "info"},  # measuring
     {"registry", "subject"},
     {"optimize"},

@@ -23,7 +23,7 @@ from slimfusion.diffusion.schedulers import known_solver, stored_sampler
 from slimfusion.errors import ConfigError, CorruptFileError, NotAModelError
 from slimfusion.grids import labelled_grid
 from slimfusion.images import make_grid, save_image, to_uint8
-from slimfusion.models.families import family_name
+from slimfusion.models.families import UNCONDITIONAL, family_name
 from slimfusion.models.io import replace_folder
 from slimfusion.models.meta import get_meta
 from slimfusion.pipeline_sample import check_conditions, conditions_of, sample_pipeline
@@ -140,7 +140,7 @@ def with_own_sampler(model, config: SampleConfig) -> SampleConfig:
 def _sample_denoiser(model, config: SampleConfig, indices: Sequence[int] | None, progress: bool) -> torch.Tensor:
     if config.conditional:
         raise ConfigError("prompts / class labels need a pipeline (a folder with model_index.json)")
-    if family_name(model) != "UNet2DModel":
+    if family_name(model) not in UNCONDITIONAL:
         raise ConfigError(
             f"{family_name(model)} alone cannot be sampled: pass its pipeline folder (text encoder, VAE, scheduler)"
         )

@@ -1,4 +1,4 @@
-"""Verbs that change how a model's numbers are stored and run: lowrank, quantize (derived from their options)."""
+"""Verbs that change how a model's numbers are stored and run: lowrank, quantize, export (derived options)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 from slimfusion.cli.common import refuse_existing
 from slimfusion.cli.derived import SAVED, derived_command
+from slimfusion.export import ExportConfig, check_exportable, export_openvino
 from slimfusion.models.meta import history
 from slimfusion.progress import console
 from slimfusion.subject import Subject
@@ -53,4 +54,24 @@ derived_command(
     SAVED,
     doc="Half precision (bf16 pays on AVX-512 BF16 CPUs), int8 weights (for size), and/or torch.compile at load.\n\n"
     "MODEL may be a pipeline folder (its denoiser is quantized; the rest stays float32).",
+)
+
+
+def _export(model: str, options: ExportConfig, out: Path, overwrite: bool) -> None:
+    refuse_existing(out, overwrite)
+    denoiser = Subject.load(model).denoiser
+    check_exportable(denoiser)  # before a model is converted: the refusal costs nothing
+    export_openvino(denoiser, options, out, overwrite=overwrite)
+    kind = "int8 (NNCF, calibrated on its own sampling)" if options.int8 else "float32"
+    console.print(f"OpenVINO {kind} at batch {options.batch}; saved {out} (sample, evaluate and compare load it)")
+
+
+derived_command(
+    "export",
+    ExportConfig,
+    _export,
+    SAVED,
+    doc="The denoiser as an OpenVINO IR (static batch), optionally int8 in weights and activations.\n\n"
+    "Needs the openvino extra (pip install 'slimfusion[openvino]'). `slimfusion sample / evaluate / compare` take the"
+    " exported folder and run it on the OpenVINO runtime, so its quality is measured by the same verdicts.",
 )

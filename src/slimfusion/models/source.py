@@ -12,6 +12,7 @@ from slimfusion.errors import ModelNotFoundError, NotAModelError
 from slimfusion.models.families import FAMILIES, build
 from slimfusion.models.families.pipeline import denoiser_component
 from slimfusion.models.meta import get_meta
+from slimfusion.models.openvino import is_openvino_folder, load_openvino
 from slimfusion.models.reading import _read_json, load_model_folder
 from slimfusion.models.zoo import BUILTINS, PREFIX, REFERENCE_SEED, builtin_folder
 
@@ -99,6 +100,8 @@ def _load_path(path: Path, component: str | None) -> nn.Module:
         return _load_pipeline_component(path, component)
     if component is not None:
         raise NotAModelError(f"{path} is not a pipeline folder (no model_index.json); drop --component")
+    if is_openvino_folder(path):
+        return load_openvino(path)
     if not (path / "config.json").exists():
         raise NotAModelError(f"{path} is not a model folder: no config.json or model_index.json")
     model = load_model_folder(path)

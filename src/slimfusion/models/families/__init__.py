@@ -157,7 +157,10 @@ FAMILIES: dict[str, Family] = {
     "AutoencoderKL": Family("diffusers:AutoencoderKL", "diffusers", _vae_inputs),
     "CLIPTextModel": Family("transformers:CLIPTextModel", "transformers", text.inputs),
     "DigitClassifier": Family("slimfusion.models.classifier:DigitClassifier", "diffusers", _image_inputs),
+    # an exported OpenVINO UNet2DModel (models/openvino.py): sampled and measured, never trained or pruned
+    "OpenVINODenoiser": Family("slimfusion.models.openvino:OpenVINODenoiser", "openvino", unet.inputs, unet.denoise),
 }
+UNCONDITIONAL = ("UNet2DModel", "OpenVINODenoiser")  # the denoisers sampled without a pipeline
 
 
 def family_name(model: nn.Module) -> str:
@@ -175,7 +178,8 @@ def family_of(model: nn.Module) -> Family:
 def example_inputs(model: nn.Module, batch: int = 1) -> dict[str, torch.Tensor]:
     """Keyword inputs for one forward pass of `model` at batch size `batch` and the model's own sample size, on the
     model's device."""
-    device = next(model.parameters()).device
+    held = next(model.parameters(), None)  # an OpenVINO denoiser holds no torch weights: the CPU
+    device = held.device if held is not None else torch.device("cpu")
     return {k: v.to(device) for k, v in family_of(model).example_inputs(model, batch).items()}
 
 

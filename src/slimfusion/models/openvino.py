@@ -1,0 +1,102 @@
+"""An exported OpenVINO denoiser: the IR files plus `openvino.json`, loaded as a module the sampling runtime calls.
+
+The folder holds `denoiser.xml` / `denoiser.bin` (static shapes: `batch` x the model's sample shape) and
+`openvino.json` (the source model's diffusers config, its slimfusion metadata - history, scheduler, a student's
+sampler - and the export settings). `OpenVINODenoiser` answers like a `UNet2DModel` (`config`, `forward(sample,
+timestep).sample`), so `sample`, `evaluate`, `compare` and `optimize` measure it with the same verdicts; a smaller
+last batch is padded to the static batch and cut back. openvino is an optional extra, imported only here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers.configuration_utils import FrozenDict
+from diffusers.models.unets.unet_2d import UNet2DOutput
+from torch import nn
+
+from slimfusion.errors import ConfigError, CorruptFileError
+from slimfusion.models.meta import set_meta
+
+RECORD = "openvino.json"
+IR = "denoiser.xml"
+FORMAT_VERSION = 1
+
+
+def openvino_runtime():
+    """The openvino module, or a one-line error naming the extra that installs it."""
+    try:
+        import openvino  # lazy: an optional extra of ~100 MB, needed only by exported folders
+    except ImportError as exc:
+        raise ConfigError("OpenVINO is not installed: pip install 'slimfusion[openvino]'") from exc
+    return openvino
+
+
+def is_openvino_folder(path: Path) -> bool:
+    return (path / RECORD).exists()
+
+
+class OpenVINODenoiser(nn.Module):
+    """A compiled OpenVINO denoiser behind a UNet2DModel's calling convention (float32 in and out, on the CPU)."""
+
+    def __init__(self, compiled: Any, config: dict, record: dict):
+        super().__init__()
+        self.compiled, self.record = compiled, record
+        self.config = FrozenDict(config)
+        self.batch = int(record["batch"])
+        # no weights live in torch: a zero-size buffer gives the module a device and dtype for the runtime's checks
+        self.register_buffer("anchor", torch.zeros(0), persistent=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float, return_dict: bool = True):
+        n = len(sample)
+        t = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1).expand(n)
+        outputs = []
+        for first in range(0, n, self.batch):
+            x, s = sample[first : first + self.batch].float(), t[first : first + self.batch]
+            short = self.batch - len(x)
+            if short:  # static shapes: pad the last batch, keep its own rows
+                x = torch.cat([x, x[:1].expand(short, *x.shape[1:])])
+                s = torch.cat([s, s[:1].expand(short)])
+            result = self.compiled([x.detach().numpy(), s.numpy()])[0]
+            outputs.append(torch.from_numpy(np.ascontiguousarray(result[: self.batch - short])))
+        out = torch.cat(outputs)
+        return UNet2DOutput(sample=out) if return_dict else (out,)
+
+
+def write_record(folder: Path, config: dict, meta: dict, settings: dict) -> None:
+    record = {"format_version": FORMAT_VERSION, "config": config, "meta": meta} | settings
+    (folder / RECORD).write_text(json.dumps(record, indent=2, default=str))
+
+
+def load_openvino(folder: Path) -> OpenVINODenoiser:
+    """The exported denoiser of `folder`, compiled for this CPU, with the source model's metadata."""
+    try:
+        record = json.loads((folder / RECORD).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(f"{folder / RECORD}: unreadable ({exc})") from exc
+    if record.get("format_version") != FORMAT_VERSION or "config" not in record:
+        raise CorruptFileError(f"{folder / RECORD}: not an OpenVINO export of this slimfusion version")
+    if not (folder / IR).exists() or not (folder / IR).with_suffix(".bin").exists():
+        raise CorruptFileError(f"{folder}: {IR} or its .bin is missing")
+    ov = openvino_runtime()
+    try:
+        compiled = ov.compile_model(ov.Core().read_model(folder / IR), "CPU")
+    except RuntimeError as exc:
+        raise CorruptFileError(f"{folder / IR}: OpenVINO cannot read it ({str(exc).splitlines()[0]})") from exc
+    model = OpenVINODenoiser(compiled, record["config"], record)
+    meta = dict(record.get("meta") or {})
+    meta["source"] = str(folder)
+    set_meta(model, {"history": [], "scheduler": None} | meta)
+    return model.eval()
