@@ -99,3 +99,36 @@ def test_without_openvino_the_error_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_openvino)
     with pytest.raises(ConfigError, match=r"slimfusion\[openvino\]"):
         openvino_runtime()
+
+
+def test_the_engine_lever_is_searched_and_its_choice_reloads_to_the_same_images(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from slimfusion.optimize import OptimizeConfig, optimize
+    from slimfusion.optimize.measure import Arena
+
+    ddpm = slimfusion.load("builtin:digits-ddpm")
+    knobs = {"solver.scheduler": ["unipc"], "solver.steps": [4], "solver.spacing": ["leading"], "engine.int8": [False]}
+    config = OptimizeConfig(levers=["solver", "engine"], knobs=knobs, base_steps=10, batch=16, screen_num=16,
+                            mid_num=0, confirm_num=32, rounds=2, confirm=2, budget="10m")  # fmt: skip
+    result = optimize(ddpm, config, out=tmp_path / "run")
+    screened = {r["key"]: r for r in result["rows"] if r["rung"] == "screen"}
+    both = {"solver": {"scheduler": "unipc", "steps": 4, "spacing": "leading"}, "engine": {"int8": False}}
+    alone = {"solver": both["solver"]}
+    assert json.dumps(both, sort_keys=True) in screened or result["notes"], result["notes"]
+    if json.dumps(both, sort_keys=True) in screened:  # a float32 IR: the images of torch up to rounding
+        same = screened[json.dumps(both, sort_keys=True)]["differences"]["fd"]["difference"]
+        assert abs(same - screened[json.dumps(alone, sort_keys=True)]["differences"]["fd"]["difference"]) < 0.05
+    chosen = result["chosen"]
+    if chosen is not None and "engine" in chosen["candidate"]:
+        script = (
+            "import sys, numpy, slimfusion; m = slimfusion.load(sys.argv[1]); assert type(m).__name__ =="
+            " 'OpenVINODenoiser'; x = slimfusion.sample(m, slimfusion.SampleConfig(num=4, seed=1), progress=False);"
+            "numpy.save(sys.argv[2], x.numpy())"
+        )
+        out = tmp_path / "fresh.npy"
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / "run" / "model"), str(out)], check=True)
+        search_images, _ = Arena(ddpm, config).images(chosen["candidate"], 1, 4)
+        assert np.allclose(np.load(out), search_images.numpy(), atol=1e-4)

@@ -22,13 +22,11 @@ from slimfusion.errors import ConfigError, OutputError
 from slimfusion.hooks import tapped
 from slimfusion.models.families import family_name
 from slimfusion.models.meta import get_meta
-from slimfusion.models.openvino import IR, openvino_runtime, write_record
+from slimfusion.models.openvino import openvino_runtime, write_folder
 from slimfusion.models.transforms import transforms_of
 from slimfusion.models.writing import atomic_folder
 from slimfusion.sample import SampleConfig, sample
 from slimfusion.version import __version__
-
-KEPT_META = ("history", "scheduler", "sampler")  # what the exported folder keeps of the source model's record
 
 
 class ExportConfig(BaseModel):
@@ -114,13 +112,12 @@ def export_openvino(model: nn.Module, config: ExportConfig, out: str | Path, ove
         ir = ov.convert_model(_Prediction(model), example_input=example, input=[tuple(e.shape) for e in example])
     if config.int8:
         ir = _int8(ir, calibration_inputs(model, config))
-    meta = {k: copy.deepcopy(v) for k, v in get_meta(model).items() if k in KEPT_META}
+    meta = copy.deepcopy(get_meta(model))
     meta.setdefault("history", []).append({"step": "export", "config": config.model_dump(), "version": __version__})
     with atomic_folder(target) as tmp:
         tmp.mkdir(parents=True)
-        ov.save_model(ir, tmp / IR, compress_to_fp16=False)  # float32 weights: the IR samples as torch does
         settings = {"batch": config.batch, "int8": config.int8, "openvino": ov.__version__}
-        write_record(tmp, dict(model.config), meta, settings)
+        write_folder(tmp, ir, dict(model.config), meta, settings)
     return target
 
 

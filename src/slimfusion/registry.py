@@ -57,7 +57,7 @@ class Build:
     `model`: the denoiser copy being changed (model levers); `plan_model`: that denoiser as it stood before the
     precision / compile stages (skip plans are made on it); `sampling`: SampleConfig fields (sampler levers);
     `plan`: the SkipPlan sampling applies (plan levers); `inputs`: what training levers learn from ("teacher": the
-    original, "data": training images or None).
+    original, "data": training images or None; "batch": the batch the search samples at, an engine's static batch).
     """
 
     model: Any

@@ -9,6 +9,7 @@ last batch is padded to the static batch and cut back. openvino is an optional e
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
 from slimfusion.errors import ConfigError, CorruptFileError
-from slimfusion.models.meta import set_meta
+from slimfusion.models.meta import get_meta, set_meta
 
 RECORD = "openvino.json"
+KEPT_META = ("history", "scheduler", "sampler")  # what an exported folder keeps of the model's record
 IR = "denoiser.xml"
 FORMAT_VERSION = 1
 
@@ -43,9 +45,9 @@ def is_openvino_folder(path: Path) -> bool:
 class OpenVINODenoiser(nn.Module):
     """A compiled OpenVINO denoiser behind a UNet2DModel's calling convention (float32 in and out, on the CPU)."""
 
-    def __init__(self, compiled: Any, config: dict, record: dict):
+    def __init__(self, ir: Any, compiled: Any, config: dict, record: dict):
         super().__init__()
-        self.compiled, self.record = compiled, record
+        self.ir, self.compiled, self.record = ir, compiled, record
         self.config = FrozenDict(config)
         self.batch = int(record["batch"])
         # no weights live in torch: a zero-size buffer gives the module a device and dtype for the runtime's checks
@@ -75,9 +77,18 @@ class OpenVINODenoiser(nn.Module):
         return UNet2DOutput(sample=out) if return_dict else (out,)
 
 
-def write_record(folder: Path, config: dict, meta: dict, settings: dict) -> None:
-    record = {"format_version": FORMAT_VERSION, "config": config, "meta": meta} | settings
+def write_folder(folder: Path, ir: Any, config: dict, meta: dict, settings: dict) -> None:
+    """The IR (float32 weights as converted: no fp16 compression) and `openvino.json` into an existing folder."""
+    openvino_runtime().save_model(ir, folder / IR, compress_to_fp16=False)
+    kept = {k: copy.deepcopy(v) for k, v in meta.items() if k in KEPT_META}
+    record = {"format_version": FORMAT_VERSION, "config": config, "meta": kept} | settings
     (folder / RECORD).write_text(json.dumps(record, indent=2, default=str))
+
+
+def write_denoiser(model: OpenVINODenoiser, folder: Path) -> None:
+    """A loaded exported denoiser written again, with its metadata as it is now (an optimizer's sampler)."""
+    settings = {k: v for k, v in model.record.items() if k not in ("format_version", "config", "meta")}
+    write_folder(folder, model.ir, dict(model.config), get_meta(model), settings)
 
 
 def load_openvino(folder: Path) -> OpenVINODenoiser:
@@ -92,10 +103,11 @@ def load_openvino(folder: Path) -> OpenVINODenoiser:
         raise CorruptFileError(f"{folder}: {IR} or its .bin is missing")
     ov = openvino_runtime()
     try:
-        compiled = ov.compile_model(ov.Core().read_model(folder / IR), "CPU")
+        ir = ov.Core().read_model(folder / IR)
+        compiled = ov.compile_model(ir, "CPU")
     except RuntimeError as exc:
         raise CorruptFileError(f"{folder / IR}: OpenVINO cannot read it ({str(exc).splitlines()[0]})") from exc
-    model = OpenVINODenoiser(compiled, record["config"], record)
+    model = OpenVINODenoiser(ir, compiled, record["config"], record)
     meta = dict(record.get("meta") or {})
     meta["source"] = str(folder)
     set_meta(model, {"history": [], "scheduler": None} | meta)

@@ -21,6 +21,7 @@ from slimfusion.errors import SlimfusionError, output_error
 from slimfusion.models.families import family_name
 from slimfusion.models.format import FORMAT_VERSION, META_FILE, SCHEDULER_FILE, STORAGES
 from slimfusion.models.meta import get_meta
+from slimfusion.models.openvino import write_denoiser
 from slimfusion.models.shapes import shape_overrides
 from slimfusion.models.sparse_storage import SPARSE_FILE, encode
 from slimfusion.version import __version__
@@ -51,7 +52,11 @@ def save(
     target = Path(path).expanduser()
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    family_name(model)  # refuse unsupported classes before anything is written
+    if family_name(model) == "OpenVINODenoiser":  # an exported denoiser stays an exported folder
+        with atomic_folder(target) as tmp:
+            tmp.mkdir(parents=True)
+            write_denoiser(model, tmp)
+        return target
     storage = storage or get_meta(model).get("storage") or "dense"
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")

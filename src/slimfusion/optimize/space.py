@@ -152,7 +152,7 @@ class Builder:
         if self._data is None and self.config.data is not None:
             side = self.original.config.sample_size
             self._data = load_images(self.config.data, size=side, channels=self.original.config.in_channels)
-        return {"teacher": self.original, "data": self._data}
+        return {"teacher": self.original, "data": self._data, "batch": self.config.batch}
 
     def trained_model(self, candidate: Candidate, names: list[str]) -> nn.Module:
         """The original after the candidate's training levers, trained once per setting."""

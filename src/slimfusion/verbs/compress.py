@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import tempfile
 from pathlib import Path
 
 import torch
@@ -10,10 +12,11 @@ from pydantic import Field, field_validator, model_validator
 from slimfusion.data import load_images
 from slimfusion.data.prompts import read_prompts
 from slimfusion.errors import ConfigError
+from slimfusion.export import ExportConfig, export_openvino
 from slimfusion.lowrank import LowRankConfig, lowrank
 from slimfusion.models.families import example_inputs, family_name
 from slimfusion.models.families.pipeline import embed, is_text_pipeline
-from slimfusion.models.io import STORAGES
+from slimfusion.models.io import STORAGES, load
 from slimfusion.models.meta import get_meta, history
 from slimfusion.prune import DepthConfig, StructuralConfig, prune
 from slimfusion.prune.conditioning import encode_prompts, parse_class_labels
@@ -203,6 +206,29 @@ register_lever(
 # torch.compile, last of every model change (the graph is built over everything before it)
 register_lever(Lever("precision", "model", {"scheme": ("bf16",)}, _half, lambda k: k["scheme"], stage=30))
 register_lever(Lever("compile", "model", {}, _compile, lambda k: "compile", stage=40, exact=True))
+
+
+def _engine(build: Build, knobs: dict) -> None:
+    """The model so far, exported to OpenVINO at the search's batch (float32, or NNCF int8 calibrated on its own
+    trajectories) and run on that runtime."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = ExportConfig(batch=build.inputs["batch"], int8=knobs["int8"])
+        build.model = load(export_openvino(build.model, config, Path(tmp) / "ov"))
+
+
+def _engine_allowed(denoiser, knobs: dict, sampling: dict) -> str | None:
+    if family_name(denoiser) != "UNet2DModel":
+        return f"OpenVINO export takes an unconditional UNet2DModel, not {family_name(denoiser)}"
+    if importlib.util.find_spec("openvino") is None or (knobs["int8"] and importlib.util.find_spec("nncf") is None):
+        return "OpenVINO is not installed (pip install 'slimfusion[openvino]')"
+    return None
+
+
+# export's lever: the OpenVINO runtime instead of eager torch (its own precision: no bf16 / compile beside it, and a
+# skip plan's hooks cannot reach inside its graph)
+register_lever(Lever("engine", "model", {"int8": (False, True)}, _engine,
+                     lambda k: "OpenVINO int8" if k["int8"] else "OpenVINO", allowed=_engine_allowed, stage=35,
+                     excludes=("precision", "compile", "cache", "forecast")))  # fmt: skip
 
 
 def read_conditions(values: dict, prompts_key: str, labels_key: str) -> dict:
