@@ -272,9 +272,11 @@ class Search:
                 self.report(following, "screen", row)
                 if row["holds"]:
                     queue = self.promotion_order([*queue, {"candidate": following, **row}])
-        # the rechecked first; what the budget left unchecked still reaches the fresh-noise confirmation, which alone
-        # decides (the recheck only saves confirmation slots)
-        return self.promotion_order(kept) + self.promotion_order(unchecked)
+        # the rechecked that stay likely first, then what the budget left unchecked, then those the recheck found
+        # unlikely to hold: all still reach the fresh-noise confirmation, which alone decides
+        likely = [r for r in kept if self.likely(r)]
+        doubtful = [r for r in kept if not self.likely(r)]
+        return self.promotion_order(likely) + self.promotion_order(unchecked) + self.promotion_order(doubtful)
 
     def next_setting(self, candidate: Candidate) -> Candidate | None:
         """The candidate with the next larger value of one lever's cost knob (in the searched pool), if any."""
