@@ -237,3 +237,22 @@ def test_an_exact_lever_shares_the_verdict_of_its_setting_and_is_not_sampled_aga
             "differences"] for r in shared)  # fmt: skip
     finally:
         LEVERS.pop("toy-exact")
+
+
+def test_a_failed_confirmation_is_followed_by_its_next_setting(ddpm, monkeypatch):
+    knobs = {"solver.scheduler": ["unipc"], "solver.steps": [4, 5], "solver.spacing": ["leading"]}
+    config = small(levers=["solver"], knobs=knobs, confirm=1, screen_num=64, confirm_num=64)
+    judge = Arena.judge
+
+    def fails_fresh_at_4(self, candidate, seed, num):  # unipc 4 ties on the screen, so 5 is skipped there
+        row = judge(self, candidate, seed, num)
+        if seed == config.seed + 1 and candidate["solver"]["steps"] == 4:
+            row = row | {"holds": False, "why": "toy: worse on fresh noise"}
+        return row
+
+    monkeypatch.setattr(Arena, "judge", fails_fresh_at_4)
+    result = Search(Arena(ddpm, config), config, Journal(None), log=lambda line: None).run()
+    steps = [c["candidate"]["solver"]["steps"] for c in result["confirmed"]]
+    assert steps[0] == 4 and not result["confirmed"][0]["holds"]
+    assert steps == [4, 5]  # one confirmation slot, yet the next setting was screened and confirmed after it
+    assert result["confirmed"][1]["holds"] and result["chosen"]["candidate"]["solver"]["steps"] == 5

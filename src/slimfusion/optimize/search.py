@@ -139,7 +139,7 @@ class Search:
                 self.log(f"probe  {label_of(model_only):<40} not probed: {slow[0]} alone runs under {SLOW_PART}x")
                 continue
             guess = self.training_guess(model_only)
-            if self.journal.get(key_of(model_only), "probe") is None and guess > self.left() / 2:
+            if self.journal.get(key_of(model_only), "probe") is None and guess and guess > self.left() / 2:
                 speed[key] = 0.0  # not built: its candidates are not screened
                 self.log(f"probe  {label_of(model_only):<40} not trained: its parts took {guess:.0f} s")
                 continue
@@ -264,19 +264,27 @@ class Search:
             if mid["holds"]:
                 kept.append({"candidate": candidate, **mid})
                 continue
-            following = self.next_setting(candidate)
-            if following is not None and self.left() >= reserve:
-                self.notes.pop(key_of(following), None)
-                row = self.measured(following, "screen", lambda c=following: self.arena.judge(
-                    c, self.config.seed, self.config.screen_num))  # fmt: skip
-                self.report(following, "screen", row)
-                if row["holds"]:
-                    queue = self.promotion_order([*queue, {"candidate": following, **row}])
+            following = self.climbed(candidate) if self.left() >= reserve else None
+            if following is not None:
+                queue = self.promotion_order([*queue, following])
         # the rechecked that stay likely first, then what the budget left unchecked, then those the recheck found
         # unlikely to hold: all still reach the fresh-noise confirmation, which alone decides
         likely = [r for r in kept if self.likely(r)]
         doubtful = [r for r in kept if not self.likely(r)]
         return self.promotion_order(likely) + self.promotion_order(unchecked) + self.promotion_order(doubtful)
+
+    def climbed(self, candidate: Candidate) -> dict | None:
+        """The screen row of the candidate's next setting (one step more of its cost knob) when it holds there, for
+        a candidate that failed a later rung: the screen skipped that setting because this one held on fewer
+        samples, so it is screened now. None when there is no next setting or it fails the screen."""
+        following = self.next_setting(candidate)
+        if following is None:
+            return None
+        self.notes.pop(key_of(following), None)
+        row = self.measured(following, "screen", lambda c=following: self.arena.judge(
+            c, self.config.seed, self.config.screen_num))  # fmt: skip
+        self.report(following, "screen", row)
+        return {"candidate": following, **row} if row["holds"] else None
 
     def next_setting(self, candidate: Candidate) -> Candidate | None:
         """The candidate with the next larger value of one lever's cost knob (in the searched pool), if any."""
@@ -292,12 +300,14 @@ class Search:
         return None
 
     def confirm(self, survivors: list[dict]) -> tuple[list[dict], dict | None]:
-        """The fastest survivors on `confirm_num` fresh samples; those that hold are timed in alternation with the
-        original in one run (they share its batches), and the fastest is the choice. A confirmation starts only
-        while budget is left (the best confirmed so far stands)."""
-        fresh, confirmed = self.config.seed + 1, []
-        for row in survivors[: self.config.confirm]:
-            candidate = row["candidate"]
+        """The fastest `confirm` survivors on `confirm_num` fresh samples, each that fails followed by its next
+        setting (up to `confirm` of those); those that hold are timed in alternation with the original in one run
+        (they share its batches), and the fastest is the choice. A confirmation starts only while budget is left
+        (the best confirmed so far stands)."""
+        fresh, confirmed, climbs = self.config.seed + 1, [], 0
+        queue = list(survivors[: self.config.confirm])
+        while queue:
+            candidate = queue.pop(0)["candidate"]
             key = key_of(candidate)
             if self.journal.get(key, "confirm") is None and self.left() <= 0:
                 self.notes.setdefault(key, "not confirmed: budget")
@@ -307,6 +317,14 @@ class Search:
             )
             confirmed.append({"candidate": candidate, **final})
             self.report(candidate, "confirm", final)
+            if final["holds"] or climbs >= self.config.confirm or self.left() <= 0:
+                continue
+            # a failure is followed by its next setting (one step more) while that can still beat a held one
+            best = min((c["seconds_per_batch"] for c in confirmed if c["holds"]), default=float("inf"))
+            following = self.climbed(candidate)
+            if following is not None and following["seconds_per_batch"] < best:
+                queue.append(following)
+                climbs += 1
         holding = [c for c in confirmed if c["holds"]]
         untimed = [c for c in holding if self.journal.get(key_of(c["candidate"]), "speed") is None]
         if untimed:
@@ -347,10 +365,10 @@ class Search:
         return sorted(seconds)[len(seconds) // 2] if seconds else float("nan")
 
     def reserve(self, rung: str, passed: list[dict] | None = None) -> float:
-        """Seconds kept back for the rungs after `rung` ("screen": `confirm` rechecks and one confirmation; "mid":
-        one confirmation): the original's images there, the timing rounds, and the candidates' images at the cost
-        measured on the candidates that held so far (their median batch time; a quarter of the original's before
-        any held), from the original's median batch."""
+        """Seconds kept back for the rungs after `rung` ("screen": `confirm` rechecks and confirmations; "mid":
+        `confirm` confirmations): the original's images there, the timing rounds, and the candidates' images at the
+        cost measured on the candidates that held so far (their median batch time; a quarter of the original's
+        before any held), from the original's median batch."""
         seconds = self.arena.original_batch_seconds
         if not seconds:  # every original image came from the cache of a resumed search
             return 0.0
@@ -358,9 +376,9 @@ class Search:
         batch, c = 1.2 * statistics.median(seconds), self.config
         share = 0.25 if not passed else min(1.0, statistics.median(p["seconds_per_batch"] for p in passed) / batch)
         per_image = batch / c.batch
-        # one confirmation: the original's fresh images and one candidate's, one timing run (warm-up + rounds); more
-        # candidates are confirmed while budget is left (the original's fresh images are sampled once)
-        confirm = (per_image * c.confirm_num + (c.rounds + 1) * batch) * (1 + share)
+        # the original's fresh images (sampled once) and `confirm` candidates', one timing run (warm-up + rounds); a
+        # failed one's next setting is confirmed with what is left
+        confirm = per_image * c.confirm_num * (1 + c.confirm * share) + (c.rounds + 1) * batch * (1 + share)
         if rung == "mid" or not c.mid_num:
             return confirm
         return confirm + per_image * (c.mid_num - c.screen_num + c.confirm * c.mid_num * share)
