@@ -11,6 +11,7 @@ hooks and cannot, so a model that carries one is refused (export it with the pla
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -108,7 +109,9 @@ def export_openvino(model: nn.Module, config: ExportConfig, out: str | Path, ove
     side = model.config.sample_size
     side = side[0] if isinstance(side, (tuple, list)) else side
     example = (torch.randn(config.batch, model.config.in_channels, side, side), torch.full((config.batch,), 500.0))
-    with torch.no_grad():
+    # diffusers' shape asserts are constants at the static shapes traced here: their TracerWarnings say nothing
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         ir = ov.convert_model(_Prediction(model), example_input=example, input=[tuple(e.shape) for e in example])
     if config.int8:
         ir = _int8(ir, calibration_inputs(model, config))
