@@ -81,9 +81,10 @@ class Lever:
     `samples(sampling, knobs)`: a model lever whose result has a sampler of its own (a step-distilled student) sets
     the sampling here; `sampling_knobs` are the knobs only it reads (the model is built once for all their values).
     `excludes`: levers it is never combined with (a student samples with its own sampler, not a searched solver).
-    `exact`: changes speed, not the images beyond float rounding (torch.compile): a composition with it is screened
-    as soon as its other levers held together, before the compositions that add a lossy lever, and it shares the
-    verdicts of that setting on the same samples (its images are that setting's); a confirmed one is timed itself.
+    `exact`: changes speed, not the images beyond float rounding (torch.compile; a callable of the knobs when only
+    some settings are: OpenVINO float32, not its int8): a composition with it is screened as soon as its other levers
+    held together, before the compositions that add a lossy lever, and it shares the verdicts of that setting on the
+    same samples (its images are that setting's); a confirmed one is timed itself.
     """
 
     name: str
@@ -98,7 +99,10 @@ class Lever:
     samples: Callable[[dict, dict], None] | None = None
     sampling_knobs: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
-    exact: bool = False
+    exact: bool | Callable[[dict], bool] = False
+
+    def is_exact(self, knobs: dict) -> bool:
+        return self.exact(knobs) if callable(self.exact) else self.exact
 
     def model_knobs(self, knobs: dict) -> dict:
         """The knobs that change the model (what a built or trained model is keyed by)."""

@@ -300,15 +300,21 @@ class Search:
         return None
 
     def confirm(self, survivors: list[dict]) -> tuple[list[dict], dict | None]:
-        """The fastest `confirm` survivors on `confirm_num` fresh samples, each that fails followed by its next
-        setting (up to `confirm` of those); those that hold are timed in alternation with the original in one run
-        (they share its batches), and the fastest is the choice. A confirmation starts only while budget is left
-        (the best confirmed so far stands)."""
-        fresh, confirmed, climbs = self.config.seed + 1, [], 0
-        queue = list(survivors[: self.config.confirm])
+        """The fastest `confirm` survivors' settings on `confirm_num` fresh samples (exact variants share their
+        setting's verdict), each one that fails followed by its next setting (up to `confirm` such climbs); those that
+        hold are timed in alternation with the original in one run, and the fastest is the choice. A confirmation
+        starts only while budget is left (the best confirmed so far stands)."""
+        fresh, confirmed, climbs, settings = self.config.seed + 1, [], 0, set()
+        queue = list(survivors)
         while queue:
             candidate = queue.pop(0)["candidate"]
-            key = key_of(candidate)
+            key, images = key_of(candidate), key_of(core(candidate))
+            # a slot per setting (its exact variants ride along free); one that failed is not tried again
+            if images in settings and not any(key_of(core(c["candidate"])) == images for c in confirmed if c["holds"]):
+                continue
+            if images not in settings and len(settings) >= self.config.confirm + climbs:
+                continue
+            settings.add(images)
             if self.journal.get(key, "confirm") is None and self.left() <= 0:
                 self.notes.setdefault(key, "not confirmed: budget")
                 continue
@@ -323,7 +329,7 @@ class Search:
             best = min((c["seconds_per_batch"] for c in confirmed if c["holds"]), default=float("inf"))
             following = self.climbed(candidate)
             if following is not None and following["seconds_per_batch"] < best:
-                queue.append(following)
+                queue.insert(0, following)
                 climbs += 1
         holding = [c for c in confirmed if c["holds"]]
         untimed = [c for c in holding if self.journal.get(key_of(c["candidate"]), "speed") is None]
@@ -372,8 +378,9 @@ class Search:
         seconds = self.arena.original_batch_seconds
         if not seconds:  # every original image came from the cache of a resumed search
             return 0.0
-        # the original's median batch, plus a fifth for what a rung adds to sampling (features, bootstraps)
-        batch, c = 1.2 * statistics.median(seconds), self.config
+        # the original's median batch (a 15-minute run's 2,000 fresh images took 31 of them: features and bootstraps
+        # add little; an extra fifth held back cost the screen ~60 s)
+        batch, c = statistics.median(seconds), self.config
         share = 0.25 if not passed else min(1.0, statistics.median(p["seconds_per_batch"] for p in passed) / batch)
         per_image = batch / c.batch
         # the original's fresh images (sampled once) and `confirm` candidates', one timing run (warm-up + rounds); a
@@ -384,8 +391,7 @@ class Search:
         return confirm + per_image * (c.mid_num - c.screen_num + c.confirm * c.mid_num * share)
 
     def report(self, candidate: Candidate, rung: str, row: dict, index: int | None = None, total: int | None = None):
-        where = f"[{index}/{total}] " if index else ""
-        fd = row["differences"].get("fd")
+        where, fd = f"[{index}/{total}] " if index else "", row["differences"].get("fd")
         quality = f"FD {fd['difference']:+.3f} [{fd['interval'][0]:+.3f}, {fd['interval'][1]:+.3f}]" if fd else ""
         speed = f"{row['speed']['speedup']:.2f}x" if "speed" in row else f"{row['seconds_per_batch']:.2f} s/batch"
         verdict = "holds" if row["holds"] else f"fails: {row['why']}"

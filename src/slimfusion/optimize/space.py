@@ -113,7 +113,7 @@ def parts(candidate: Candidate) -> list[Candidate]:
 
 def core(candidate: Candidate) -> Candidate:
     """The candidate without its exact levers (what decides its images)."""
-    return {n: k for n, k in candidate.items() if not LEVERS[n].exact}
+    return {n: k for n, k in candidate.items() if not LEVERS[n].is_exact(k)}
 
 
 def required_parts(candidate: Candidate) -> list[Candidate]:

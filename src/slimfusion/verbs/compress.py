@@ -225,10 +225,12 @@ def _engine_allowed(denoiser, knobs: dict, sampling: dict) -> str | None:
 
 
 # export's lever: the OpenVINO runtime instead of eager torch (its own precision: no bf16 / compile beside it, and a
-# skip plan's hooks cannot reach inside its graph)
+# skip plan's hooks cannot reach inside its graph); its float32 IR samples torch's images up to float rounding
+# (tested within 1e-4), as compile does, so it shares its setting's verdicts; int8 is judged on its own images
 register_lever(Lever("engine", "model", {"int8": (False, True)}, _engine,
                      lambda k: "OpenVINO int8" if k["int8"] else "OpenVINO", allowed=_engine_allowed, stage=35,
-                     excludes=("precision", "compile", "cache", "forecast")))  # fmt: skip
+                     excludes=("precision", "compile", "cache", "forecast"),
+                     exact=lambda k: not k["int8"]))  # fmt: skip
 
 
 def read_conditions(values: dict, prompts_key: str, labels_key: str) -> dict:
