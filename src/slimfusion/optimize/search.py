@@ -304,15 +304,13 @@ class Search:
         setting's verdict), each one that fails followed by its next setting (up to `confirm` such climbs); those that
         hold are timed in alternation with the original in one run, and the fastest is the choice. A confirmation
         starts only while budget is left (the best confirmed so far stands)."""
-        fresh, confirmed, climbs, settings = self.config.seed + 1, [], 0, set()
+        fresh, confirmed, climbs, settings, failed = self.config.seed + 1, [], 0, set(), set()
         queue = list(survivors)
         while queue:
             candidate = queue.pop(0)["candidate"]
             key, images = key_of(candidate), key_of(core(candidate))
             # a slot per setting (its exact variants ride along free); one that failed is not tried again
-            if images in settings and not any(key_of(core(c["candidate"])) == images for c in confirmed if c["holds"]):
-                continue
-            if images not in settings and len(settings) >= self.config.confirm + climbs:
+            if images in failed or (images not in settings and len(settings) >= self.config.confirm + climbs):
                 continue
             settings.add(images)
             if self.journal.get(key, "confirm") is None and self.left() <= 0:
@@ -323,6 +321,8 @@ class Search:
             )
             confirmed.append({"candidate": candidate, **final})
             self.report(candidate, "confirm", final)
+            if not final["holds"]:
+                failed.add(images)
             if final["holds"] or climbs >= self.config.confirm or self.left() <= 0:
                 continue
             # a failure is followed by its next setting (one step more) while that can still beat a held one
