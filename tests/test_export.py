@@ -42,6 +42,23 @@ def test_an_int8_export_is_calibrated_on_the_models_own_trajectory_and_samples(t
     assert (images - sample(model, config, progress=False)).abs().mean() < 0.5  # close, not equal: int8 rounds
 
 
+def test_bf16_runs_where_the_cpu_has_it_and_is_refused_where_it_has_not(tmp_path, monkeypatch):
+    import slimfusion.export as export
+
+    model = tiny_model("UNet2DModel")
+    config = SampleConfig(num=2, steps=4, seed=5, batch_size=2)
+    if export.cpu_has_bf16():
+        folder = export_openvino(model, ExportConfig(batch=2, precision="bf16"), tmp_path / "bf16")
+        exported = slimfusion.load(folder)
+        assert exported.record["precision"] == "bf16"
+        gap = (sample(exported, config, progress=False) - sample(model, config, progress=False)).abs().max()
+        assert 1e-4 < gap < 0.5  # bf16 rounds (a float32 IR is within 1e-4: asked for explicitly, not the default)
+    monkeypatch.setattr(export, "cpu_has_bf16", lambda: False)
+    with pytest.raises(ConfigError, match="no bf16"):
+        export_openvino(model, ExportConfig(batch=2, precision="bf16"), tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+
+
 def test_the_exported_folder_keeps_a_students_sampler(tmp_path):
     model = tiny_model("UNet2DModel")
     slimfusion.models.meta.get_meta(model)["sampler"] = {"scheduler": "unipc", "steps": 3}
@@ -110,12 +127,21 @@ def test_the_engine_lever_is_searched_and_its_choice_reloads_to_the_same_images(
     from slimfusion.optimize.measure import Arena
 
     ddpm = slimfusion.load("builtin:digits-ddpm")
-    knobs = {"solver.scheduler": ["unipc"], "solver.steps": [4], "solver.spacing": ["leading"], "engine.int8": [False]}
+    knobs = {
+        "solver.scheduler": ["unipc"],
+        "solver.steps": [4],
+        "solver.spacing": ["leading"],
+        "engine.int8": [False],
+        "engine.bf16": [False],
+    }
     config = OptimizeConfig(levers=["solver", "engine"], knobs=knobs, base_steps=10, batch=16, screen_num=16,
                             mid_num=0, confirm_num=32, rounds=2, confirm=2, budget="10m")  # fmt: skip
     result = optimize(ddpm, config, out=tmp_path / "run")
     screened = {r["key"]: r for r in result["rows"] if r["rung"] == "screen"}
-    both = {"solver": {"scheduler": "unipc", "steps": 4, "spacing": "leading"}, "engine": {"int8": False}}
+    both = {
+        "solver": {"scheduler": "unipc", "steps": 4, "spacing": "leading"},
+        "engine": {"bf16": False, "int8": False},
+    }
     alone = {"solver": both["solver"]}
     assert json.dumps(both, sort_keys=True) in screened or result["notes"], result["notes"]
     if json.dumps(both, sort_keys=True) in screened:  # a float32 IR: the images of torch up to rounding

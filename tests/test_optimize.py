@@ -15,8 +15,9 @@ import slimfusion
 from slimfusion.errors import ConfigError
 from slimfusion.models.meta import get_meta
 from slimfusion.optimize import OptimizeConfig, optimize
+from slimfusion.optimize.journal import Journal
 from slimfusion.optimize.measure import Arena, likely_to_hold
-from slimfusion.optimize.search import Journal, Search
+from slimfusion.optimize.search import Search
 from slimfusion.optimize.space import candidates, key_of, model_key, sampled_with
 from slimfusion.registry import LEVERS, Lever, register_lever
 

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from test_cli import run_cli
 
 import slimfusion
 from slimfusion.errors import ConfigError
@@ -19,7 +20,7 @@ from slimfusion.sample import SampleConfig, sample
 
 
 def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slimfusion", *args], capture_output=True, text=True, timeout=timeout)
+    return run_cli(*args, timeout=timeout)
 
 
 def _prompts(tmp_path, *lines: str):

@@ -23,7 +23,7 @@ from slimfusion.errors import ConfigError, OutputError
 from slimfusion.hooks import tapped
 from slimfusion.models.families import family_name
 from slimfusion.models.meta import get_meta
-from slimfusion.models.openvino import openvino_runtime, write_folder
+from slimfusion.models.openvino import cpu_has_bf16, openvino_runtime, write_folder
 from slimfusion.models.transforms import transforms_of
 from slimfusion.models.writing import atomic_folder
 from slimfusion.sample import SampleConfig, sample
@@ -37,6 +37,9 @@ class ExportConfig(BaseModel):
         format (`str`, defaults to "openvino"): the engine; OpenVINO is the one there is.
         batch (`int`, defaults to 64): the IR's static batch; sampling pads a smaller last batch.
         int8 (`bool`, defaults to False): NNCF post-training int8 of weights and activations.
+        precision (`str`, defaults to "float32"): the runtime's precision for what is not int8: "float32" (samples
+            torch's images up to rounding), or "bf16" (only on CPUs with bf16 arithmetic, e.g. AVX-512 BF16 / AMX;
+            OpenVINO would pick it there by itself, so float32 is asked for explicitly).
         calib_num (`int`, defaults to 64): int8: images whose sampling trajectories give the calibration inputs
             (rounded up to whole batches).
         calib_steps (`int`, defaults to 25): int8: DDIM steps of each calibration trajectory (every step's
@@ -49,6 +52,7 @@ class ExportConfig(BaseModel):
     format: Literal["openvino"] = Field("openvino", description="the engine: openvino")
     batch: int = Field(64, ge=1, description="static batch of the exported model")
     int8: bool = Field(False, description="NNCF post-training int8 of weights and activations")
+    precision: Literal["float32", "bf16"] = Field("float32", description="runtime precision of what is not int8")
     calib_num: int = Field(64, ge=1, description="int8: images whose sampling trajectories calibrate it")
     calib_steps: int = Field(25, ge=1, description="int8: DDIM steps of each calibration trajectory")
     seed: int = Field(0, ge=0, description="seed of the calibration trajectories")
@@ -102,6 +106,8 @@ def export_openvino(model: nn.Module, config: ExportConfig, out: str | Path, ove
     is replaced only with `overwrite`, and only once the export succeeded); returns `out`."""
     check_exportable(model)
     ov = openvino_runtime()
+    if config.precision == "bf16" and not cpu_has_bf16():
+        raise ConfigError("--precision bf16: this CPU has no bf16 arithmetic (OpenVINO would emulate it, slowly)")
     target = Path(out)
     if target.exists() and not overwrite:
         raise OutputError(f"{target} already exists")
@@ -119,7 +125,8 @@ def export_openvino(model: nn.Module, config: ExportConfig, out: str | Path, ove
     meta.setdefault("history", []).append({"step": "export", "config": config.model_dump(), "version": __version__})
     with atomic_folder(target) as tmp:
         tmp.mkdir(parents=True)
-        settings = {"batch": config.batch, "int8": config.int8, "openvino": ov.__version__}
+        settings = {"batch": config.batch, "int8": config.int8, "precision": config.precision}
+        settings["openvino"] = ov.__version__
         write_folder(tmp, ir, dict(model.config), meta, settings)
     return target
 

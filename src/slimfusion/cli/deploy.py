@@ -62,7 +62,8 @@ def _export(model: str, options: ExportConfig, out: Path, overwrite: bool) -> No
     denoiser = Subject.load(model).denoiser
     check_exportable(denoiser)  # before a model is converted: the refusal costs nothing
     export_openvino(denoiser, options, out, overwrite=overwrite)
-    kind = "int8 (NNCF, calibrated on its own sampling)" if options.int8 else "float32"
+    kind = "int8 (NNCF, calibrated on its own sampling)" if options.int8 else options.precision
+    kind += f", the rest in {options.precision}" if options.int8 else ""
     console.print(f"OpenVINO {kind} at batch {options.batch}; saved {out} (sample, evaluate and compare load it)")
 
 

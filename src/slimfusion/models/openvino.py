@@ -2,9 +2,10 @@
 
 The folder holds `denoiser.xml` / `denoiser.bin` (static shapes: `batch` x the model's sample shape) and
 `openvino.json` (the source model's diffusers config, its slimfusion metadata - history, scheduler, a student's
-sampler - and the export settings). `OpenVINODenoiser` answers like a `UNet2DModel` (`config`, `forward(sample,
-timestep).sample`), so `sample`, `evaluate`, `compare` and `optimize` measure it with the same verdicts; a smaller
-last batch is padded to the static batch and cut back. openvino is an optional extra, imported only here.
+sampler - and the export settings: batch, int8, the runtime precision of the rest). `OpenVINODenoiser` answers like
+a `UNet2DModel` (`config`, `forward(sample, timestep).sample`), so `sample`, `evaluate`, `compare` and `optimize`
+measure it with the same verdicts; a smaller last batch is padded to the static batch and cut back.
+openvino is an optional extra, imported only here.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def openvino_runtime():
     except ImportError as exc:
         raise ConfigError("OpenVINO is not installed: pip install 'slimfusion[openvino]'") from exc
     return openvino
+
+
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin has native bf16 here (it then runs float32 IRs in bf16 unless told not to)."""
+    return "BF16" in openvino_runtime().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def is_openvino_folder(path: Path) -> bool:
@@ -104,7 +110,9 @@ def load_openvino(folder: Path) -> OpenVINODenoiser:
     ov = openvino_runtime()
     try:
         ir = ov.Core().read_model(folder / IR)
-        compiled = ov.compile_model(ir, "CPU")
+        # the export's precision, explicitly: on a bf16 CPU the plugin's default would run a float32 IR in bf16
+        precision = ov.Type.bf16 if record.get("precision") == "bf16" and cpu_has_bf16() else ov.Type.f32
+        compiled = ov.compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": precision})
     except RuntimeError as exc:
         raise CorruptFileError(f"{folder / IR}: OpenVINO cannot read it ({str(exc).splitlines()[0]})") from exc
     model = OpenVINODenoiser(ir, compiled, record["config"], record)

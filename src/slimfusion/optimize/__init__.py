@@ -14,9 +14,10 @@ from pathlib import Path
 from slimfusion.diffusion.schedulers import stored_sampler
 from slimfusion.errors import ConfigError
 from slimfusion.optimize.config import OptimizeConfig, QualityRule, seconds
+from slimfusion.optimize.journal import JOURNAL, Journal
 from slimfusion.optimize.measure import Arena, holds, primary_metrics
 from slimfusion.optimize.output import save_choice, write_outputs
-from slimfusion.optimize.search import JOURNAL, Journal, Search
+from slimfusion.optimize.search import Search
 from slimfusion.pipelines import denoiser_of, is_pipeline_object
 from slimfusion.subject import Subject
 

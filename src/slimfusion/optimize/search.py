@@ -14,10 +14,10 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from slimfusion.metrics.cost import interleaved_latency
 from slimfusion.optimize.config import OptimizeConfig
+from slimfusion.optimize.journal import Journal
 from slimfusion.optimize.measure import Arena, likely_to_hold
 from slimfusion.optimize.space import (
     Candidate,
@@ -35,33 +35,8 @@ from slimfusion.optimize.space import (
 from slimfusion.progress import console
 from slimfusion.registry import LEVERS
 
-JOURNAL = "journal.jsonl"
 QUALITY_RUNGS = ("screen", "mid", "confirm")  # the rungs that judge images (a probe times a model)
 SLOW_PART = 0.25  # a model lever this much slower than the original alone is not probed in compositions
-
-
-class Journal:
-    """Finished measurements, one JSON line each, keyed by (candidate, rung): a resumed search reads them back."""
-
-    def __init__(self, folder: Path | None):
-        self.path = None if folder is None else folder / JOURNAL
-        self.rows: dict[tuple[str, str], dict] = {}
-        if self.path is not None and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    self.rows[(row["key"], row["rung"])] = row
-
-    def get(self, key: str, rung: str) -> dict | None:
-        return self.rows.get((key, rung))
-
-    def put(self, key: str, rung: str, row: dict) -> dict:
-        row = {"key": key, "rung": rung} | row
-        self.rows[(key, rung)] = row
-        if self.path is not None:
-            with self.path.open("a") as file:
-                file.write(json.dumps(row) + "\n")
-        return row
 
 
 class Search:

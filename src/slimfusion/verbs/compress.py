@@ -18,6 +18,7 @@ from slimfusion.models.families import example_inputs, family_name
 from slimfusion.models.families.pipeline import embed, is_text_pipeline
 from slimfusion.models.io import STORAGES, load
 from slimfusion.models.meta import get_meta, history
+from slimfusion.models.openvino import cpu_has_bf16
 from slimfusion.prune import DepthConfig, StructuralConfig, prune
 from slimfusion.prune.conditioning import encode_prompts, parse_class_labels
 from slimfusion.prune.importance import METHODS
@@ -212,8 +213,13 @@ def _engine(build: Build, knobs: dict) -> None:
     """The model so far, exported to OpenVINO at the search's batch (float32, or NNCF int8 calibrated on its own
     trajectories) and run on that runtime."""
     with tempfile.TemporaryDirectory() as tmp:
-        config = ExportConfig(batch=build.inputs["batch"], int8=knobs["int8"])
+        precision = "bf16" if knobs["bf16"] else "float32"
+        config = ExportConfig(batch=build.inputs["batch"], int8=knobs["int8"], precision=precision)
         build.model = load(export_openvino(build.model, config, Path(tmp) / "ov"))
+
+
+def _engine_label(knobs: dict) -> str:
+    return " ".join(["OpenVINO"] + ["int8"] * knobs["int8"] + ["bf16"] * knobs["bf16"])
 
 
 def _engine_allowed(denoiser, knobs: dict, sampling: dict) -> str | None:
@@ -221,16 +227,18 @@ def _engine_allowed(denoiser, knobs: dict, sampling: dict) -> str | None:
         return f"OpenVINO export takes an unconditional UNet2DModel, not {family_name(denoiser)}"
     if importlib.util.find_spec("openvino") is None or (knobs["int8"] and importlib.util.find_spec("nncf") is None):
         return "OpenVINO is not installed (pip install 'slimfusion[openvino]')"
+    if knobs["bf16"] and not cpu_has_bf16():
+        return "this CPU has no bf16 arithmetic"
     return None
 
 
-# export's lever: the OpenVINO runtime instead of eager torch (its own precision: no bf16 / compile beside it, and a
-# skip plan's hooks cannot reach inside its graph); its float32 IR samples torch's images up to float rounding
-# (tested within 1e-4), as compile does, so it shares its setting's verdicts; int8 is judged on its own images
-register_lever(Lever("engine", "model", {"int8": (False, True)}, _engine,
-                     lambda k: "OpenVINO int8" if k["int8"] else "OpenVINO", allowed=_engine_allowed, stage=35,
-                     excludes=("precision", "compile", "cache", "forecast"),
-                     exact=lambda k: not k["int8"]))  # fmt: skip
+# export's lever: the OpenVINO runtime instead of eager torch (its own precision: int8 and / or bf16 for the rest, on
+# CPUs that have it; no torch bf16 / compile beside it, and a skip plan's hooks cannot reach inside its graph); its
+# float32 IR samples torch's images up to float rounding (tested within 1e-4), as compile does, so it shares its
+# setting's verdicts; int8 and bf16 are judged on their own images
+register_lever(Lever("engine", "model", {"int8": (False, True), "bf16": (False, True)}, _engine, _engine_label,
+                     allowed=_engine_allowed, stage=35, excludes=("precision", "compile", "cache", "forecast"),
+                     exact=lambda k: not (k["int8"] or k["bf16"])))  # fmt: skip
 
 
 def read_conditions(values: dict, prompts_key: str, labels_key: str) -> dict:
