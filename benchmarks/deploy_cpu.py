@@ -8,9 +8,10 @@ Speed: forward latency of builtin:ddpm-cifar10 (the CIFAR-10 DDPM UNet, random w
 trained builtin:digits-ddpm at batch 64, every engine of one model timed in alternation with the others in each of
 `--rounds` rounds (median of `--repeats` forwards; speedup = median of per-round ratios against torch float32, 95%
 bootstrap interval over rounds). Quality: builtin:digits-ddpm exported in int8 (NNCF post-training, calibrated on 64
-of its own DDIM-25 trajectories) against the torch float32 model on `--num` DDIM-50 samples of identical noise,
-paired FD / KD verdicts as `slimfusion compare` gives them; and the OpenVINO float32 IR the same way (it should tie:
-float rounding only). Run it alone on the machine.
+of its own DDIM-25 trajectories; the time path and first / last convolutions kept in float under NNCF's transformer
+scheme, and as an ablation the whole graph in int8 under its default scheme) against the torch float32 model on
+`--num` DDIM-50 samples of identical noise, paired FD / KD verdicts as `slimfusion compare` gives them; and the
+OpenVINO float32 and bf16 runs the same way (float32 should tie: float rounding only). Run it alone on the machine.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from slimfusion.export import ExportConfig, export_openvino
 from slimfusion.metrics.cost import interleaved_latency
 from slimfusion.metrics.timing import cell, ratio
 from slimfusion.models.io import load
+from slimfusion.models.openvino import cpu_has_bf16
 from slimfusion.quality import References, quality_of
 from slimfusion.quantize import QuantizeConfig, quantize
 from slimfusion.sample import SampleConfig, sample
@@ -37,14 +39,22 @@ RESULT = ROOT / "benchmarks" / "results" / "deploy_cpu.md"
 CASES = [("builtin:ddpm-cifar10", 8), ("builtin:digits-ddpm", 64)]
 
 
-def engines(source: str, batch: int, folder: Path) -> dict:
-    """torch float32, torch bf16 + compile, OpenVINO float32, OpenVINO int8 of one model at one static batch."""
+def engines(source: str, batch: int, folder: Path, ablation: bool) -> dict:
+    """torch float32, torch bf16 + compile, OpenVINO float32 / bf16 (where the CPU has it) / int8 of one model at one
+    static batch; `ablation`: also int8 over the whole graph (NNCF's default scheme, nothing kept in float)."""
     name = source.split(":")[-1]
     models = {"torch float32": load(source)}
     models["torch bf16 + compile"] = quantize(load(source), QuantizeConfig(scheme="bf16", compile=True))
-    models["OpenVINO float32"] = load(export_openvino(load(source), ExportConfig(batch=batch), folder / f"{name}-f32"))
-    int8 = ExportConfig(batch=batch, int8=True, calib_num=min(64, 8 * batch))
-    models["OpenVINO int8"] = load(export_openvino(load(source), int8, folder / f"{name}-int8"))
+    exports = {"OpenVINO float32": ExportConfig(batch=batch)}
+    if cpu_has_bf16():
+        exports["OpenVINO bf16"] = ExportConfig(batch=batch, precision="bf16")
+    calib = min(64, 8 * batch)
+    exports["OpenVINO int8"] = ExportConfig(batch=batch, int8=True, calib_num=calib)
+    if ablation:
+        whole = ExportConfig(batch=batch, int8=True, calib_num=calib, int8_scope="everything")
+        exports["OpenVINO int8, whole graph"] = whole
+    for label, config in exports.items():
+        models[label] = load(export_openvino(load(source), config, folder / f"{name}-{len(models)}"))
     return models
 
 
@@ -99,7 +109,7 @@ def main() -> None:
     quality = {}
     with tempfile.TemporaryDirectory() as tmp:
         for source, batch in CASES:
-            models = engines(source, batch, Path(tmp))
+            models = engines(source, batch, Path(tmp), ablation=source == "builtin:digits-ddpm")
             for label, (seconds, *speed) in speed_rows(models, batch, args.repeats, args.rounds).items():
                 lines.append(f"| {source} | {batch} | {label} | {seconds:.4f} | {cell(*speed)} |")
             print("\n".join(lines[-4:]), flush=True)

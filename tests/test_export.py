@@ -42,6 +42,19 @@ def test_an_int8_export_is_calibrated_on_the_models_own_trajectory_and_samples(t
     assert (images - sample(model, config, progress=False)).abs().mean() < 0.5  # close, not equal: int8 rounds
 
 
+def test_int8_keeps_the_time_path_and_the_first_and_last_convolutions_in_float(tmp_path):
+    import re
+
+    names = {}
+    for scope in ("recommended", "everything"):
+        config = ExportConfig(batch=2, int8=True, calib_num=2, calib_steps=3, int8_scope=scope)
+        xml = (export_openvino(tiny_model("UNet2DModel"), config, tmp_path / scope) / "denoiser.xml").read_text()
+        names[scope] = re.findall(r'<layer id="\d+" name="([^"]+)" type="FakeQuantize"', xml)
+    sensitive = re.compile(r"\.(time_proj|time_embedding|time_emb_proj|conv_in|conv_out)[./]")
+    assert any(sensitive.search(n) for n in names["everything"])  # NNCF's default scheme quantizes them
+    assert names["recommended"] and not any(sensitive.search(n) for n in names["recommended"])
+
+
 def test_bf16_runs_where_the_cpu_has_it_and_is_refused_where_it_has_not(tmp_path, monkeypatch):
     import slimfusion.export as export
 

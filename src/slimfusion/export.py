@@ -21,7 +21,7 @@ from torch import nn
 
 from slimfusion.errors import ConfigError, OutputError
 from slimfusion.hooks import tapped
-from slimfusion.models.families import family_name
+from slimfusion.models.families import family_name, family_of
 from slimfusion.models.meta import get_meta
 from slimfusion.models.openvino import cpu_has_bf16, openvino_runtime, write_folder
 from slimfusion.models.transforms import transforms_of
@@ -37,6 +37,10 @@ class ExportConfig(BaseModel):
         format (`str`, defaults to "openvino"): the engine; OpenVINO is the one there is.
         batch (`int`, defaults to 64): the IR's static batch; sampling pads a smaller last batch.
         int8 (`bool`, defaults to False): NNCF post-training int8 of weights and activations.
+        int8_scope (`str`, defaults to "recommended"): int8: "recommended" keeps the family's sensitive modules in
+            float (a UNet's time path, first and last convolutions) under NNCF's transformer scheme (SmoothQuant,
+            int8 at the matrix products and convolutions), as optimum-intel does for diffusion UNets; "everything"
+            is NNCF's default CNN scheme over the whole graph (ablation: far worse images, deploy_cpu.md).
         precision (`str`, defaults to "float32"): the runtime's precision for what is not int8: "float32" (samples
             torch's images up to rounding), or "bf16" (only on CPUs with bf16 arithmetic, e.g. AVX-512 BF16 / AMX;
             OpenVINO would pick it there by itself, so float32 is asked for explicitly).
@@ -52,7 +56,10 @@ class ExportConfig(BaseModel):
     format: Literal["openvino"] = Field("openvino", description="the engine: openvino")
     batch: int = Field(64, ge=1, description="static batch of the exported model")
     int8: bool = Field(False, description="NNCF post-training int8 of weights and activations")
-    precision: Literal["float32", "bf16"] = Field("float32", description="runtime precision of what is not int8")
+    int8_scope: Literal["recommended", "everything"] = Field(
+        "recommended", description="int8: recommended (time path, first / last convolutions in float) or everything"
+    )
+    precision: Literal["float32", "bf16"] = Field("float32", description="float32, or bf16 (CPUs with bf16): precision of what is not int8")
     calib_num: int = Field(64, ge=1, description="int8: images whose sampling trajectories calibrate it")
     calib_steps: int = Field(25, ge=1, description="int8: DDIM steps of each calibration trajectory")
     seed: int = Field(0, ge=0, description="seed of the calibration trajectories")
@@ -120,7 +127,8 @@ def export_openvino(model: nn.Module, config: ExportConfig, out: str | Path, ove
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         ir = ov.convert_model(_Prediction(model), example_input=example, input=[tuple(e.shape) for e in example])
     if config.int8:
-        ir = _int8(ir, calibration_inputs(model, config))
+        kept = family_of(model).int8_float if config.int8_scope == "recommended" else None
+        ir = _int8(ir, calibration_inputs(model, config), kept)
     meta = copy.deepcopy(get_meta(model))
     meta.setdefault("history", []).append({"step": "export", "config": config.model_dump(), "version": __version__})
     with atomic_folder(target) as tmp:
@@ -131,10 +139,16 @@ def export_openvino(model: nn.Module, config: ExportConfig, out: str | Path, ove
     return target
 
 
-def _int8(ir, items: list[list]):
-    """NNCF post-training int8 (weights and activations) of the IR, its ranges from `items`."""
+def _int8(ir, items: list[list], kept: tuple[str, ...] | None):
+    """NNCF post-training int8 (weights and activations) of the IR, its ranges from `items`; `kept`: the modules
+    left in float under the transformer scheme, or None for NNCF's default scheme everywhere."""
     try:
         import nncf  # lazy: part of the optional openvino extra
     except ImportError as exc:
         raise ConfigError("int8 export needs NNCF: pip install 'slimfusion[openvino]'") from exc
-    return nncf.quantize(ir, nncf.Dataset(items), subset_size=len(items), preset=nncf.QuantizationPreset.MIXED)
+    settings = {"subset_size": len(items), "preset": nncf.QuantizationPreset.MIXED}
+    if kept is not None:  # the IR's op names carry the torch module path: "__module.model.conv_in/aten::..."
+        patterns = [rf".*\.{name}[./].*" for name in kept]
+        scope = nncf.IgnoredScope(patterns=patterns, validate=False)  # a family's name a model lacks: nothing kept
+        settings |= {"model_type": nncf.ModelType.TRANSFORMER, "ignored_scope": scope}
+    return nncf.quantize(ir, nncf.Dataset(items), **settings)

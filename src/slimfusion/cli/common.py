@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -35,6 +36,7 @@ def quiet_libraries() -> None:
 
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
+    logging.getLogger("nncf").setLevel(logging.WARNING)  # an int8 export's INFO lines list every op it keeps float
 
 
 def is_main_process() -> bool:

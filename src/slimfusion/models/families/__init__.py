@@ -98,6 +98,8 @@ class Family:
         depth (`Depth`, optional): depth pruning knowledge (units, stages, how the config says the depth).
         cache_branch (`Callable`, optional): (model, branch) -> the blocks DeepCache reuses for that skip branch;
             None where the model has no U-shaped shallow branch.
+        int8_float (`tuple`, defaults to ()): names of the modules an int8 export keeps in float (those whose
+            activations one int8 range per tensor over all timesteps hurts most).
     """
 
     class_path: str
@@ -109,6 +111,7 @@ class Family:
     skip_units: Callable[..., list[str]] | None = None
     depth: Depth | None = None
     cache_branch: Callable[[nn.Module, int], list[str]] | None = None
+    int8_float: tuple[str, ...] = ()
 
     @property
     def denoiser(self) -> bool:
@@ -136,6 +139,7 @@ def _unet_family(name: str, inputs: ExampleInputs, denoise: Callable[..., torch.
         skip_units=unet.skip_units,
         depth=unet.DEPTH,
         cache_branch=unet.cache_branch,
+        int8_float=unet.INT8_FLOAT,
     )
 
 
