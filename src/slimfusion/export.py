@@ -59,7 +59,9 @@ class ExportConfig(BaseModel):
     int8_scope: Literal["recommended", "everything"] = Field(
         "recommended", description="int8: recommended (time path, first / last convolutions in float) or everything"
     )
-    precision: Literal["float32", "bf16"] = Field("float32", description="float32, or bf16 (CPUs with bf16): precision of what is not int8")
+    precision: Literal["float32", "bf16"] = Field(
+        "float32", description="float32, or bf16 (CPUs with bf16): precision of what is not int8"
+    )
     calib_num: int = Field(64, ge=1, description="int8: images whose sampling trajectories calibrate it")
     calib_steps: int = Field(25, ge=1, description="int8: DDIM steps of each calibration trajectory")
     seed: int = Field(0, ge=0, description="seed of the calibration trajectories")
