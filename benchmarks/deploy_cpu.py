@@ -4,13 +4,13 @@ Regenerates benchmarks/results/deploy_cpu.md:
 
     .venv/bin/python benchmarks/deploy_cpu.py --num 2000
 
-Speed: forward latency of builtin:ddpm-cifar10 (the CIFAR-10 DDPM UNet, random weights) at batch 8 and of the
-trained builtin:digits-ddpm at batch 64, every engine of one model timed in alternation with the others in each of
-`--rounds` rounds (median of `--repeats` forwards; speedup = median of per-round ratios against torch float32, 95%
-bootstrap interval over rounds). Quality: builtin:digits-ddpm exported in int8 (NNCF post-training, calibrated on 64
-of its own DDIM-25 trajectories; the time path and first / last convolutions kept in float under NNCF's transformer
-scheme, and as an ablation the whole graph in int8 under its default scheme) against the torch float32 model on
-`--num` DDIM-50 samples of identical noise, paired FD / KD verdicts as `slimfusion compare` gives them; and the
+Speed: forward latency of builtin:ddpm-cifar10 (the CIFAR-10 DDPM UNet, random weights) at batch 8 and of the trained
+builtin:digits-ddpm at batch 64, every engine of one model timed in alternation with the others in each of `--rounds`
+rounds (median of `--repeats` forwards; speedup = median of per-round ratios against torch float32, and against torch
+bf16 + compile, 95% bootstrap interval over rounds). Quality: builtin:digits-ddpm exported in int8 (NNCF post-training,
+calibrated on 64 of its own DDIM-25 trajectories; the time path and first / last convolutions kept in float under NNCF's
+transformer scheme, and as an ablation the whole graph in int8 under its default scheme) against the torch float32 model
+on `--num` DDIM-50 samples of identical noise, paired FD / KD verdicts as `slimfusion compare` gives them; and the
 OpenVINO float32 and bf16 runs the same way (float32 should tie: float rounding only). Run it alone on the machine.
 """
 
@@ -64,8 +64,10 @@ def speed_rows(models: dict, batch: int, repeats: int, rounds: int) -> dict[str,
         for _ in range(rounds):
             for label, seconds in interleaved_latency(models, batch=batch, repeats=repeats).items():
                 per_round[label].append(seconds)
-    base = np.array(per_round["torch float32"])
-    return {k: (float(np.median(v)), *ratio(base, np.array(v))) for k, v in per_round.items()}
+    base, compiled = np.array(per_round["torch float32"]), np.array(per_round["torch bf16 + compile"])
+    return {
+        k: (float(np.median(v)), ratio(base, np.array(v)), ratio(compiled, np.array(v))) for k, v in per_round.items()
+    }
 
 
 def quality_rows(models: dict, num: int) -> dict[str, dict]:
@@ -103,15 +105,15 @@ def main() -> None:
         f"`.venv/bin/python benchmarks/deploy_cpu.py --num {args.num}` ({code}; {platform.processor() or 'cpu'},"
         f" {torch.get_num_threads()} threads; every speed a ratio to torch float32 timed in alternation in one run)",
         "",
-        "| model | batch | engine | forward s | speedup vs torch float32 [95%] |",
-        "|---|---:|---|---:|---|",
+        "| model | batch | engine | forward s | speedup vs torch float32 [95%] | vs torch bf16 + compile [95%] |",
+        "|---|---:|---|---:|---|---|",
     ]
     quality = {}
     with tempfile.TemporaryDirectory() as tmp:
         for source, batch in CASES:
             models = engines(source, batch, Path(tmp), ablation=source == "builtin:digits-ddpm")
-            for label, (seconds, *speed) in speed_rows(models, batch, args.repeats, args.rounds).items():
-                lines.append(f"| {source} | {batch} | {label} | {seconds:.4f} | {cell(*speed)} |")
+            for label, (seconds, speed, versus) in speed_rows(models, batch, args.repeats, args.rounds).items():
+                lines.append(f"| {source} | {batch} | {label} | {seconds:.4f} | {cell(*speed)} | {cell(*versus)} |")
             print("\n".join(lines[-4:]), flush=True)
             if source == "builtin:digits-ddpm" and args.num:
                 quality = quality_rows(models, args.num)

@@ -6,7 +6,9 @@ Regenerates benchmarks/results/forecast_digits.md:
 
 For each base sampler (DDIM 50, UniPC 20) and kept-MACs target (0.5, 0.35, 0.25): the uniform DeepCache plan
 (interval 2-10 x skip branch) whose measured kept MACs lie closest to the target; TaylorSeer on the very same schedule
-and blocks at orders 1 and 2 (same MACs: forecasting adds elementwise work only); and the base solver at
+and blocks at orders 1 and 2 (same MACs: forecasting adds elementwise work only); adaptive caching on the same
+branch, its threshold fitted to DeepCache's kept MACs on 32 calibration noises (its kept MACs as measured on the
+`num` samples from its decisions); and the base solver at
 round(steps x kept) evaluations, the same MACs spent on fewer steps. Quality: FD and KD (digits features, not FID /
 KID) of `num` samples vs all 1,797 digits; every verdict paired on identical noise (TaylorSeer vs DeepCache; each cache
 vs the fewer-steps row), a claim only when its 95% interval excludes zero. Speed: each row timed in alternation with
@@ -28,6 +30,7 @@ from slimfusion.models.io import load
 from slimfusion.quality import References, quality_of
 from slimfusion.sample import SampleConfig, sample
 from slimfusion.skip import SkipConfig, apply_plan, skip_plan
+from slimfusion.skip.adaptive import measured_kept
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "forecast_digits.md"
@@ -57,7 +60,8 @@ def run_of(model, plan, sampling: dict, num: int, seed: int, batch: int):
     config = SampleConfig(num=num, seed=seed, batch_size=batch, **sampling)
 
     def call():
-        with apply_plan(model, plan) if plan is not None else contextlib.nullcontext():
+        with apply_plan(model, plan) if plan is not None else contextlib.nullcontext() as state:
+            call.state = state  # an adaptive plan's gate decisions: the MACs this run really kept
             return sample(model, config, progress=False)
 
     return call
@@ -100,11 +104,17 @@ def main() -> None:
             for order in ORDERS:
                 forecast = config.model_copy(update={"method": "taylorseer", "order": order})
                 plans[f"TaylorSeer K={order} (same schedule)"] = skip_plan(model, forecast, progress=False)
+            adaptive = SkipConfig(method="adaptive", steps=steps, scheduler=scheduler, branch=config.branch,
+                                  target=deepcache.macs_ratio)  # fmt: skip
+            plans[f"adaptive b{config.branch} (DeepCache's MACs)"] = skip_plan(model, adaptive, progress=False)
             fewer = max(2, round(steps * deepcache.macs_ratio))
             rows = {n: (p, base) for n, p in plans.items()} | {f"{scheduler} {fewer}": (None, base | {"steps": fewer})}
-            qualities = {}
+            qualities, measured = {}, {}
             for name, (plan, sampling) in rows.items():
-                images = run_of(model, plan, sampling, args.num, args.seed, 250)()
+                call = run_of(model, plan, sampling, args.num, args.seed, 250)
+                images = call()
+                if plan is not None and plan.method == "adaptive":
+                    measured[name] = measured_kept(model, plan, call.state.gate.decisions)
                 qualities[name] = quality_of(images, record, WANTED, references)
                 print(name, qualities[name].values(), flush=True)
             calls = {"base": run_of(model, None, base, 64, args.seed, 64)}
@@ -116,7 +126,7 @@ def main() -> None:
                 values = q.values()
                 versus_cache = q.versus(qualities[reference], args.resamples)["fd"] if name != reference else None
                 versus_fewer = q.versus(qualities[fewer_name], args.resamples) if plan is not None else None
-                kept = plan.macs_ratio if plan is not None else fewer / steps
+                kept = measured.get(name, plan.macs_ratio) if plan is not None else fewer / steps
                 kd_text = verdict(thousandths(versus_fewer["kd"])) if versus_fewer else ""
                 lines.append(
                     f"| {scheduler} {steps} | {target:g} | {name} | {kept:.3f} | {values['fd']:.3f} |"

@@ -6,9 +6,11 @@ import pytest
 import torch
 from conftest import tiny_model
 
+from slimfusion.diffusion import calibration_noise, make_scheduler, predictor, run_chain
 from slimfusion.errors import ConfigError
 from slimfusion.sample import SampleConfig, sample
 from slimfusion.skip import SkipConfig, SkipState, apply_plan, skip_plan
+from slimfusion.skip.adaptive import measured_kept
 from slimfusion.skip.hooks import forecast
 
 STEPS = 8
@@ -69,4 +71,35 @@ def test_a_taylorseer_plan_is_refused_on_a_model_it_was_not_made_for(unet):
     other = tiny_model("UNet2DModel", seed=1)
     other.conv_in = torch.nn.Conv2d(other.conv_in.in_channels, other.conv_in.out_channels * 2, 3, padding=1)
     with pytest.raises(ConfigError), apply_plan(other, plan):
+        pass
+
+
+@pytest.mark.parametrize("target", [0.6])
+def test_the_adaptive_threshold_meets_its_kept_macs_target_on_calibration_noises(unet, target):
+    plan = skip_plan(unet, SkipConfig(method="adaptive", steps=50, target=target, calib=4, batch_size=1))
+    assert abs(plan.macs_ratio - target) <= 0.02 and plan.settings["threshold"] > 0
+    # the calibration noises again, through apply_plan: the decisions it records keep what the plan states
+    with torch.no_grad(), apply_plan(unet, plan) as state:
+        for noise in calibration_noise(unet, 4, 0).split(1):
+            run_chain(make_scheduler(unet, "ddim", 50), noise, predictor(unet))
+    decisions = state.gate.decisions
+    assert len(decisions) == 200 and decisions[0] and not all(decisions)
+    assert abs(measured_kept(unet, plan, decisions) - plan.macs_ratio) < 1e-6
+
+
+def test_an_adaptive_gate_that_never_closes_samples_the_full_model_and_one_that_never_opens_reuses(unet):
+    plan = skip_plan(unet, SkipConfig(method="adaptive", steps=STEPS, target=0.5, calib=2))
+    full = sample(unet, SampleConfig(num=2, steps=STEPS, batch_size=2, seed=3), progress=False)
+    never = plan.model_copy(update={"settings": plan.settings | {"threshold": 0.0}})
+    assert torch.equal(_images(unet, never), full)
+    always = plan.model_copy(update={"settings": plan.settings | {"threshold": 1e9}})
+    with apply_plan(unet, always) as state:
+        sample(unet, SampleConfig(num=2, steps=STEPS, batch_size=2, seed=3), progress=False)
+    assert state.gate.decisions == [True] + [False] * (STEPS - 1)
+
+
+def test_an_adaptive_plan_stating_fewer_macs_than_its_floor_is_refused(unet):
+    plan = skip_plan(unet, SkipConfig(method="adaptive", steps=STEPS, target=0.5, calib=2))
+    edited = plan.model_copy(update={"macs_ratio": 0.01})
+    with pytest.raises(ConfigError, match="adaptive skip plan"), apply_plan(unet, edited):
         pass

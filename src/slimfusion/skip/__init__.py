@@ -1,7 +1,8 @@
 """Timestep-wise block skipping: `skip_plan(model, SkipConfig(...))` -> a `SkipPlan`; `with apply_plan(model, plan):`.
 
-Two methods share one plan format and one code path: DiP-GO (a learned plan per step and block) and DeepCache (a
-static schedule with a shallow branch). See docs/skipping.md.
+The methods share one plan format and one code path: DiP-GO (a learned plan per step and block), DeepCache (a static
+schedule with a shallow branch), TaylorSeer (DeepCache's schedule, reused outputs forecast) and adaptive (DeepCache's
+branch, reused while its input barely changes; decided at run time). See docs/skipping.md.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from torch import nn
 from slimfusion.diffusion import calibration_noise, make_scheduler, predictor
 from slimfusion.diffusion.schedulers import known_solver
 from slimfusion.errors import ConfigError
-from slimfusion.skip.deepcache import deepcache_reuse
+from slimfusion.skip.adaptive import fit_threshold
+from slimfusion.skip.deepcache import branch_reuse, deepcache_reuse
 from slimfusion.skip.dipgo import plan_from_scores, train_pruner
 from slimfusion.skip.graph import cascade, consumers, kept_macs_ratio, skip_units, top_level, unit_macs
 from slimfusion.skip.hooks import SkipState, apply_plan
@@ -47,21 +49,23 @@ class SkipConfig(BaseModel):
     """How to make a skip plan.
 
     Args:
-        method (`str`, defaults to "dipgo"): "dipgo" (learned), "deepcache" (static schedule) or "taylorseer"
-            (DeepCache's schedule, the reused blocks' outputs forecast from their last full computations).
+        method (`str`, defaults to "dipgo"): "dipgo" (learned), "deepcache" (static schedule), "taylorseer"
+            (DeepCache's schedule, the reused outputs forecast from their last full computations) or "adaptive"
+            (DeepCache's branch reused while its input barely changes: decided at run time, a threshold fitted to
+            `target`).
         steps (`int`, defaults to 50): sampling steps the plan is for.
         scheduler (`str`, defaults to "ddim"): the solver the plan is for; DiP-GO learns on the DDIM chain only
             (its checkpointed steps must be stateless), DeepCache's static schedule takes any one-evaluation-per-step
             solver.
-        target (`float`, defaults to 0.25): DiP-GO's kept share of the sampling run's MACs, in (0, 1].
+        target (`float`, defaults to 0.25): DiP-GO's and adaptive's kept share of the sampling run's MACs, in (0, 1].
         tolerance (`float`, defaults to 0.0125): DiP-GO's post-processing stops within this of the target.
         iterations (`int`, defaults to 100): DiP-GO's SGD iterations (cosine schedule).
         lr (`float`, defaults to 0.02): DiP-GO's SGD learning rate (momentum 0.9); higher rates flip many gates at
             once and the plans lose quality (benchmarks/results/skip_digits.md).
         loss (`str`, defaults to "ssim"): DiP-GO's consistency loss: "ssim" (the paper's best), "l1" or "l2".
         sparsity_weight (`float`, defaults to 1.0): weight of the MACs-weighted sparsity term.
-        calib (`int`, defaults to 32): calibration noises (from the seed), DiP-GO.
-        batch_size (`int`, defaults to 8): calibration noises per iteration, DiP-GO.
+        calib (`int`, defaults to 32): calibration noises (from the seed), DiP-GO and adaptive.
+        batch_size (`int`, defaults to 8): calibration noises per iteration, DiP-GO; per calibration run, adaptive.
         checkpoint (`bool`, defaults to True): DiP-GO recomputes each sampling step in the backward pass, so memory
             stays flat in the step count (False: faster, memory grows with the steps).
         interval (`int`, defaults to 3): DeepCache's cache interval N (a full step every N).
@@ -75,7 +79,7 @@ class SkipConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     version: int = 1
-    method: Literal["dipgo", "deepcache", "taylorseer"] = "dipgo"
+    method: Literal["dipgo", "deepcache", "taylorseer", "adaptive"] = "dipgo"
     steps: int = Field(50, ge=2, le=1000)
     scheduler: str = "ddim"
     target: float = Field(0.25, gt=0, le=1)
@@ -129,11 +133,29 @@ def skip_plan(
     macs, total = unit_macs(model, units)
     scheduler = make_scheduler(model, config.scheduler, config.steps)
     settings = config.model_dump(exclude={"version"})
+    if conditions is None and config.method in ("dipgo", "adaptive") and type(model).__name__ != "UNet2DModel":
+        raise ConfigError(f"{type(model).__name__} is conditional: give calibration prompts or class labels")
+    macs_ratio = None
     if config.method in ("deepcache", "taylorseer"):
         keys = ("method", "steps", "scheduler", "interval", "branch", "uniform", "center")
         keys += ("order",) if config.method == "taylorseer" else ()
         settings = {k: settings[k] for k in keys}
         reuse = deepcache_reuse(model, config.steps, config.interval, config.branch, config.uniform, config.center)
+    elif config.method == "adaptive":
+        kept = ("method", "steps", "scheduler", "branch", "target", "calib", "batch_size", "seed")
+        settings = {k: settings[k] for k in kept}
+        branch = branch_reuse(model, config.branch)
+        reuse = [[]] + [list(branch)] * (config.steps - 1)  # what may be reused; the gate decides at run time
+        blocks = [u for u in units if u in top_level(branch)]
+        saved = 1.0 - kept_macs_ratio([branch], macs, total)
+        device = next(model.parameters()).device
+        noise = calibration_noise(model, config.calib, config.seed).to(device)
+        conditions, null = (None if t is None else t.to(device) for t in (conditions, null))
+        predict = predictor(model, conditions, null, guidance)
+        threshold, macs_ratio = fit_threshold(
+            model, scheduler, noise, predict, blocks, saved, config.target, config.batch_size
+        )
+        settings |= {"threshold": threshold, "guidance": guidance}
     else:
         device = next(model.parameters()).device  # DiP-GO trains where the model lives (a GPU makes it minutes)
         names = top_level(units)
@@ -141,8 +163,6 @@ def skip_plan(
         weights = torch.tensor([sum(macs[u] for u in cascade({n}, graph)) / total for n in names], device=device)
         noise = calibration_noise(model, config.calib, config.seed).to(device)
         conditions, null = (None if t is None else t.to(device) for t in (conditions, null))
-        if conditions is None and type(model).__name__ != "UNet2DModel":
-            raise ConfigError(f"{type(model).__name__} is conditional: give calibration prompts or class labels")
 
         def predictors(idx: torch.Tensor):
             return predictor(model, conditions, null, guidance, indices=idx)
@@ -160,7 +180,7 @@ def skip_plan(
         steps=config.steps,
         units=units,
         reuse=reuse,
-        macs_ratio=round(kept_macs_ratio(reuse, macs, total), 6),
+        macs_ratio=round(kept_macs_ratio(reuse, macs, total) if macs_ratio is None else macs_ratio, 6),
         method=config.method,
         settings=settings,
     )

@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from slimfusion.errors import ConfigError
+from slimfusion.skip.gate import ChangeGate
 from slimfusion.skip.plan import SkipPlan, check_plan
 
 STEP_HOOK = "slimfusion_skip_step"
@@ -41,12 +42,15 @@ class SkipState:
         self.history: dict[str, list[tuple[int, Any]]] = {}
         self.calls: dict[str, int] = {}
         self.mix: Callable[[str, Any], Any] | None = None
+        self.gate: Any | None = None  # adaptive caching's run-time decision (skip/adaptive.py), fed block inputs
 
     # The bookkeeping below runs outside torch.compile (`torch.compiler.disable`): traced, Dynamo would guard on the
     # step counter (a Python int) and recompile the model at every sampling step until its recompile limit.
     @torch.compiler.disable
-    def kept(self, name: str) -> Any | None:
+    def kept(self, name: str, inputs: tuple = ()) -> Any | None:
         """The output `name` kept at an earlier step when the plan reuses it at this one, else None (then it runs)."""
+        if self.gate is not None and inputs and isinstance(inputs[0], torch.Tensor):
+            self.gate.observe(self.step, inputs[0])
         if self.step > 0 and not self.decide(self.step, name) and name in self.cache:
             if self.order and len(self.history.get(name, ())) > 1:
                 return forecast(self.history[name], self.step)
@@ -123,7 +127,7 @@ class _BlockHook(ModelHook):
         self.name, self.state = name, state
 
     def new_forward(self, module, *args, **kwargs):
-        reused = self.state.kept(self.name)
+        reused = self.state.kept(self.name, args)
         if reused is not None:
             return reused
         return self.state.keep(self.name, self.fn_ref.original_forward(*args, **kwargs))
@@ -168,14 +172,27 @@ def _recompile_budget_per_block(hooked_blocks: int) -> contextlib.AbstractContex
 def apply_plan(model: nn.Module, plan: SkipPlan) -> Iterator[SkipState]:
     """`with apply_plan(unet, plan):` every sampling run of `unet` (alone or inside a pipeline) follows the plan.
 
-    Yields the `SkipState`, whose `calls` count how often each block the plan reuses (see `hooked_units`) really ran.
+    Yields the `SkipState`, whose `calls` count how often each block the plan reuses (see `hooked_units`) really ran
+    (an adaptive plan's `state.gate.decisions`: whether the deep part ran, step by step, over every run).
     """
     check_plan(plan, model)
     reuse = [plan.reused_at(s) for s in range(plan.steps)]
     order = int(plan.settings.get("order", 0)) if plan.method == "taylorseer" else 0
-    state = SkipState(plan.steps, lambda step, name: name not in reuse[step], order)
+    if plan.method == "adaptive":  # the plan names what may be reused; its gate decides at each step
+        state = adaptive_state(plan.steps, hooked_units(plan), float(plan.settings["threshold"]))
+    else:
+        state = SkipState(plan.steps, lambda step, name: name not in reuse[step], order)
     with hooked(model, hooked_units(plan), state):
         yield state
+
+
+def adaptive_state(steps: int, reused: list[str], threshold: float) -> SkipState:
+    """The hooks' state of an adaptive plan: a block of `reused` returns its kept output when the gate says so."""
+    gate = ChangeGate(threshold)
+    blocks = set(reused)
+    state = SkipState(steps, lambda step, name: name not in blocks or gate.run)
+    state.gate = gate
+    return state
 
 
 def hooked_units(plan: SkipPlan) -> list[str]:

@@ -41,7 +41,8 @@ class SkipPlan(BaseModel):
         reuse (`list[list[str]]`): per step, the blocks that return their previous output instead of computing
             (cascaded blocks included); step 0 reuses nothing.
         macs_ratio (`float`): kept share of the full sampling run's MACs.
-        method (`str`): "dipgo", "deepcache" or "none".
+        method (`str`): "dipgo", "deepcache", "taylorseer", "adaptive" (`reuse` lists what may be reused; the
+            gate decides at run time, `macs_ratio` is what calibration kept) or "none".
         settings (`dict`): the method's settings.
     """
 
@@ -136,7 +137,13 @@ def check_plan(plan: SkipPlan, model: nn.Module, scheduler: str | None = None, s
     if steps is not None and steps != plan.steps:
         raise ConfigError(f"skip plan was made for {plan.steps} sampling steps, not {steps}")
     measured = measured_macs_ratio(plan, model)
-    if abs(measured - plan.macs_ratio) > MACS_TOLERANCE:
+    if plan.method == "adaptive":  # decided at run time: the file states what calibration kept, at least the floor
+        if plan.macs_ratio < measured - MACS_TOLERANCE or "threshold" not in plan.settings:
+            raise ConfigError(
+                f"adaptive skip plan states {plan.macs_ratio:.3f} of the MACs kept, below the {measured:.3f} it keeps"
+                " when every step reuses (or it has no threshold): the file was edited or is corrupt"
+            )
+    elif abs(measured - plan.macs_ratio) > MACS_TOLERANCE:
         raise ConfigError(
             f"skip plan states {plan.macs_ratio:.3f} of the MACs kept, but on this model it keeps {measured:.3f};"
             " the file was edited or is corrupt: make a new plan"

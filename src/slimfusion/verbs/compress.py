@@ -237,7 +237,8 @@ def _engine_allowed(denoiser, knobs: dict, sampling: dict) -> str | None:
 # float32 IR samples torch's images up to float rounding (tested within 1e-4), as compile does, so it shares its
 # setting's verdicts; int8 and bf16 are judged on their own images
 register_lever(Lever("engine", "model", {"int8": (False, True), "bf16": (False, True)}, _engine, _engine_label,
-                     allowed=_engine_allowed, stage=35, excludes=("precision", "compile", "cache", "forecast"),
+                     allowed=_engine_allowed, stage=35,
+                     excludes=("precision", "compile", "cache", "forecast", "adaptive"),
                      exact=lambda k: not (k["int8"] or k["bf16"])))  # fmt: skip
 
 

@@ -25,18 +25,19 @@ PLAN_NAME = "plan.json"
 class SkipOptions(SkipConfig):
     """skip-plan's options: SkipConfig plus DiP-GO's calibration conditions of conditional pipelines."""
 
-    prompts: Path | None = Field(None, description="dipgo, text-to-image: calibration prompts file")
+    prompts: Path | None = Field(None, description="dipgo / adaptive, text-to-image: calibration prompts file")
     class_labels: str | None = Field(None, description="dipgo, DiT: calibration labels, e.g. 3,7")
-    guidance: float = Field(DEFAULT_GUIDANCE, description="dipgo: guidance scale during calibration")
+    guidance: float = Field(DEFAULT_GUIDANCE, description="dipgo / adaptive: guidance scale during calibration")
 
     def technique(self) -> SkipConfig:
         return config_of(self, SkipConfig)
 
 
 def make_plan(subject: Subject, options: SkipOptions, progress: bool = True) -> SkipPlan:
-    """The plan for the subject's denoiser (DiP-GO calibrates a conditional pipeline on its prompts / labels)."""
+    """The plan for the subject's denoiser (DiP-GO and adaptive calibrate a conditional pipeline on its prompts /
+    labels)."""
     conditions = null = None
-    if options.method == "dipgo" and (options.prompts is not None or options.class_labels is not None):
+    if options.method in ("dipgo", "adaptive") and (options.prompts is not None or options.class_labels is not None):
         if not subject.is_pipeline:
             raise ConfigError("--prompts / --class-labels need a pipeline folder (its text encoder or label table)")
         conditions = calibration_conditions(subject, options.prompts, options.class_labels)
@@ -99,5 +100,27 @@ register_lever(
         lambda k: f"TaylorSeer N={k['interval']} K={k['order']}" + (f" b{k['branch']}" if k["branch"] else ""),
         allowed=_cache_allowed,
         excludes=("cache",),
+    )
+)
+
+
+def _adaptive_allowed(denoiser, knobs: dict, sampling: dict) -> str | None:
+    if type(denoiser).__name__ != "UNet2DModel":
+        return "adaptive caching calibrates on the model alone: unconditional UNets (skip-plan takes --prompts)"
+    if SOLVERS[sampling["scheduler"]].stochastic or sampling["scheduler"] == "heun":
+        return "adaptive caching takes deterministic one-evaluation-per-step solvers"
+    return None
+
+
+# adaptive caching as a lever: DeepCache's branch reused while its input barely changes, at a kept-MACs target
+register_lever(
+    Lever(
+        "adaptive",
+        "plan",
+        {"target": (0.5, 0.35), "branch": (0,)},
+        lambda build, knobs: _cache(build, knobs, "adaptive"),
+        lambda k: f"adaptive cache {k['target']:g}" + (f" b{k['branch']}" if k["branch"] else ""),
+        allowed=_adaptive_allowed,
+        excludes=("cache", "forecast"),
     )
 )
