@@ -62,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=4, help="the student's sampling steps")
-    parser.add_argument("--train-steps", type=int, default=2500)
+    parser.add_argument("--train-steps", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--work", default="runs/deploy_student")
     args = parser.parse_args()
@@ -94,7 +94,7 @@ def main() -> None:
         "",
         f"Command: `.venv/bin/python benchmarks/deploy_student.py --num {args.num}` ({code}; student {note})",
         "",
-        __doc__.split("\n\n")[2].strip().replace("\n", " "),
+        __doc__.split("\n\n")[3].strip().replace("\n", " "),
         "",
         "| row | FD | KD x1000 | FD vs DDIM 50 | KD vs DDIM 50 (x1000) | FD vs the float32 student | speedup over"
         " DDIM 50 torch float32 |",
