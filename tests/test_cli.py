@@ -97,15 +97,20 @@ def test_prune_bad_ratio_is_one_line_and_writes_nothing(tmp_path, monkeypatch, c
 
 def test_demo_is_optimize_with_the_pruning_story_as_one_lever(tmp_path):
     out = tmp_path / "demo"
-    args = ("demo", "--out", str(out), "--num", "8", "--finetune-steps", "2", "--budget", "150")
+    args = ("demo", "--out", str(out), "--num", "8", "--finetune-steps", "2", "--budget", "200")
     result = run_cli(*args, timeout=900, fresh=True)
     assert result.returncode == 0, result.stderr[-2000:]
     front = json.loads((out / "frontier.json").read_text())
-    labels = " ".join(r["label"] for r in front["frontier"]) + " ".join(json.dumps(r) for r in front["notes"])
+    # every candidate of the space is accounted for: measured (a frontier row) or noted with why not (the budget)
+    keys = [r["key"] for r in front["frontier"]] + list(front["notes"])
     journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
     probed = [json.loads(r["key"]) for r in journal if r["rung"] == "probe"]
     assert {p["prune"]["method"] for p in probed if "prune" in p} == {"diff-pruning", "magnitude"}
-    assert "unipc" in labels and "DeepCache" in labels
+    assert {"solver", "cache", "prune"} <= {lever for k in keys for lever in json.loads(k)}
+    assert any('"unipc"' in k for k in keys)
+    # a slow machine may spend the whole budget on the probes (two prunings trained): then the notes say so
+    screened = any(r["rung"] == "screen" for r in front["frontier"])
+    assert screened or any("budget" in why for why in front["notes"].values()), front["notes"]
     assert (out / "report.html").read_text().count("<h1>") == 1 and (out / "frontier.png").exists()
     if front["chosen"] is not None:
         assert slimfusion.load(out / "model").config.sample_size == 16
