@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from runinfo import stamp
+from runinfo import stamp, verdict
 
 from slimfusion.export import ExportConfig, export_openvino
 from slimfusion.metrics.cost import interleaved_latency
@@ -86,11 +86,6 @@ def quality_rows(models: dict, num: int) -> dict[str, dict]:
     return rows
 
 
-def diff(measured: dict, scale: float = 1.0) -> str:
-    low, high = (scale * v for v in measured["interval"])
-    return f"{scale * measured['difference']:+.3f} [{low:+.3f}, {high:+.3f}] {measured['verdict']}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num", type=int, default=2000)
@@ -122,7 +117,7 @@ def main() -> None:
         header = "| engine | FD diff [95%] | KD diff [95%] (x1000) | max pixel difference |"
         lines += ["", title, "", header, "|---|---|---|---:|"]
         for label, row in quality.items():
-            lines.append(f"| {label} | {diff(row['fd'])} | {diff(row['kd'], 1e3)} | {row['max_pixel']:.4f} |")
+            lines.append(f"| {label} | {verdict(row['fd'])} | {verdict(row['kd'], 1e3)} | {row['max_pixel']:.4f} |")
     RESULT.write_text("\n".join(lines) + "\n")
     print(RESULT.read_text())
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from runinfo import stamp
+from runinfo import stamp, verdict
 
 from slimfusion.data import load_images
 from slimfusion.export import ExportConfig, export_openvino
@@ -51,11 +51,6 @@ def student(work: Path, train_steps: int, steps: int) -> tuple[torch.nn.Module, 
     save(model, folder, overwrite=True)
     record.write_text(json.dumps({"settings": settings, "note": note}))
     return load(folder), note
-
-
-def verdict(row: dict, scale: float = 1.0) -> str:
-    low, high = (scale * v for v in row["interval"])
-    return f"{scale * row['difference']:+.3f} [{low:+.3f}, {high:+.3f}] {row['verdict']}"
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import contextlib
 from pathlib import Path
 
 import torch
-from runinfo import stamp
+from runinfo import stamp, verdict
 
 from slimfusion.errors import ConfigError
 from slimfusion.metrics.timing import cell, speedups
@@ -65,15 +65,6 @@ def run_of(model, plan, sampling: dict, num: int, seed: int, batch: int):
             return sample(model, config, progress=False)
 
     return call
-
-
-def verdict(row: dict) -> str:
-    low, high = row["interval"]
-    return f"{row['difference']:+.3f} [{low:+.3f}, {high:+.3f}] {row['verdict']}"
-
-
-def thousandths(row: dict) -> dict:
-    return row | {"difference": row["difference"] * 1000, "interval": [v * 1000 for v in row["interval"]]}
 
 
 def main() -> None:
@@ -127,7 +118,7 @@ def main() -> None:
                 versus_cache = q.versus(qualities[reference], args.resamples)["fd"] if name != reference else None
                 versus_fewer = q.versus(qualities[fewer_name], args.resamples) if plan is not None else None
                 kept = measured.get(name, plan.macs_ratio) if plan is not None else fewer / steps
-                kd_text = verdict(thousandths(versus_fewer["kd"])) if versus_fewer else ""
+                kd_text = verdict(versus_fewer["kd"], 1000) if versus_fewer else ""
                 lines.append(
                     f"| {scheduler} {steps} | {target:g} | {name} | {kept:.3f} | {values['fd']:.3f} |"
                     f" {values['kd'] * 1000:.2f} | {verdict(versus_cache) if versus_cache else ''} |"

@@ -1,4 +1,5 @@
-"""What every benchmark row records about the run that made it: the code's commit, and a cache keyed by it.
+"""What every benchmark row records about the run that made it: the code's commit, and a cache keyed by it; the
+verdict cell the tables share.
 
 A cached row is reused only when its key (the full settings of the row plus the commit of the code under src/)
 matches; a rerun with changed code or settings recomputes the row instead of mixing runs in one table.
@@ -31,6 +32,12 @@ def code_version() -> str:
     tree = subprocess.run(["git", "rev-parse", "HEAD:src"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     diff = subprocess.run(["git", "diff", "HEAD", "--", "src"], capture_output=True, text=True, cwd=ROOT).stdout
     return tree[:12] + (f"+{hashlib.sha1(diff.encode()).hexdigest()[:8]}" if diff else "")
+
+
+def verdict(row: dict, scale: float = 1.0) -> str:
+    """A paired verdict as a table cell: "+0.016 [-0.014, +0.049] tie" (`scale`: e.g. 1000 for KD in thousandths)."""
+    low, high = (scale * v for v in row["interval"])
+    return f"{scale * row['difference']:+.3f} [{low:+.3f}, {high:+.3f}] {row['verdict']}"
 
 
 class RowCache:
