@@ -85,6 +85,8 @@ class Lever:
     some settings are: OpenVINO float32, not its int8): a composition with it is screened as soon as its other levers
     held together, before the compositions that add a lossy lever, and it shares the verdicts of that setting on the
     same samples (its images are that setting's); a confirmed one is timed itself.
+    `share(knobs)`: a plan lever's kept MACs known before its plan is made (adaptive caching's fitted target): the
+    screen's order reads it instead of making every plan up front (a plan that is fitted costs seconds each).
     """
 
     name: str
@@ -100,6 +102,7 @@ class Lever:
     sampling_knobs: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
     exact: bool | Callable[[dict], bool] = False
+    share: Callable[[dict], float] | None = None
 
     def is_exact(self, knobs: dict) -> bool:
         return self.exact(knobs) if callable(self.exact) else self.exact

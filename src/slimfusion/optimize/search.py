@@ -149,8 +149,12 @@ class Search:
         return sampling["steps"] * kept / forward if forward > 0 else float("inf")
 
     def plan_share(self, candidate: Candidate) -> float:
-        """The kept MACs of the candidate's plan, made once per model variant, plan setting and step count."""
+        """The kept MACs of the candidate's plan, made once per model variant, plan setting and step count (or as its
+        lever declares it)."""
         plans = {n: k for n, k in candidate.items() if LEVERS[n].kind == "plan"}
+        declared = [LEVERS[n].share(k) for n, k in plans.items() if LEVERS[n].share is not None]
+        if declared:  # known before the plan is made (a fitted plan is made only when screened)
+            return min(declared)
         memo = (model_key(candidate), key_of(plans), sampled_with(candidate, self.config)["steps"])
         if memo not in self.shares:
             self.shares[memo] = self.arena.builder.build(candidate)[1].plan.macs_ratio

@@ -122,5 +122,6 @@ register_lever(
         lambda k: f"adaptive cache {k['target']:g}" + (f" b{k['branch']}" if k["branch"] else ""),
         allowed=_adaptive_allowed,
         excludes=("cache", "forecast"),
+        share=lambda k: k["target"],
     )
 )
