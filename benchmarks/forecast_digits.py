@@ -105,7 +105,7 @@ def main() -> None:
                 call = run_of(model, plan, sampling, args.num, args.seed, 250)
                 images = call()
                 if plan is not None and plan.method == "adaptive":
-                    measured[name] = measured_kept(model, plan, call.state.gate.decisions)
+                    measured[name] = measured_kept(model, plan, call.state.gate)
                 qualities[name] = quality_of(images, record, WANTED, references)
                 print(name, qualities[name].values(), flush=True)
             calls = {"base": run_of(model, None, base, 64, args.seed, 64)}

@@ -147,13 +147,12 @@ def skip_plan(
         branch = branch_reuse(model, config.branch)
         reuse = [[]] + [list(branch)] * (config.steps - 1)  # what may be reused; the gate decides at run time
         blocks = [u for u in units if u in top_level(branch)]
-        saved = 1.0 - kept_macs_ratio([branch], macs, total)
         device = next(model.parameters()).device
         noise = calibration_noise(model, config.calib, config.seed).to(device)
         conditions, null = (None if t is None else t.to(device) for t in (conditions, null))
         predict = predictor(model, conditions, null, guidance)
         threshold, macs_ratio = fit_threshold(
-            model, scheduler, noise, predict, blocks, saved, config.target, config.batch_size
+            model, scheduler, noise, predict, blocks, macs, total, config.target, config.batch_size
         )
         settings |= {"threshold": threshold, "guidance": guidance}
     else:

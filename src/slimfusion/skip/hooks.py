@@ -42,16 +42,17 @@ class SkipState:
         self.history: dict[str, list[tuple[int, Any]]] = {}
         self.calls: dict[str, int] = {}
         self.mix: Callable[[str, Any], Any] | None = None
-        self.gate: Any | None = None  # adaptive caching's run-time decision (skip/adaptive.py), fed block inputs
+        self.leading: str | None = None
+        self.gate: Any | None = None  # adaptive caching's run-time decision (skip/gate.py), fed its leader's output
 
     # The bookkeeping below runs outside torch.compile (`torch.compiler.disable`): traced, Dynamo would guard on the
     # step counter (a Python int) and recompile the model at every sampling step until its recompile limit.
     @torch.compiler.disable
-    def kept(self, name: str, inputs: tuple = ()) -> Any | None:
+    def kept(self, name: str) -> Any | None:
         """The output `name` kept at an earlier step when the plan reuses it at this one, else None (then it runs)."""
-        if self.gate is not None and inputs and isinstance(inputs[0], torch.Tensor):
-            self.gate.observe(self.step, inputs[0])
-        if self.step > 0 and not self.decide(self.step, name) and name in self.cache:
+        if self.gate is not None and self.gate.leads(self.step, name):
+            self.leading = name  # runs; its output decides for the other reused blocks (`keep`)
+        elif self.step > 0 and not self.decide(self.step, name) and name in self.cache:
             if self.order and len(self.history.get(name, ())) > 1:
                 return forecast(self.history[name], self.step)
             return self.cache[name]
@@ -63,6 +64,9 @@ class SkipState:
         """Keep the output `name` just computed (mixed with its previous one under DiP-GO's gates) and return it."""
         if self.mix is not None:
             out = self.mix(name, out)
+        if self.gate is not None and name == self.leading:
+            self.gate.observe(self.step, out)
+            self.leading = None
         self.cache[name] = out
         if self.order:
             self.history[name] = [*self.history.get(name, [])[-self.order :], (self.step, out)]
@@ -127,7 +131,7 @@ class _BlockHook(ModelHook):
         self.name, self.state = name, state
 
     def new_forward(self, module, *args, **kwargs):
-        reused = self.state.kept(self.name, args)
+        reused = self.state.kept(self.name)
         if reused is not None:
             return reused
         return self.state.keep(self.name, self.fn_ref.original_forward(*args, **kwargs))
