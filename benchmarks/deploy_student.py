@@ -87,7 +87,8 @@ def main() -> None:
     lines = [
         "# A step-distilled student on OpenVINO int8",
         "",
-        f"Command: `.venv/bin/python benchmarks/deploy_student.py --num {args.num}` ({code}; student {note})",
+        f"Command: `.venv/bin/python benchmarks/deploy_student.py --num {args.num} --steps {args.steps} --train-steps"
+        f" {args.train_steps}` ({code}; student {note})",
         "",
         __doc__.split("\n\n")[3].strip().replace("\n", " "),
         "",
