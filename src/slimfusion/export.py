@@ -135,8 +135,12 @@ def export_openvino(model: nn.Module, config: ExportConfig, out: str | Path, ove
     meta.setdefault("history", []).append({"step": "export", "config": config.model_dump(), "version": __version__})
     with atomic_folder(target) as tmp:
         tmp.mkdir(parents=True)
-        settings = {"batch": config.batch, "int8": config.int8, "precision": config.precision}
-        settings["openvino"] = ov.__version__
+        settings = {
+            "batch": config.batch,
+            "int8": config.int8,
+            "precision": config.precision,
+            "openvino": ov.__version__,
+        }
         write_folder(tmp, ir, dict(model.config), meta, settings)
     return target
 

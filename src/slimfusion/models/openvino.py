@@ -11,6 +11,7 @@ openvino is an optional extra, imported only here.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ def openvino_runtime():
     return openvino
 
 
+@functools.cache  # a property of the machine: asked per engine candidate, a Core built once
 def cpu_has_bf16() -> bool:
     """Whether OpenVINO's CPU plugin has native bf16 here (it then runs float32 IRs in bf16 unless told not to)."""
     return "BF16" in openvino_runtime().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")

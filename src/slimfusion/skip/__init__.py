@@ -133,8 +133,12 @@ def skip_plan(
     macs, total = unit_macs(model, units)
     scheduler = make_scheduler(model, config.scheduler, config.steps)
     settings = config.model_dump(exclude={"version"})
-    if conditions is None and config.method in ("dipgo", "adaptive") and type(model).__name__ != "UNet2DModel":
-        raise ConfigError(f"{type(model).__name__} is conditional: give calibration prompts or class labels")
+    if config.method in ("dipgo", "adaptive"):  # both calibrate where the model lives (a GPU makes it minutes)
+        if conditions is None and type(model).__name__ != "UNet2DModel":
+            raise ConfigError(f"{type(model).__name__} is conditional: give calibration prompts or class labels")
+        device = next(model.parameters()).device
+        noise = calibration_noise(model, config.calib, config.seed).to(device)
+        conditions, null = (None if t is None else t.to(device) for t in (conditions, null))
     macs_ratio = None
     if config.method in ("deepcache", "taylorseer"):
         keys = ("method", "steps", "scheduler", "interval", "branch", "uniform", "center")
@@ -147,21 +151,15 @@ def skip_plan(
         branch = branch_reuse(model, config.branch)
         reuse = [[]] + [list(branch)] * (config.steps - 1)  # what may be reused; the gate decides at run time
         blocks = [u for u in units if u in top_level(branch)]
-        device = next(model.parameters()).device
-        noise = calibration_noise(model, config.calib, config.seed).to(device)
-        conditions, null = (None if t is None else t.to(device) for t in (conditions, null))
         predict = predictor(model, conditions, null, guidance)
         threshold, macs_ratio = fit_threshold(
             model, scheduler, noise, predict, blocks, macs, total, config.target, config.batch_size
         )
         settings |= {"threshold": threshold, "guidance": guidance}
     else:
-        device = next(model.parameters()).device  # DiP-GO trains where the model lives (a GPU makes it minutes)
         names = top_level(units)
         graph = consumers(model, names)
         weights = torch.tensor([sum(macs[u] for u in cascade({n}, graph)) / total for n in names], device=device)
-        noise = calibration_noise(model, config.calib, config.seed).to(device)
-        conditions, null = (None if t is None else t.to(device) for t in (conditions, null))
 
         def predictors(idx: torch.Tensor):
             return predictor(model, conditions, null, guidance, indices=idx)

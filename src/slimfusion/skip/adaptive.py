@@ -1,4 +1,4 @@
-"""Adaptive caching: at run time, how much the input of the UNet's deep part changed decides whether it runs.
+"""Adaptive caching: at run time, how much the deep part's first block output changed decides whether the rest runs.
 
 FirstBlockCache style, on DeepCache's branch: the shallow part runs at every step, and so does the first reused block
 (the leader); the relative L1 change of the leader's output since the previous step is accumulated, and while the sum

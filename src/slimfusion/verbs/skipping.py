@@ -68,10 +68,15 @@ def _cache(build: Build, knobs: dict, method: str = "deepcache") -> None:
     build.plan = skip_plan(build.plan_model, config, progress=False)
 
 
+def _one_deterministic_evaluation(sampling: dict) -> bool:
+    """Whether the solver evaluates the model once per step without noise (what step-indexed reuse assumes)."""
+    return not SOLVERS[sampling["scheduler"]].stochastic and sampling["scheduler"] != "heun"
+
+
 def _cache_allowed(denoiser, knobs: dict, sampling: dict) -> str | None:
     if family_of(denoiser).cache_branch is None:
         return f"DeepCache needs a UNet's shallow branch; {type(denoiser).__name__} has none"
-    if SOLVERS[sampling["scheduler"]].stochastic or sampling["scheduler"] == "heun":
+    if not _one_deterministic_evaluation(sampling):
         return "DeepCache's static schedule takes deterministic one-evaluation-per-step solvers"
     if sampling["steps"] < 2 * knobs["interval"]:
         return f"{sampling['steps']} steps leave fewer than two full steps at interval {knobs['interval']}"
@@ -107,7 +112,7 @@ register_lever(
 def _adaptive_allowed(denoiser, knobs: dict, sampling: dict) -> str | None:
     if type(denoiser).__name__ != "UNet2DModel":
         return "adaptive caching calibrates on the model alone: unconditional UNets (skip-plan takes --prompts)"
-    if SOLVERS[sampling["scheduler"]].stochastic or sampling["scheduler"] == "heun":
+    if not _one_deterministic_evaluation(sampling):
         return "adaptive caching takes deterministic one-evaluation-per-step solvers"
     return None
 
