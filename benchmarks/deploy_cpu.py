@@ -2,7 +2,7 @@
 
 Regenerates benchmarks/results/deploy_cpu.md:
 
-    .venv/bin/python benchmarks/deploy_cpu.py --num 2000
+    .venv/bin/python benchmarks/deploy_cpu.py --num 2000 --rounds 5 --repeats 3
 
 Speed: forward latency of builtin:ddpm-cifar10 (the CIFAR-10 DDPM UNet, random weights) at batch 8 and of the trained
 builtin:digits-ddpm at batch 64, every engine of one model timed in alternation with the others in each of `--rounds`
@@ -97,7 +97,8 @@ def main() -> None:
     lines = [
         "# OpenVINO against torch on this CPU",
         "",
-        f"`.venv/bin/python benchmarks/deploy_cpu.py --num {args.num}` ({code}; {platform.processor() or 'cpu'},"
+        f"`.venv/bin/python benchmarks/deploy_cpu.py --num {args.num} --rounds {args.rounds} --repeats {args.repeats}`"
+        f" ({code}; {platform.processor() or 'cpu'},"
         f" {torch.get_num_threads()} threads; every speed a ratio to torch float32 timed in alternation in one run)",
         "",
         "| model | batch | engine | forward s | speedup vs torch float32 [95%] | vs torch bf16 + compile [95%] |",
